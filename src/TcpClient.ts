@@ -1,0 +1,261 @@
+/**
+ * Outgoing TCP connections: libdill's `tcp_connect` / `tcp_connect_mem` /
+ * `tcp_fromfd` as an Effect service.
+ *
+ * @since 0.1.0
+ */
+import { Array as Arr, Context, Duration, Effect, Exit, Layer, Option } from "effect"
+import type { Scope } from "effect"
+import { AddressResolver, Host, NetAddress } from "effect/net"
+import * as NodeAddressResolver from "@effect/platform-node/NodeAddressResolver"
+import * as NodeDns from "@effect/platform-node/NodeDns"
+import * as Deadline from "./Deadline.ts"
+import { type Family, nodeHost, parse, resolve, type TcpAddress } from "./internal/address.ts"
+import { Connection } from "./internal/connection.ts"
+import { applySettings, resolveSettings, type SocketSettings } from "./internal/options.ts"
+import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
+import * as TcpError from "./TcpError.ts"
+import * as TcpSocket from "./TcpSocket.ts"
+import { TcpStorage } from "./TcpStorage.ts"
+import type * as TcpStorageModule from "./TcpStorage.ts"
+
+export type {
+  /**
+   * Where to connect: `"host:port"`, `"[v6]:port"`, `{ host, port }` or
+   * `effect/net`'s `NetAddress.InetAddress`.
+   *
+   * @since 0.1.0
+   */
+  TcpAddress
+}
+
+/**
+ * Options for `connect`: a deadline and/or timeout for the whole call (name
+ * resolution, waiting for a storage slot, the handshake), the caller's own
+ * storage slot, socket settings and the address family a name may resolve to.
+ *
+ * @example
+ * ```ts
+ * import type { TcpClient } from "effect-tcp"
+ * const options: TcpClient.ConnectOptions = { timeout: "2 seconds", family: "ipv4", keepAlive: "30 seconds" }
+ * ```
+ * @since 0.1.0
+ */
+export interface ConnectOptions extends Deadline.Options, SocketSettings {
+  readonly storage?: TcpStorageModule.Slot | undefined
+  readonly family?: Family | undefined
+}
+
+/**
+ * Options for `fromFd`.
+ *
+ * @example
+ * ```ts
+ * import type { TcpClient } from "effect-tcp"
+ * const options: TcpClient.FromFdOptions = { noDelay: false }
+ * ```
+ * @since 0.1.0
+ */
+export interface FromFdOptions extends Deadline.Options, SocketSettings {
+  readonly storage?: TcpStorageModule.Slot | undefined
+}
+
+/**
+ * The client service.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient, TcpNode } from "effect-tcp"
+ * const program = Effect.gen(function*() {
+ *   const client = yield* TcpClient.TcpClient
+ *   const socket = yield* client.connect("127.0.0.1:6379")
+ * }).pipe(Effect.scoped, Effect.provide(TcpNode.layer))
+ * ```
+ * @since 0.1.0
+ */
+export class TcpClient extends Context.Service<TcpClient, {
+  readonly connect: (
+    address: TcpAddress,
+    options?: ConnectOptions
+  ) => Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope>
+  readonly fromFd: (
+    fd: number,
+    options?: FromFdOptions
+  ) => Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope>
+}>()("effect-tcp/TcpClient") {
+  /**
+   * The Node client. Names resolve through the `AddressResolver` in context
+   * when there is one, else through the operating system's resolver.
+   *
+   * @example
+   * ```ts
+   * import { Layer } from "effect"
+   * import { TcpClient, TcpStorage } from "effect-tcp"
+   * const Tcp = TcpClient.TcpClient.layer.pipe(Layer.provideMerge(TcpStorage.layer({ slots: 64 })))
+   * ```
+   * @since 0.1.0
+   */
+  static readonly layer: Layer.Layer<TcpClient, never, TcpStorage> = Layer.effect(
+    TcpClient,
+    Effect.gen(function*() {
+      const storage = yield* TcpStorage
+      const resolver = yield* Effect.serviceOption(AddressResolver.AddressResolver).pipe(
+        Effect.flatMap(Option.match({
+          onSome: Effect.succeed,
+          onNone: () => AddressResolver.AddressResolver.use(Effect.succeed).pipe(Effect.provide(systemResolver))
+        }))
+      )
+      return make(storage.pool, resolver)
+    })
+  )
+}
+
+const systemResolver = NodeAddressResolver.layer.pipe(Layer.provide(NodeDns.layer))
+
+/**
+ * `TcpClient.TcpClient.layer`: the Node client, needing a `TcpStorage`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { TcpClient, TcpStorage } from "effect-tcp"
+ * const Tcp = TcpClient.layer.pipe(Layer.provideMerge(TcpStorage.layer()))
+ * ```
+ * @since 0.1.0
+ */
+export const layer: Layer.Layer<TcpClient, never, TcpStorage> = TcpClient.layer
+
+/**
+ * Connects to `address` with the `TcpClient` in context (libdill's
+ * `tcp_connect`, or `tcp_connect_mem` with `{ storage }`). The socket lives
+ * in the current scope.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient } from "effect-tcp"
+ * const program = TcpClient.connect("127.0.0.1:6379", { timeout: "1 second" }).pipe(
+ *   Effect.catchTags({
+ *     ConnRefused: () => Effect.succeed(null),
+ *     TimedOut: () => Effect.succeed(null)
+ *   })
+ * )
+ * ```
+ * @since 0.1.0
+ */
+export const connect = (
+  address: TcpAddress,
+  options?: ConnectOptions
+): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, TcpClient | Scope.Scope> =>
+  TcpClient.use((client) => client.connect(address, options))
+
+/**
+ * Adopts an already-connected descriptor (libdill's `tcp_fromfd`), e.g. one
+ * inherited from a parent process.
+ *
+ * @example
+ * ```ts
+ * import { TcpClient } from "effect-tcp"
+ * TcpClient.fromFd(3)
+ * ```
+ * @since 0.1.0
+ */
+export const fromFd = (
+  fd: number,
+  options?: FromFdOptions
+): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, TcpClient | Scope.Scope> =>
+  TcpClient.use((client) => client.fromFd(fd, options))
+
+const isFamily = (u: unknown): u is Family => u === "ipv4" || u === "ipv6" || u === "any"
+
+/** Tries `targets` in order; the first success wins, else the first error. */
+const firstSuccess = <A, E>(
+  targets: Arr.NonEmptyReadonlyArray<NetAddress.InetAddress>,
+  attempt: (target: NetAddress.InetAddress) => Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  targets.slice(1).reduce<Effect.Effect<A, E>>(
+    (previous, target) => Effect.catch(previous, (first) => Effect.mapError(attempt(target), () => first)),
+    attempt(Arr.headNonEmpty(targets))
+  )
+
+const make = (pool: Pool, resolver: AddressResolver.AddressResolver["Service"]): TcpClient["Service"] => {
+  /**
+   * Runs `open` for a connection living in `slot`; on success the socket
+   * goes to the current scope, on failure or interruption the slot goes back.
+   */
+  const adopt = (
+    slot: SlotMemory,
+    closeTimeout: Duration.Duration,
+    open: Effect.Effect<Connection, TcpError.ConnectError>
+  ): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope> =>
+    Effect.uninterruptibleMask((restore) =>
+      restore(open).pipe(
+        Effect.onExit((exit) => Exit.isFailure(exit) ? Effect.sync(() => unclaim(slot)) : Effect.void),
+        Effect.flatMap((conn) => {
+          conn.onRelease = () => unclaim(slot)
+          return TcpSocket.attach(conn, closeTimeout, pool.background)
+        })
+      )
+    )
+
+  const connect = Effect.fn("TcpClient.connect")(
+    function*(address: TcpAddress, options?: ConnectOptions) {
+      const endpoint = yield* Effect.fromResult(parse(address, "connect", false))
+      const text = NetAddress.isInetAddress(endpoint) ? NetAddress.formatInet(endpoint) : Host.formatHostPort(endpoint)
+      const settings = yield* Effect.fromResult(resolveSettings(options, "connect", text))
+      const family = options?.family ?? "any"
+      if (!isFamily(family)) return yield* TcpError.invalid("connect", `family must be "ipv4", "ipv6" or "any"`, text)
+      const deadline = yield* Deadline.resolve(options, "connect", text)
+      const targets = yield* resolve(endpoint, resolver, family, deadline, "connect")
+      yield* Effect.annotateCurrentSpan("tcp.address", text)
+
+      const attempt = (target: NetAddress.InetAddress, slot: SlotMemory) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.suspend(() => {
+            const conn = new Connection(slot, NetAddress.formatInet(target), () => {}, {})
+            applySettings(conn.socket, settings)
+            return restore(conn.connect({ host: nodeHost(target), port: target.port }, deadline)).pipe(
+              Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void),
+              Effect.as(conn)
+            )
+          })
+        )
+
+      return yield* Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          restore(claim(pool, options?.storage, deadline, "connect", text)),
+          (slot) => adopt(slot, settings.closeTimeout, restore(firstSuccess(targets, (t) => attempt(t, slot))))
+        )
+      )
+    }
+  )
+
+  const fromFd = Effect.fn("TcpClient.fromFd")(function*(fd: number, options?: FromFdOptions) {
+    const text = `fd ${String(fd)}`
+    if (!Number.isSafeInteger(fd) || fd < 0) return yield* TcpError.invalid("fromFd", "fd must be a descriptor number", text)
+    const settings = yield* Effect.fromResult(resolveSettings(options, "fromFd", text))
+    const deadline = yield* Deadline.resolve(options, "fromFd", text)
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(claim(pool, options?.storage, deadline, "fromFd", text)), (slot) =>
+        adopt(
+          slot,
+          settings.closeTimeout,
+          Effect.try({
+            try: () => {
+              const conn = new Connection(slot, text, () => {}, { fd, readable: true, writable: true })
+              applySettings(conn.socket, settings)
+              conn.address = `${conn.socket.remoteAddress ?? "?"}:${conn.socket.remotePort ?? "?"}`
+              return conn
+            },
+            catch: (cause) =>
+              Reflect.get(Object(cause), "code") === "ERR_INVALID_FD_TYPE"
+                ? TcpError.invalid("fromFd", "fd is not a TCP socket", text)
+                : TcpError.narrow(TcpError.fromUnknown(cause, "fromFd", text), TcpError.connectTags)
+          })
+        ))
+    )
+  })
+
+  return TcpClient.of({ connect, fromFd })
+}

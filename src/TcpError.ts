@@ -1,0 +1,719 @@
+/**
+ * Every way a TCP operation can fail, one tagged error per errno.
+ *
+ * Each class is a `Schema.TaggedError` carrying the `errno` string, the
+ * `syscall` that failed and, where known, the peer or local `address`. The
+ * per-operation unions (`ConnectError`, `SendError`, ...) say exactly what a
+ * call can fail with, so `Effect.catchTags` over them can be exhaustive.
+ *
+ * Interruption is this library's `ECANCELED`: it is never a value here.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+const fields = {
+  errno: Schema.String,
+  syscall: Schema.String,
+  address: Schema.optional(Schema.String),
+  message: Schema.String
+}
+
+/**
+ * The fields every error carries: `errno` (e.g. `"ECONNREFUSED"`), `syscall`
+ * (`"connect"`, `"read"`, ...), `address` where known, and a readable `message`.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const describe = (e: TcpError.ErrorFields) => `${e.syscall}: ${e.errno}`
+ * ```
+ * @since 0.1.0
+ */
+export interface ErrorFields {
+  readonly errno: string
+  readonly syscall: string
+  readonly address?: string | undefined
+  readonly message: string
+}
+
+/**
+ * ECONNREFUSED: nothing listens at the address, or the peer refused.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient } from "effect-tcp"
+ * TcpClient.connect("127.0.0.1:1").pipe(Effect.catchTag("ConnRefused", () => Effect.succeed(null)))
+ * ```
+ * @since 0.1.0
+ */
+export class ConnRefused extends Schema.TaggedError<ConnRefused>()("ConnRefused", fields) {}
+
+/**
+ * ECONNRESET: the peer reset the connection.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const isReset = (e: TcpError.TcpError) => e._tag === "ConnReset"
+ * ```
+ * @since 0.1.0
+ */
+export class ConnReset extends Schema.TaggedError<ConnReset>()("ConnReset", fields) {}
+
+/**
+ * EHOSTUNREACH: no route to the host.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromCode("EHOSTUNREACH", "connect", "192.0.2.1:80") // HostUnreach
+ * ```
+ * @since 0.1.0
+ */
+export class HostUnreach extends Schema.TaggedError<HostUnreach>()("HostUnreach", fields) {}
+
+/**
+ * ENETUNREACH: no route to the network.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromCode("ENETUNREACH", "connect") // NetUnreach
+ * ```
+ * @since 0.1.0
+ */
+export class NetUnreach extends Schema.TaggedError<NetUnreach>()("NetUnreach", fields) {}
+
+/**
+ * ENETDOWN: the local interface used to reach the destination is down.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromCode("ENETDOWN", "connect") // NetDown
+ * ```
+ * @since 0.1.0
+ */
+export class NetDown extends Schema.TaggedError<NetDown>()("NetDown", fields) {}
+
+/**
+ * ETIMEDOUT: the call's deadline passed (or the kernel gave up on the peer).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient } from "effect-tcp"
+ * TcpClient.connect("127.0.0.1:6379", { timeout: "1 second" }).pipe(
+ *   Effect.catchTag("TimedOut", () => Effect.succeed(null))
+ * )
+ * ```
+ * @since 0.1.0
+ */
+export class TimedOut extends Schema.TaggedError<TimedOut>()("TimedOut", fields) {}
+
+/**
+ * EINVAL: a bad port, address, deadline, length, option, or a storage slot
+ * already in use.
+ *
+ * @example
+ * ```ts
+ * import { TcpClient } from "effect-tcp"
+ * TcpClient.connect("127.0.0.1:0") // fails with InvalidArgument
+ * ```
+ * @since 0.1.0
+ */
+export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", fields) {}
+
+/**
+ * EMFILE: the process has no free file descriptors.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromCode("EMFILE", "connect") // TooManyOpenFiles
+ * ```
+ * @since 0.1.0
+ */
+export class TooManyOpenFiles extends Schema.TaggedError<TooManyOpenFiles>()("TooManyOpenFiles", fields) {}
+
+/**
+ * ENFILE: the system has no free file descriptors.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromCode("ENFILE", "accept") // SystemFileLimit
+ * ```
+ * @since 0.1.0
+ */
+export class SystemFileLimit extends Schema.TaggedError<SystemFileLimit>()("SystemFileLimit", fields) {}
+
+/**
+ * ENOMEM: out of memory, including a storage pool that is exhausted and set
+ * to fail fast.
+ *
+ * @example
+ * ```ts
+ * import { TcpStorage } from "effect-tcp"
+ * TcpStorage.layer({ slots: 8, onExhausted: "fail" }) // the 9th socket fails with OutOfMemory
+ * ```
+ * @since 0.1.0
+ */
+export class OutOfMemory extends Schema.TaggedError<OutOfMemory>()("OutOfMemory", fields) {}
+
+/**
+ * EPIPE: sending after `done`, or after the peer went away.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * socket.done().pipe(Effect.andThen(socket.send(new Uint8Array(1)))) // fails with BrokenPipe
+ * ```
+ * @since 0.1.0
+ */
+export class BrokenPipe extends Schema.TaggedError<BrokenPipe>()("BrokenPipe", fields) {}
+
+/**
+ * The peer finished sending before the requested number of bytes arrived.
+ * `bytes` holds what did arrive (possibly nothing). libdill reports this as
+ * EPIPE on receive; here it has its own tag.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * socket.recv(4).pipe(Effect.catchTag("PeerClosed", (e) => Effect.succeed(e.bytes)))
+ * ```
+ * @since 0.1.0
+ */
+export class PeerClosed extends Schema.TaggedError<PeerClosed>()("PeerClosed", {
+  ...fields,
+  bytes: Schema.Uint8Array
+}) {}
+
+/**
+ * EADDRINUSE: the address is already bound.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromCode("EADDRINUSE", "listen", "127.0.0.1:80") // AddrInUse
+ * ```
+ * @since 0.1.0
+ */
+export class AddrInUse extends Schema.TaggedError<AddrInUse>()("AddrInUse", fields) {}
+
+/**
+ * EADDRNOTAVAIL: the address is not available here, or the name does not
+ * resolve.
+ *
+ * @example
+ * ```ts
+ * import { TcpClient } from "effect-tcp"
+ * TcpClient.connect("no-such-host.invalid:80") // fails with AddrNotAvail
+ * ```
+ * @since 0.1.0
+ */
+export class AddrNotAvail extends Schema.TaggedError<AddrNotAvail>()("AddrNotAvail", fields) {}
+
+/**
+ * EACCES / EPERM: the operation is not permitted (a privileged port, a
+ * firewall or `prohibit` route).
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromCode("EACCES", "listen", "0.0.0.0:80") // AccessDenied
+ * ```
+ * @since 0.1.0
+ */
+export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDenied", fields) {}
+
+/**
+ * EBADF: the socket or listener was already closed.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * socket.abort.pipe(Effect.andThen(socket.recv(1))) // fails with Closed
+ * ```
+ * @since 0.1.0
+ */
+export class Closed extends Schema.TaggedError<Closed>()("Closed", fields) {}
+
+/**
+ * Any other errno, kept as its string: never a defect, never lost.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromCode("EPROTO", "read") // SystemError with errno "EPROTO"
+ * ```
+ * @since 0.1.0
+ */
+export class SystemError extends Schema.TaggedError<SystemError>()("SystemError", fields) {}
+
+/**
+ * What `TcpClient.connect` can fail with: the man page's errors plus
+ * `AddrNotAvail`, `AccessDenied` and `SystemError`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { TcpError } from "effect-tcp"
+ * const tagOf = (e: TcpError.ConnectError) => e._tag
+ * ```
+ * @since 0.1.0
+ */
+export type ConnectError =
+  | ConnRefused
+  | ConnReset
+  | HostUnreach
+  | NetUnreach
+  | NetDown
+  | TimedOut
+  | InvalidArgument
+  | TooManyOpenFiles
+  | SystemFileLimit
+  | OutOfMemory
+  | AddrNotAvail
+  | AccessDenied
+  | SystemError
+
+/**
+ * What `send`, `sendv` and `done` can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const retryable = (e: TcpError.SendError) => e._tag === "TimedOut"
+ * ```
+ * @since 0.1.0
+ */
+export type SendError = ConnReset | TimedOut | InvalidArgument | BrokenPipe | Closed | SystemError
+
+/**
+ * What `recv`, `recvInto` and `recvv` can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const atEof = (e: TcpError.RecvError) => e._tag === "PeerClosed"
+ * ```
+ * @since 0.1.0
+ */
+export type RecvError = ConnReset | TimedOut | InvalidArgument | PeerClosed | Closed | SystemError
+
+/**
+ * What a graceful `close` can fail with. The socket is released either way.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const peerWasSlow = (e: TcpError.CloseError) => e._tag === "TimedOut"
+ * ```
+ * @since 0.1.0
+ */
+export type CloseError = ConnReset | TimedOut | InvalidArgument | Closed | SystemError
+
+/**
+ * What `TcpListener.listen` can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const portTaken = (e: TcpError.ListenError) => e._tag === "AddrInUse"
+ * ```
+ * @since 0.1.0
+ */
+export type ListenError =
+  | AddrInUse
+  | AddrNotAvail
+  | AccessDenied
+  | InvalidArgument
+  | TooManyOpenFiles
+  | SystemFileLimit
+  | SystemError
+
+/**
+ * What `listener.accept` can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const outOfFds = (e: TcpError.AcceptError) => e._tag === "TooManyOpenFiles"
+ * ```
+ * @since 0.1.0
+ */
+export type AcceptError =
+  | TimedOut
+  | InvalidArgument
+  | TooManyOpenFiles
+  | SystemFileLimit
+  | OutOfMemory
+  | Closed
+  | SystemError
+
+/**
+ * Every error this library can produce.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const log = (e: TcpError.TcpError) => `${e._tag} ${e.errno} ${e.syscall}`
+ * ```
+ * @since 0.1.0
+ */
+export type TcpError =
+  | ConnectError
+  | SendError
+  | RecvError
+  | CloseError
+  | ListenError
+  | AcceptError
+
+/**
+ * The tag of any `TcpError`.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const tag: TcpError.Tag = "ConnRefused"
+ * ```
+ * @since 0.1.0
+ */
+export type Tag = TcpError["_tag"]
+
+type Constructor = new(fields: ErrorFields) => Exclude<TcpError, PeerClosed>
+
+const byErrno: Record<string, Constructor> = {
+  ECONNREFUSED: ConnRefused,
+  ECONNRESET: ConnReset,
+  EHOSTUNREACH: HostUnreach,
+  ENETUNREACH: NetUnreach,
+  ENETDOWN: NetDown,
+  ETIMEDOUT: TimedOut,
+  EINVAL: InvalidArgument,
+  EMFILE: TooManyOpenFiles,
+  ENFILE: SystemFileLimit,
+  ENOMEM: OutOfMemory,
+  ENOBUFS: OutOfMemory,
+  EPIPE: BrokenPipe,
+  EADDRINUSE: AddrInUse,
+  EADDRNOTAVAIL: AddrNotAvail,
+  EACCES: AccessDenied,
+  EPERM: AccessDenied,
+  EBADF: Closed,
+  ENOTFOUND: AddrNotAvail
+}
+
+const describeErrno: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset by peer",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  ENETDOWN: "network is down",
+  ETIMEDOUT: "timed out",
+  EINVAL: "invalid argument",
+  EMFILE: "too many open files in this process",
+  ENFILE: "too many open files in the system",
+  ENOMEM: "out of memory",
+  ENOBUFS: "out of buffer space",
+  EPIPE: "broken pipe",
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "address not available",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EBADF: "socket is closed",
+  ENOTFOUND: "name does not resolve"
+}
+
+/**
+ * Builds the error for an errno string, e.g. the `code` of a Node
+ * `ErrnoException`. Unknown codes become `SystemError`. `detail`, when given,
+ * replaces the generic description in the message.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromCode("ECONNREFUSED", "connect", "127.0.0.1:6379")
+ * e._tag // "ConnRefused"
+ * e.message // "connect 127.0.0.1:6379: connection refused (ECONNREFUSED)"
+ * ```
+ * @since 0.1.0
+ */
+export const fromCode = (
+  errno: string,
+  syscall: string,
+  address?: string,
+  detail?: string
+): Exclude<TcpError, PeerClosed> => make(byErrno[errno] ?? SystemError, errno, syscall, address, detail)
+
+/**
+ * Builds one specific error class with the library's message format.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.make(TcpError.AddrNotAvail, "EADDRNOTAVAIL", "connect", "db:5432", "cannot resolve")
+ * ```
+ * @since 0.1.0
+ */
+export const make = <E>(
+  Make: new(fields: ErrorFields) => E,
+  errno: string,
+  syscall: string,
+  address: string | undefined,
+  detail: string | undefined
+): E => {
+  const what = detail ?? describeErrno[errno] ?? "system error"
+  const where = address === undefined ? syscall : `${syscall} ${address}`
+  return new Make({ errno, syscall, address, message: `${where}: ${what} (${errno})` })
+}
+
+/**
+ * Builds the error for anything a Node callback or event reported: an
+ * `ErrnoException` keeps its `code`, anything else becomes `SystemError`
+ * (`EIO`), never a defect.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.fromUnknown(new Error("boom"), "read") // SystemError
+ * ```
+ * @since 0.1.0
+ */
+export const fromUnknown = (cause: unknown, syscall: string, address?: string): Exclude<TcpError, PeerClosed> => {
+  const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined
+  if (typeof code === "string" && /^E(?!RR_)[A-Z0-9_]+$/.test(code)) return fromCode(code, syscall, address)
+  const detail = cause instanceof Error ? cause.message : String(cause)
+  return fromCode("EIO", syscall, address, detail)
+}
+
+/**
+ * Narrows an error to the tags an operation documents: any other becomes a
+ * `SystemError` with the same errno, so the operation's type stays exact.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.narrow(TcpError.fromCode("EPIPE", "connect"), TcpError.connectTags)
+ * e._tag // "SystemError": connect never reports BrokenPipe
+ * ```
+ * @since 0.1.0
+ */
+export const narrow = <T extends Tag>(
+  error: Exclude<TcpError, PeerClosed>,
+  allowed: ReadonlySet<T>
+): Extract<TcpError, { readonly _tag: T }> | SystemError =>
+  allowed.has(error._tag as T)
+    ? error as Extract<TcpError, { readonly _tag: T }>
+    : new SystemError({
+      errno: error.errno,
+      syscall: error.syscall,
+      address: error.address,
+      message: error.message
+    })
+
+/**
+ * The tags of `ConnectError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.connectTags.has("ConnRefused") // true
+ * ```
+ * @since 0.1.0
+ */
+export const connectTags: ReadonlySet<ConnectError["_tag"]> = new Set([
+  "ConnRefused",
+  "ConnReset",
+  "HostUnreach",
+  "NetUnreach",
+  "NetDown",
+  "TimedOut",
+  "InvalidArgument",
+  "TooManyOpenFiles",
+  "SystemFileLimit",
+  "OutOfMemory",
+  "AddrNotAvail",
+  "AccessDenied",
+  "SystemError"
+] as const)
+
+/**
+ * The tags of `SendError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.sendTags.has("BrokenPipe") // true
+ * ```
+ * @since 0.1.0
+ */
+export const sendTags: ReadonlySet<SendError["_tag"]> = new Set([
+  "ConnReset",
+  "TimedOut",
+  "InvalidArgument",
+  "BrokenPipe",
+  "Closed",
+  "SystemError"
+] as const)
+
+/**
+ * The tags of `RecvError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.recvTags.has("PeerClosed") // true
+ * ```
+ * @since 0.1.0
+ */
+export const recvTags: ReadonlySet<RecvError["_tag"]> = new Set([
+  "ConnReset",
+  "TimedOut",
+  "InvalidArgument",
+  "PeerClosed",
+  "Closed",
+  "SystemError"
+] as const)
+
+/**
+ * The tags of `CloseError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.closeTags.has("TimedOut") // true
+ * ```
+ * @since 0.1.0
+ */
+export const closeTags: ReadonlySet<CloseError["_tag"]> = new Set([
+  "ConnReset",
+  "TimedOut",
+  "InvalidArgument",
+  "Closed",
+  "SystemError"
+] as const)
+
+/**
+ * The tags of `ListenError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.listenTags.has("AddrInUse") // true
+ * ```
+ * @since 0.1.0
+ */
+export const listenTags: ReadonlySet<ListenError["_tag"]> = new Set([
+  "AddrInUse",
+  "AddrNotAvail",
+  "AccessDenied",
+  "InvalidArgument",
+  "TooManyOpenFiles",
+  "SystemFileLimit",
+  "SystemError"
+] as const)
+
+/**
+ * The tags of `AcceptError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.acceptTags.has("TooManyOpenFiles") // true
+ * ```
+ * @since 0.1.0
+ */
+export const acceptTags: ReadonlySet<AcceptError["_tag"]> = new Set([
+  "TimedOut",
+  "InvalidArgument",
+  "TooManyOpenFiles",
+  "SystemFileLimit",
+  "OutOfMemory",
+  "Closed",
+  "SystemError"
+] as const)
+
+/**
+ * Shorthand for the errors this library raises itself, with a specific
+ * message: `invalid("connect", "port must be 1..65535", "x:0")`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.invalid("recv", "length must be a non-negative integer")
+ * ```
+ * @since 0.1.0
+ */
+export const invalid = (syscall: string, detail: string, address?: string): InvalidArgument =>
+  make(InvalidArgument, "EINVAL", syscall, address, detail)
+
+/**
+ * The `TimedOut` error for an operation whose deadline passed.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.timedOut("recv", "127.0.0.1:6379")
+ * ```
+ * @since 0.1.0
+ */
+export const timedOut = (syscall: string, address?: string): TimedOut =>
+  make(TimedOut, "ETIMEDOUT", syscall, address, "deadline reached")
+
+/**
+ * The `Closed` error for a call on a socket or listener that was closed.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.closed("send", "127.0.0.1:6379")
+ * ```
+ * @since 0.1.0
+ */
+export const closed = (syscall: string, address?: string): Closed =>
+  make(Closed, "EBADF", syscall, address, "socket is closed")
+
+/**
+ * The `OutOfMemory` error, e.g. for a storage pool set to fail fast.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.outOfMemory("connect", "storage pool exhausted")
+ * ```
+ * @since 0.1.0
+ */
+export const outOfMemory = (syscall: string, detail: string, address?: string): OutOfMemory =>
+  make(OutOfMemory, "ENOMEM", syscall, address, detail)
+
+/**
+ * The `PeerClosed` error of a receive that reached the peer's FIN after
+ * `bytes.length` of the requested bytes.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.peerClosed("recv", new Uint8Array([1, 2]), "127.0.0.1:6379")
+ * e.bytes.length // 2
+ * ```
+ * @since 0.1.0
+ */
+export const peerClosed = (syscall: string, bytes: Uint8Array, address?: string): PeerClosed =>
+  new PeerClosed({
+    errno: "EPIPE",
+    syscall,
+    address,
+    bytes,
+    message: `${address === undefined ? syscall : `${syscall} ${address}`}: peer closed after ${bytes.length} bytes`
+  })

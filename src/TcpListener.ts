@@ -1,0 +1,370 @@
+/**
+ * Listening sockets: libdill's `tcp_listen` / `tcp_accept` /
+ * `tcp_listener_fromfd`.
+ *
+ * Node accepts every completed connection at once, whether or not `accept`
+ * is waiting. Connections not yet taken wait in a bounded queue (`pending`,
+ * default = `backlog`); past it, new connections are closed at once, so
+ * memory stays bounded whatever the connect rate.
+ *
+ * Accepted sockets read into their storage slot like connected ones: Node's
+ * `net.Server` ignores `onread`, so each accepted handle moves, still paused
+ * and unread, into a new `net.Socket` built with `onread` over the slot. That
+ * costs one small object per accept and no copy per read, where the
+ * alternative (reading Node's fresh chunk per read and copying it into the
+ * slot) costs an allocation and a copy on every read.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Exit, Predicate } from "effect"
+import type { Scope } from "effect"
+import { NetAddress } from "effect/net"
+import * as Net from "node:net"
+import * as Deadline from "./Deadline.ts"
+import { fromNode, nodeHost, parse, type TcpAddress } from "./internal/address.ts"
+import { Connection } from "./internal/connection.ts"
+import { applySettings, resolveSettings, type SocketSettings } from "./internal/options.ts"
+import { claim, type Pool, unclaim } from "./internal/pool.ts"
+import { suspend } from "./internal/wait.ts"
+import * as TcpError from "./TcpError.ts"
+import * as TcpSocket from "./TcpSocket.ts"
+import { TcpStorage } from "./TcpStorage.ts"
+import type * as TcpStorageModule from "./TcpStorage.ts"
+
+/**
+ * @since 0.1.0
+ */
+export const TypeId: "~effect-tcp/TcpListener" = "~effect-tcp/TcpListener"
+
+/**
+ * A listening socket.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpListener } from "effect-tcp"
+ * const echoOnce = Effect.gen(function*() {
+ *   const listener = yield* TcpListener.listen("127.0.0.1:0")
+ *   const socket = yield* listener.accept({ timeout: "5 seconds" })
+ *   yield* socket.send(yield* socket.recv(3))
+ * }).pipe(Effect.scoped)
+ * ```
+ * @since 0.1.0
+ */
+export interface TcpListener {
+  readonly [TypeId]: typeof TypeId
+  /** The bound address (with the port the kernel picked for port 0). */
+  readonly address: NetAddress.InetAddress
+  /** The bound port. */
+  readonly port: number
+  /**
+   * libdill's `tcp_accept` / `tcp_accept_mem`: the next connection, waiting
+   * within the deadline. The socket lives in the current scope.
+   */
+  accept(options?: AcceptOptions): Effect.Effect<TcpSocket.TcpSocket, TcpError.AcceptError, Scope.Scope>
+  /**
+   * Stops listening and closes connections not yet accepted; waiting
+   * `accept`s fail with `Closed`. Accepted sockets are not affected. Always
+   * succeeds.
+   */
+  readonly close: Effect.Effect<void>
+}
+
+/**
+ * Options for `listen`: `backlog` sizes the kernel's queue (default 511),
+ * `pending` the queue of connections Node accepted that no `accept` took yet
+ * (default = `backlog`).
+ *
+ * @example
+ * ```ts
+ * import type { TcpListener } from "effect-tcp"
+ * const options: TcpListener.ListenOptions = { backlog: 128, pending: 64 }
+ * ```
+ * @since 0.1.0
+ */
+export interface ListenOptions {
+  readonly backlog?: number | undefined
+  readonly pending?: number | undefined
+}
+
+/**
+ * Options for `accept`: deadline/timeout, the caller's own storage slot, and
+ * socket settings.
+ *
+ * @example
+ * ```ts
+ * import type { TcpListener } from "effect-tcp"
+ * const options: TcpListener.AcceptOptions = { timeout: "10 seconds", noDelay: true }
+ * ```
+ * @since 0.1.0
+ */
+export interface AcceptOptions extends Deadline.Options, SocketSettings {
+  readonly storage?: TcpStorageModule.Slot | undefined
+}
+
+/**
+ * Whether a value is a `TcpListener`.
+ *
+ * @example
+ * ```ts
+ * import { TcpListener } from "effect-tcp"
+ * TcpListener.isTcpListener({}) // false
+ * ```
+ * @since 0.1.0
+ */
+export const isTcpListener = (u: unknown): u is TcpListener => Predicate.hasProperty(u, TypeId)
+
+interface Acceptor {
+  raw: Net.Socket | undefined
+  error: TcpError.AcceptError | undefined
+  wake: () => void
+}
+
+const isCount = (n: unknown, min: number): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= min
+
+class TcpListenerImpl implements TcpListener {
+  readonly [TypeId] = TypeId
+  readonly server: Net.Server
+  readonly pool: Pool
+  readonly pending: number
+  address: NetAddress.InetAddress
+  text: string
+  private readonly queue: Array<Net.Socket> = []
+  private readonly acceptors: Array<Acceptor> = []
+  private acceptError: TcpError.AcceptError | undefined
+  private closed = false
+
+  constructor(server: Net.Server, pool: Pool, pending: number, address: NetAddress.InetAddress) {
+    this.server = server
+    this.pool = pool
+    this.pending = pending
+    this.address = address
+    this.text = NetAddress.formatInet(address)
+    server.on("connection", (raw: Net.Socket) => this.onConnection(raw))
+    server.on("error", (error) => this.onError(error))
+  }
+
+  get port(): number {
+    return this.address.port
+  }
+
+  accept(options?: AcceptOptions) {
+    return accept(this, options)
+  }
+
+  readonly close: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (!this.closed) {
+      this.closed = true
+      for (const raw of this.queue.splice(0)) raw.destroy()
+      for (const acceptor of this.acceptors.splice(0)) {
+        acceptor.error = TcpError.closed("accept", this.text)
+        acceptor.wake()
+      }
+    }
+    if (!this.server.listening) return resume(Effect.void)
+    this.server.close(() => resume(Effect.void))
+  }).pipe(Effect.uninterruptible)
+
+  private onConnection(raw: Net.Socket): void {
+    // A paused connection reads nothing; errors on it surface once accepted.
+    raw.on("error", () => {})
+    if (this.closed) return void raw.destroy()
+    const acceptor = this.acceptors.shift()
+    if (acceptor !== undefined) {
+      acceptor.raw = raw
+      acceptor.wake()
+    } else if (this.queue.length < this.pending) {
+      this.queue.push(raw)
+    } else {
+      raw.destroy()
+    }
+  }
+
+  private onError(cause: Error): void {
+    const error = TcpError.narrow(TcpError.fromUnknown(cause, "accept", this.text), TcpError.acceptTags)
+    const acceptor = this.acceptors.shift()
+    if (acceptor === undefined) {
+      this.acceptError = error
+      return
+    }
+    acceptor.error = error
+    acceptor.wake()
+  }
+
+  /** The next queued connection, waiting within `deadline`. */
+  take(deadline: Deadline.Deadline): Effect.Effect<Net.Socket, TcpError.AcceptError> {
+    return Effect.suspend((): Effect.Effect<Net.Socket, TcpError.AcceptError> => {
+      if (this.closed) return Effect.fail(TcpError.closed("accept", this.text))
+      const error = this.acceptError
+      if (error !== undefined) {
+        this.acceptError = undefined
+        return Effect.fail(error)
+      }
+      const queued = this.queue.shift()
+      if (queued !== undefined) return Effect.succeed(queued)
+      const acceptor: Acceptor = { raw: undefined, error: undefined, wake: () => {} }
+      const waiting = suspend<Net.Socket, TcpError.AcceptError, TcpError.TimedOut>(
+        deadline,
+        () => TcpError.timedOut("accept", this.text),
+        (resume) => {
+          acceptor.wake = () =>
+            resume(acceptor.raw !== undefined ? Effect.succeed(acceptor.raw) : Effect.fail(
+              acceptor.error ?? TcpError.closed("accept", this.text)
+            ))
+          this.acceptors.push(acceptor)
+          return () => {
+            const index = this.acceptors.indexOf(acceptor)
+            if (index !== -1) this.acceptors.splice(index, 1)
+          }
+        }
+      )
+      // A connection handed over while the wait was being abandoned goes
+      // back to the head of the queue for the next accept.
+      return Effect.onExit(waiting, (exit) =>
+        Effect.sync(() => {
+          if (Exit.isFailure(exit) && acceptor.raw !== undefined) this.onConnection(acceptor.raw)
+        }))
+    })
+  }
+}
+
+const implOf = (self: TcpListener): TcpListenerImpl => self as TcpListenerImpl
+
+/** Moves an accepted, still paused handle into a socket that reads into `slot`. */
+const adoptHandle = (raw: Net.Socket, conn: (options: Net.SocketConstructorOpts) => Connection): Connection => {
+  const handle: unknown = Reflect.get(raw, "_handle")
+  Reflect.set(raw, "_handle", null)
+  // The emptied socket now closes nothing but still tells the server it is gone.
+  raw.destroy()
+  const options: Net.SocketConstructorOpts = { readable: true, writable: true }
+  Reflect.set(options, "handle", handle)
+  return conn(options)
+}
+
+const accept = Effect.fn("TcpListener.accept")(function*(self: TcpListener, options?: AcceptOptions) {
+  const listener = implOf(self)
+  const settings = yield* Effect.fromResult(resolveSettings(options, "accept", listener.text))
+  const deadline = yield* Deadline.resolve(options, "accept", listener.text)
+  return yield* Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(
+      restore(claim(listener.pool, options?.storage, deadline, "accept", listener.text)),
+      (slot) =>
+        restore(listener.take(deadline)).pipe(
+          Effect.onExit((exit) => Exit.isFailure(exit) ? Effect.sync(() => unclaim(slot)) : Effect.void),
+          Effect.flatMap((raw) => {
+            const peer = `${raw.remoteAddress ?? "?"}:${raw.remotePort ?? "?"}`
+            const conn = adoptHandle(raw, (socketOptions) =>
+              new Connection(slot, peer, () => unclaim(slot), socketOptions))
+            applySettings(conn.socket, settings)
+            return TcpSocket.attach(conn, settings.closeTimeout, listener.pool.background)
+          })
+        )
+    )
+  )
+})
+
+const validate = (options: ListenOptions | undefined, text: string) => {
+  const backlog = options?.backlog ?? 511
+  const pending = options?.pending ?? backlog
+  if (!isCount(backlog, 1) || !isCount(pending, 0)) {
+    return Effect.fail(TcpError.invalid("listen", "backlog must be >= 1 and pending >= 0", text))
+  }
+  return Effect.succeed({ backlog, pending })
+}
+
+/**
+ * Starts `server` listening and wraps it; the listener lives in the current
+ * scope.
+ */
+const open = (
+  listenOn: (server: Net.Server) => void,
+  pool: Pool,
+  pending: number,
+  text: string
+): Effect.Effect<TcpListener, TcpError.ListenError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<TcpListenerImpl, TcpError.ListenError>((resume) => {
+      const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+      const onError = (cause: Error) => {
+        server.off("listening", onListening)
+        resume(Effect.fail(TcpError.narrow(TcpError.fromUnknown(cause, "listen", text), TcpError.listenTags)))
+      }
+      const onListening = () => {
+        server.off("error", onError)
+        const bound = server.address()
+        const address = typeof bound === "object" && bound !== null ? fromNode(bound.address, bound.port) : undefined
+        if (address === undefined) {
+          server.close()
+          return resume(Effect.fail(TcpError.invalid("listen", "not a TCP listener", text)))
+        }
+        resume(Effect.succeed(new TcpListenerImpl(server, pool, pending, address)))
+      }
+      server.once("error", onError)
+      server.once("listening", onListening)
+      try {
+        listenOn(server)
+      } catch (cause) {
+        server.off("error", onError)
+        server.off("listening", onListening)
+        resume(Effect.fail(TcpError.narrow(TcpError.fromUnknown(cause, "listen", text), TcpError.listenTags)))
+      }
+    }),
+    (listener) => listener.close
+  )
+
+/**
+ * libdill's `tcp_listen`: listens on `address` (port `0` picks a free port,
+ * `listener.port` tells which). Names resolve through the operating system.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpListener, TcpNode } from "effect-tcp"
+ * const program = Effect.gen(function*() {
+ *   const listener = yield* TcpListener.listen("127.0.0.1:0", { backlog: 128 })
+ *   yield* Effect.log(`listening on ${listener.port}`)
+ * }).pipe(Effect.scoped, Effect.provide(TcpNode.layer))
+ * ```
+ * @since 0.1.0
+ */
+export const listen = Effect.fn("TcpListener.listen")(
+  function*(address: TcpAddress, options?: ListenOptions): Effect.fn.Return<
+    TcpListener,
+    TcpError.ListenError,
+    Scope.Scope | TcpStorage
+  > {
+    const endpoint = yield* Effect.fromResult(parse(address, "listen", true))
+    const host = NetAddress.isInetAddress(endpoint) ? nodeHost(endpoint) : NetAddress.isIpAddress(endpoint.host)
+      ? NetAddress.formatIp(endpoint.host)
+      : endpoint.host
+    const port = endpoint.port
+    const text = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
+    const { backlog, pending } = yield* validate(options, text)
+    const storage = yield* TcpStorage
+    return yield* open((server) => server.listen({ host, port, backlog, exclusive: true }), storage.pool, pending, text)
+  }
+)
+
+/**
+ * libdill's `tcp_listener_fromfd`: adopts an already listening descriptor.
+ *
+ * @example
+ * ```ts
+ * import { TcpListener } from "effect-tcp"
+ * TcpListener.fromFd(3)
+ * ```
+ * @since 0.1.0
+ */
+export const fromFd = Effect.fn("TcpListener.fromFd")(
+  function*(fd: number, options?: ListenOptions): Effect.fn.Return<
+    TcpListener,
+    TcpError.ListenError,
+    Scope.Scope | TcpStorage
+  > {
+    const text = `fd ${String(fd)}`
+    if (!isCount(fd, 0)) return yield* TcpError.invalid("listen", "fd must be a descriptor number", text)
+    const { pending } = yield* validate(options, text)
+    const storage = yield* TcpStorage
+    return yield* open((server) => server.listen({ fd }), storage.pool, pending, text)
+  }
+)

@@ -1,0 +1,402 @@
+/**
+ * A connected TCP socket with libdill's semantics: exact-length receives,
+ * sends that complete when every byte is accepted, half-close, graceful
+ * close and abort, each blocking call bounded by a deadline.
+ *
+ * Sockets come from `TcpClient.connect` or `listener.accept` and live in a
+ * `Scope`: when it closes after success the socket is closed gracefully in
+ * the background; after failure or interruption it is aborted.
+ *
+ * @since 0.1.0
+ */
+import { Duration, Effect, Function as Fn, Predicate, Result } from "effect"
+import type { Scope } from "effect"
+import type { NetAddress } from "effect/net"
+import { kMaxLength } from "node:buffer"
+import * as Deadline from "./Deadline.ts"
+import { fromNode } from "./internal/address.ts"
+import type { Connection } from "./internal/connection.ts"
+import * as TcpError from "./TcpError.ts"
+
+/**
+ * @since 0.1.0
+ */
+export const TypeId: "~effect-tcp/TcpSocket" = "~effect-tcp/TcpSocket"
+
+/**
+ * A connected socket. Every method returns an `Effect` and never throws;
+ * concurrent receives run one after another in call order, and so do
+ * concurrent sends, while a send and a receive run at the same time.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient } from "effect-tcp"
+ * const ping = Effect.gen(function*() {
+ *   const socket = yield* TcpClient.connect("127.0.0.1:6379", { timeout: "1 second" })
+ *   yield* socket.send(new TextEncoder().encode("PING\r\n"))
+ *   const reply = yield* socket.recv(7, { timeout: "1 second" })
+ *   yield* socket.close()
+ *   return new TextDecoder().decode(reply)
+ * }).pipe(Effect.scoped)
+ * ```
+ * @since 0.1.0
+ */
+export interface TcpSocket {
+  readonly [TypeId]: typeof TypeId
+  /**
+   * libdill's `bsend`: completes once every byte is accepted by the kernel,
+   * waiting within the deadline when it cannot take them at once. The caller
+   * may reuse `bytes` as soon as it returns. A send that times out or is
+   * interrupted may have sent part of its bytes: later sends then fail with
+   * `ConnReset`, receiving still works.
+   */
+  send(bytes: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
+  /** libdill's `bsendl`: like `send` for several chunks, written in one batch. */
+  sendv(chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
+  /**
+   * libdill's `brecv`: exactly `n` bytes, or an error. `PeerClosed` carries
+   * the bytes that did arrive. A receive of up to the storage slot's size
+   * that times out or is interrupted consumes nothing; a larger one that stops
+   * halfway leaves the inbound direction unusable (`ConnReset`).
+   */
+  recv(n: number, options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvError>
+  /** Fills `buffer` exactly, straight from the socket's storage slot. */
+  recvInto(buffer: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.RecvError>
+  /** libdill's `brecvl`: fills each buffer in order, exactly. */
+  recvv(buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options): Effect.Effect<void, TcpError.RecvError>
+  /**
+   * libdill's `tcp_done`: sends FIN after the bytes already sent, and keeps
+   * receiving. Sends afterwards fail with `BrokenPipe`.
+   */
+  done(options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
+  /**
+   * libdill's `tcp_close`: FIN, then read and discard inbound bytes until
+   * the peer's FIN, within the deadline (default: the socket's
+   * `closeTimeout`, 1 second). If that fails the socket is aborted anyway
+   * and the error returned. Calls afterwards fail with `Closed`.
+   */
+  close(options?: Deadline.Options): Effect.Effect<void, TcpError.CloseError>
+  /** libdill's `hclose`: immediate close (RST if data is pending). Always succeeds. */
+  readonly abort: Effect.Effect<void>
+  /** This end's address. */
+  readonly localAddress: NetAddress.InetAddress | undefined
+  /** The peer's address. */
+  readonly remoteAddress: NetAddress.InetAddress | undefined
+}
+
+/**
+ * Whether a value is a `TcpSocket`.
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * TcpSocket.isTcpSocket({}) // false
+ * ```
+ * @since 0.1.0
+ */
+export const isTcpSocket = (u: unknown): u is TcpSocket => Predicate.hasProperty(u, TypeId)
+
+const isBytes = (u: unknown): u is Uint8Array => u instanceof Uint8Array
+
+const checkChunks = (
+  chunks: unknown,
+  syscall: string,
+  address: string
+): Result.Result<number, TcpError.InvalidArgument> => {
+  if (!Array.isArray(chunks)) return Result.fail(TcpError.invalid(syscall, "expected an array of Uint8Array", address))
+  let total = 0
+  for (const chunk of chunks) {
+    if (!isBytes(chunk)) return Result.fail(TcpError.invalid(syscall, "expected an array of Uint8Array", address))
+    total += chunk.length
+  }
+  return Result.succeed(total)
+}
+
+/** The socket object users hold: validation, deadlines and spans around a `Connection`. */
+class TcpSocketImpl implements TcpSocket {
+  readonly [TypeId] = TypeId
+  readonly conn: Connection
+  readonly closeTimeout: Duration.Duration
+  constructor(conn: Connection, closeTimeout: Duration.Duration) {
+    this.conn = conn
+    this.closeTimeout = closeTimeout
+  }
+  send(bytes: Uint8Array, options?: Deadline.Options) {
+    return send(this, bytes, options)
+  }
+  sendv(chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
+    return sendv(this, chunks, options)
+  }
+  recv(n: number, options?: Deadline.Options) {
+    return recv(this, n, options)
+  }
+  recvInto(buffer: Uint8Array, options?: Deadline.Options) {
+    return recvInto(this, buffer, options)
+  }
+  recvv(buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
+    return recvv(this, buffers, options)
+  }
+  done(options?: Deadline.Options) {
+    return done(this, options)
+  }
+  close(options?: Deadline.Options) {
+    return close(this, options)
+  }
+  get abort() {
+    return this.conn.abort
+  }
+  get localAddress() {
+    return fromNode(this.conn.socket.localAddress, this.conn.socket.localPort)
+  }
+  get remoteAddress() {
+    return fromNode(this.conn.socket.remoteAddress, this.conn.socket.remotePort)
+  }
+  toString() {
+    return `TcpSocket(${this.conn.address})`
+  }
+}
+
+const implOf = (self: TcpSocket): TcpSocketImpl => self as TcpSocketImpl
+
+const transmit = Effect.fnUntraced(function*(
+  self: TcpSocket,
+  chunks: ReadonlyArray<Uint8Array>,
+  options: Deadline.Options | undefined
+) {
+  const conn = implOf(self).conn
+  const deadline = yield* Deadline.resolve(options, "send", conn.address)
+  return yield* conn.sendGate.run(
+    conn.transmit(chunks, deadline),
+    deadline,
+    () => TcpError.timedOut("send", conn.address)
+  )
+})
+
+const receive = Effect.fnUntraced(function*(
+  self: TcpSocket,
+  targets: ReadonlyArray<Uint8Array>,
+  total: number,
+  options: Deadline.Options | undefined
+) {
+  const conn = implOf(self).conn
+  const deadline = yield* Deadline.resolve(options, "recv", conn.address)
+  return yield* conn.recvGate.run(
+    conn.receive(targets, total, deadline),
+    deadline,
+    () => TcpError.timedOut("recv", conn.address)
+  )
+})
+
+const isSocketFirst = (args: IArguments) => isTcpSocket(args[0])
+
+/**
+ * Sends all of `bytes` (see `TcpSocket.send`), data-first or data-last.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * TcpSocket.send(socket, new Uint8Array([1, 2, 3]), { timeout: "1 second" })
+ * ```
+ * @since 0.1.0
+ */
+export const send: {
+  (bytes: Uint8Array, options?: Deadline.Options): (self: TcpSocket) => Effect.Effect<void, TcpError.SendError>
+  (self: TcpSocket, bytes: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
+} = Fn.dual(
+  isSocketFirst,
+  Effect.fn("TcpSocket.send")(function*(self: TcpSocket, bytes: Uint8Array, options?: Deadline.Options) {
+    if (!isBytes(bytes)) return yield* TcpError.invalid("send", "expected a Uint8Array", implOf(self).conn.address)
+    return yield* transmit(self, [bytes], options)
+  })
+)
+
+/**
+ * Sends every chunk in order, in one batch (see `TcpSocket.sendv`).
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * TcpSocket.sendv(socket, [new Uint8Array([1]), new Uint8Array([2, 3])])
+ * ```
+ * @since 0.1.0
+ */
+export const sendv: {
+  (
+    chunks: ReadonlyArray<Uint8Array>,
+    options?: Deadline.Options
+  ): (self: TcpSocket) => Effect.Effect<void, TcpError.SendError>
+  (
+    self: TcpSocket,
+    chunks: ReadonlyArray<Uint8Array>,
+    options?: Deadline.Options
+  ): Effect.Effect<void, TcpError.SendError>
+} = Fn.dual(
+  isSocketFirst,
+  Effect.fn("TcpSocket.sendv")(
+    function*(self: TcpSocket, chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
+      yield* Effect.fromResult(checkChunks(chunks, "send", implOf(self).conn.address))
+      return yield* transmit(self, chunks, options)
+    }
+  )
+)
+
+/**
+ * Receives exactly `n` bytes (see `TcpSocket.recv`).
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * TcpSocket.recv(socket, 7, { timeout: "1 second" })
+ * ```
+ * @since 0.1.0
+ */
+export const recv: {
+  (n: number, options?: Deadline.Options): (self: TcpSocket) => Effect.Effect<Uint8Array, TcpError.RecvError>
+  (self: TcpSocket, n: number, options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvError>
+} = Fn.dual(
+  isSocketFirst,
+  Effect.fn("TcpSocket.recv")(function*(self: TcpSocket, n: number, options?: Deadline.Options) {
+    if (!Number.isSafeInteger(n) || n < 0 || n > kMaxLength) {
+      return yield* TcpError.invalid("recv", `length must be an integer in 0..${kMaxLength}`, implOf(self).conn.address)
+    }
+    const bytes = Buffer.allocUnsafe(n)
+    yield* receive(self, [bytes], n, options)
+    return new Uint8Array(bytes.buffer, bytes.byteOffset, n)
+  })
+)
+
+/**
+ * Fills `buffer` exactly (see `TcpSocket.recvInto`).
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * const header = new Uint8Array(8)
+ * TcpSocket.recvInto(socket, header)
+ * ```
+ * @since 0.1.0
+ */
+export const recvInto: {
+  (buffer: Uint8Array, options?: Deadline.Options): (self: TcpSocket) => Effect.Effect<void, TcpError.RecvError>
+  (self: TcpSocket, buffer: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.RecvError>
+} = Fn.dual(
+  isSocketFirst,
+  Effect.fn("TcpSocket.recvInto")(function*(self: TcpSocket, buffer: Uint8Array, options?: Deadline.Options) {
+    if (!isBytes(buffer)) return yield* TcpError.invalid("recv", "expected a Uint8Array", implOf(self).conn.address)
+    return yield* receive(self, [buffer], buffer.length, options)
+  })
+)
+
+/**
+ * Fills each buffer in order, exactly (see `TcpSocket.recvv`).
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * TcpSocket.recvv(socket, [new Uint8Array(4), new Uint8Array(60)])
+ * ```
+ * @since 0.1.0
+ */
+export const recvv: {
+  (
+    buffers: ReadonlyArray<Uint8Array>,
+    options?: Deadline.Options
+  ): (self: TcpSocket) => Effect.Effect<void, TcpError.RecvError>
+  (
+    self: TcpSocket,
+    buffers: ReadonlyArray<Uint8Array>,
+    options?: Deadline.Options
+  ): Effect.Effect<void, TcpError.RecvError>
+} = Fn.dual(
+  isSocketFirst,
+  Effect.fn("TcpSocket.recvv")(
+    function*(self: TcpSocket, buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
+      const total = yield* Effect.fromResult(checkChunks(buffers, "recv", implOf(self).conn.address))
+      return yield* receive(self, buffers, total, options)
+    }
+  )
+)
+
+/**
+ * Half-closes the socket (see `TcpSocket.done`).
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * TcpSocket.done(socket)
+ * ```
+ * @since 0.1.0
+ */
+export const done: {
+  (options?: Deadline.Options): (self: TcpSocket) => Effect.Effect<void, TcpError.SendError>
+  (self: TcpSocket, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
+} = Fn.dual(
+  isSocketFirst,
+  Effect.fn("TcpSocket.done")(function*(self: TcpSocket, options?: Deadline.Options) {
+    const conn = implOf(self).conn
+    const deadline = yield* Deadline.resolve(options, "done", conn.address)
+    return yield* conn.sendGate.run(conn.finish(deadline), deadline, () => TcpError.timedOut("done", conn.address))
+  })
+)
+
+/**
+ * Closes the socket gracefully (see `TcpSocket.close`).
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * TcpSocket.close(socket, { timeout: "2 seconds" })
+ * ```
+ * @since 0.1.0
+ */
+export const close: {
+  (options?: Deadline.Options): (self: TcpSocket) => Effect.Effect<void, TcpError.CloseError>
+  (self: TcpSocket, options?: Deadline.Options): Effect.Effect<void, TcpError.CloseError>
+} = Fn.dual(
+  isSocketFirst,
+  Effect.fn("TcpSocket.close")(function*(self: TcpSocket, options?: Deadline.Options) {
+    const impl = implOf(self)
+    const deadline = options?.deadline === undefined && options?.timeout === undefined
+      ? yield* Deadline.after(impl.closeTimeout)
+      : yield* Deadline.resolve(options, "close", impl.conn.address)
+    return yield* impl.conn.close(deadline)
+  })
+)
+
+/**
+ * Aborts the socket at once (see `TcpSocket.abort`).
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * TcpSocket.abort(socket)
+ * ```
+ * @since 0.1.0
+ */
+export const abort = (self: TcpSocket): Effect.Effect<void> => self.abort
+
+/**
+ * Hands a connection the library made to the current scope and returns the
+ * socket users hold; used by `TcpClient` and `TcpListener`.
+ *
+ * @internal
+ */
+export const attach = (
+  conn: Connection,
+  closeTimeout: Duration.Duration,
+  background: Scope.Scope
+): Effect.Effect<TcpSocket, never, Scope.Scope> =>
+  Effect.as(
+    Effect.addFinalizer((exit) => conn.finalize(exit, Deadline.after(closeTimeout), background)),
+    new TcpSocketImpl(conn, closeTimeout)
+  )

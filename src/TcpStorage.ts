@@ -1,0 +1,201 @@
+/**
+ * The memory sockets live in: libdill's `tcp_storage`, as a pool given as a
+ * Layer.
+ *
+ * A slot is one socket's receive buffer (Node reads into it through `onread`,
+ * so steady-state receiving allocates nothing per read) and its bookkeeping.
+ * Slots are created up to `slots` and reused, so memory held by the library is
+ * bounded by the pool whatever peers send. When every slot is in use,
+ * `onExhausted: "wait"` (the default) waits for one within the call's
+ * deadline, `"fail"` fails at once with `OutOfMemory`.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer } from "effect"
+import type { Scope } from "effect"
+import * as Deadline from "./Deadline.ts"
+import { type OnExhausted, Pool, SlotHandle, type Stats as PoolStats } from "./internal/pool.ts"
+import type * as TcpError from "./TcpError.ts"
+
+/**
+ * A storage slot taken explicitly with `acquire`, to pass as `{ storage }` to
+ * `connect` or `accept` (libdill's `tcp_connect_mem`). One slot serves one
+ * live socket at a time; it returns to the pool when both its scope and its
+ * socket are done with it.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient, TcpStorage } from "effect-tcp"
+ * Effect.gen(function*() {
+ *   const slot: TcpStorage.Slot = yield* TcpStorage.acquire()
+ *   return yield* TcpClient.connect("127.0.0.1:6379", { storage: slot })
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export interface Slot {
+  readonly id: number
+  readonly bufferSize: number
+}
+
+/**
+ * How the pool is doing: slots created, slots held (by sockets or scopes),
+ * callers waiting for a slot, and the most ever held at once.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpStorage } from "effect-tcp"
+ * Effect.map(TcpStorage.stats, (s: TcpStorage.Stats) => s.inUse === 0)
+ * ```
+ * @since 0.1.0
+ */
+export type Stats = PoolStats
+
+/**
+ * Pool settings. `slots` bounds the number of live sockets (default 1024),
+ * `bufferSize` is each socket's receive buffer in bytes (default 64 KiB, at
+ * least 1 KiB), `onExhausted` says what a caller does when every slot is held.
+ *
+ * @example
+ * ```ts
+ * import { TcpStorage } from "effect-tcp"
+ * const options: TcpStorage.Options = { slots: 64, bufferSize: 16 * 1024, onExhausted: "fail" }
+ * ```
+ * @since 0.1.0
+ */
+export interface Options {
+  readonly slots?: number | undefined
+  readonly bufferSize?: number | undefined
+  readonly onExhausted?: OnExhausted | undefined
+}
+
+/**
+ * The defaults `TcpStorage.layer()` and `TcpNode.layer` use.
+ *
+ * @example
+ * ```ts
+ * import { TcpStorage } from "effect-tcp"
+ * TcpStorage.defaults.bufferSize // 65536
+ * ```
+ * @since 0.1.0
+ */
+export const defaults = { slots: 1024, bufferSize: 64 * 1024, onExhausted: "wait" } as const
+
+/**
+ * The storage pool service.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpStorage } from "effect-tcp"
+ * Effect.gen(function*() {
+ *   const storage = yield* TcpStorage.TcpStorage
+ *   return storage.bufferSize
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export class TcpStorage extends Context.Service<TcpStorage, {
+  readonly bufferSize: number
+  readonly acquire: (
+    options?: Deadline.Options
+  ) => Effect.Effect<Slot, TcpError.TimedOut | TcpError.OutOfMemory | TcpError.InvalidArgument, Scope.Scope>
+  readonly stats: Effect.Effect<Stats>
+  /** The pool itself, for the library's sockets and listeners. */
+  readonly pool: Pool
+}>()("effect-tcp/TcpStorage") {
+  /**
+   * A pool with the given settings. Closing the layer's scope aborts the
+   * graceful closes still running in the background.
+   *
+   * @example
+   * ```ts
+   * import { TcpStorage } from "effect-tcp"
+   * const Storage = TcpStorage.TcpStorage.layer({ slots: 256, onExhausted: "fail" })
+   * ```
+   * @since 0.1.0
+   */
+  static readonly layer = (options?: Options): Layer.Layer<TcpStorage> =>
+    Layer.effect(TcpStorage, make(options))
+}
+
+const isSize = (n: number, min: number) => Number.isSafeInteger(n) && n >= min
+
+const make = Effect.fnUntraced(function*(options?: Options) {
+  const slots = options?.slots ?? defaults.slots
+  const bufferSize = options?.bufferSize ?? defaults.bufferSize
+  const onExhausted = options?.onExhausted ?? defaults.onExhausted
+  if (!isSize(slots, 1) || !isSize(bufferSize, 1024) || (onExhausted !== "wait" && onExhausted !== "fail")) {
+    return yield* Effect.die(
+      new RangeError(`TcpStorage.layer: slots >= 1, bufferSize >= 1024, onExhausted "wait" | "fail"; got ${
+        JSON.stringify({ slots, bufferSize, onExhausted })
+      }`)
+    )
+  }
+  const pool = new Pool(slots, bufferSize, onExhausted, yield* Effect.scope)
+
+  const acquire = Effect.fn("TcpStorage.acquire")(function*(options?: Deadline.Options) {
+    const deadline = yield* Deadline.resolve(options, "acquire")
+    const memory = yield* Effect.acquireRelease(
+      pool.take(deadline, "acquire"),
+      (memory) => Effect.sync(() => pool.drop(memory))
+    )
+    return new SlotHandle(memory, memory.generation) as Slot
+  })
+
+  return TcpStorage.of({ bufferSize, acquire, stats: Effect.sync(() => pool.stats()), pool })
+})
+
+/**
+ * A pool with the given settings (see `Options`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient, TcpStorage } from "effect-tcp"
+ * const program = TcpClient.connect("127.0.0.1:6379").pipe(Effect.scoped)
+ * program.pipe(Effect.provide(TcpClient.layer), Effect.provide(TcpStorage.layer({ slots: 16 })))
+ * ```
+ * @since 0.1.0
+ */
+export const layer: (options?: Options) => Layer.Layer<TcpStorage> = TcpStorage.layer
+
+/**
+ * Takes a slot from the pool for the current scope, waiting within the
+ * deadline (or failing with `OutOfMemory` when the pool fails fast).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient, TcpStorage } from "effect-tcp"
+ * Effect.gen(function*() {
+ *   const slot = yield* TcpStorage.acquire({ timeout: "1 second" })
+ *   const socket = yield* TcpClient.connect("127.0.0.1:6379", { storage: slot })
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export const acquire = (
+  options?: Deadline.Options
+): Effect.Effect<
+  Slot,
+  TcpError.TimedOut | TcpError.OutOfMemory | TcpError.InvalidArgument,
+  TcpStorage | Scope.Scope
+> => TcpStorage.use((storage) => storage.acquire(options))
+
+/**
+ * The pool's current figures.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpStorage } from "effect-tcp"
+ * Effect.gen(function*() {
+ *   const { inUse, highWater } = yield* TcpStorage.stats
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export const stats: Effect.Effect<Stats, never, TcpStorage> = TcpStorage.use((storage) => storage.stats)

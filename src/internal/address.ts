@@ -1,0 +1,91 @@
+import { Array as Arr, Effect, Result } from "effect"
+import { AddressResolver, Host, NetAddress } from "effect/net"
+import type { Deadline } from "../Deadline.ts"
+import * as TcpError from "../TcpError.ts"
+import { bounded } from "./wait.ts"
+
+/** `"host:port"`, `"[v6]:port"`, `{ host, port }` or a resolved `InetAddress`. */
+export type TcpAddress = string | { readonly host: string; readonly port: number } | NetAddress.InetAddress
+
+/** Which address families a name may resolve to. */
+export type Family = "ipv4" | "ipv6" | "any"
+
+type Endpoint = NetAddress.InetAddress | Host.HostPort
+
+const describe = (address: unknown): string => {
+  if (typeof address === "string") return address
+  if (NetAddress.isInetAddress(address)) return NetAddress.formatInet(address)
+  try {
+    return JSON.stringify(address) ?? String(address)
+  } catch {
+    return String(address)
+  }
+}
+
+/**
+ * Checks an address without resolving it. Port `0` means "pick one" and is
+ * only allowed where `portZero` says so (listen).
+ */
+export const parse = (
+  address: TcpAddress,
+  syscall: string,
+  portZero: boolean
+): Result.Result<Endpoint, TcpError.InvalidArgument> => {
+  const text = describe(address)
+  const endpoint: Result.Result<Endpoint, NetAddress.NetAddressError> = NetAddress.isInetAddress(address)
+    ? Result.succeed(address)
+    : typeof address === "string" || (typeof address === "object" && address !== null)
+    ? Host.hostPortFromInput(address)
+    : Result.fail(new NetAddress.NetAddressError({ input: address, message: "expected host:port" }))
+  if (Result.isFailure(endpoint)) return Result.fail(TcpError.invalid(syscall, endpoint.failure.message, text))
+  if (endpoint.success.port === 0 && !portZero) {
+    return Result.fail(TcpError.invalid(syscall, "port must be 1..65535", text))
+  }
+  return Result.succeed(endpoint.success)
+}
+
+const ipFamily = (family: Family): NetAddress.IpFamily | undefined =>
+  family === "ipv4" ? "IPv4" : family === "ipv6" ? "IPv6" : undefined
+
+/**
+ * Turns an endpoint into socket addresses. Literals skip the resolver; names
+ * go through it within the deadline, and a name that does not resolve is
+ * `AddrNotAvail`.
+ */
+export const resolve = (
+  endpoint: Endpoint,
+  resolver: AddressResolver.AddressResolver["Service"],
+  family: Family,
+  deadline: Deadline,
+  syscall: string
+): Effect.Effect<Arr.NonEmptyReadonlyArray<NetAddress.InetAddress>, TcpError.TimedOut | TcpError.AddrNotAvail> => {
+  const text = NetAddress.isInetAddress(endpoint) ? NetAddress.formatInet(endpoint) : Host.formatHostPort(endpoint)
+  const wanted = ipFamily(family)
+  const literal = NetAddress.isInetAddress(endpoint)
+    ? endpoint
+    : NetAddress.isIpAddress(endpoint.host)
+    ? NetAddress.inetAddressUnsafe(endpoint.host, endpoint.port)
+    : undefined
+  if (literal !== undefined) {
+    return wanted === undefined || NetAddress.isFamily(literal, wanted)
+      ? Effect.succeed(Arr.of(literal))
+      : Effect.fail(notAvailable(syscall, text, `not an ${wanted} address`))
+  }
+  const lookup = resolver.resolve(endpoint, { family: wanted }).pipe(
+    Effect.mapError((error) => notAvailable(syscall, text, error.message))
+  )
+  return bounded(lookup, deadline, () => TcpError.timedOut(syscall, text))
+}
+
+const notAvailable = (syscall: string, address: string, detail: string) =>
+  TcpError.make(TcpError.AddrNotAvail, "EADDRNOTAVAIL", syscall, address, `cannot resolve: ${detail}`)
+
+/** The `host` string Node's `net` wants for an address. */
+export const nodeHost = (address: NetAddress.InetAddress): string => NetAddress.formatHost(address)
+
+/** An address Node reported for a connected socket. */
+export const fromNode = (host: string | undefined, port: number | undefined): NetAddress.InetAddress | undefined => {
+  if (host === undefined || port === undefined) return undefined
+  const parsed = NetAddress.inetAddressFromIpString(host.replace(/%.*$/, ""), port)
+  return Result.isSuccess(parsed) ? parsed.success : undefined
+}

@@ -1,0 +1,503 @@
+import { Effect, Exit } from "effect"
+import type { Scope } from "effect"
+import * as Net from "node:net"
+import type { Deadline } from "../Deadline.ts"
+import * as TcpError from "../TcpError.ts"
+import type { SlotMemory } from "./pool.ts"
+import { Gate, suspend } from "./wait.ts"
+
+/**
+ * The part of libuv's stream handle Node keeps private but that an `onread`
+ * socket needs to be resumed into a new region of its buffer.
+ */
+interface StreamHandle {
+  useUserBuffer(buffer: Uint8Array): void
+}
+
+const hasStreamHandle = (socket: Net.Socket): StreamHandle | undefined => {
+  const handle: unknown = Reflect.get(socket, "_handle")
+  return typeof handle === "object" && handle !== null && "useUserBuffer" in handle &&
+      typeof handle.useUserBuffer === "function"
+    ? handle as StreamHandle
+    : undefined
+}
+
+type Failure = Exclude<TcpError.TcpError, TcpError.PeerClosed>
+type Resume<E> = (effect: Effect.Effect<void, E>) => void
+
+/** A receive in progress: bytes go into `targets` in order until `total`. */
+interface PendingRead {
+  readonly targets: ReadonlyArray<Uint8Array>
+  readonly total: number
+  /** Up to the slot's size a read completes at once or consumes nothing. */
+  readonly atomic: boolean
+  filled: number
+  resume: Resume<TcpError.RecvError> | undefined
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * One TCP connection on one storage slot.
+ *
+ * Inbound bytes land in the slot's buffer through Node's `onread`: the
+ * unconsumed bytes are `buffer[start, end)` and Node's next read goes to
+ * `buffer[end, size)`. When that region runs short the live bytes move to
+ * the front; when the buffer is full reading stops (the kernel's window
+ * closes on the peer) until a receive makes room. Nothing is allocated per
+ * read, and a receive copies straight from the slot into the caller's memory.
+ *
+ * Sends are written straight from the caller's memory and complete once
+ * Node holds no reference to it (the kernel took every byte), so no copy is
+ * ever made.
+ */
+export class Connection {
+  readonly socket: Net.Socket
+  readonly slot: SlotMemory
+  /** `host:port` of the peer, for error messages. */
+  address: string
+  readonly recvGate = new Gate()
+  readonly sendGate = new Gate()
+
+  private readonly buffer: Buffer
+  private start = 0
+  private end = 0
+  private region: Buffer
+  private readPaused = false
+  private eof = false
+  private discarding = false
+  private failure: Failure | undefined
+  private reader: PendingRead | undefined
+  private inboundBroken = false
+
+  private outbound: "open" | "done" | "broken" = "open"
+  private writer: Resume<TcpError.SendError> | undefined
+
+  private phase: "open" | "closing" | "closed" = "open"
+  private handleClosed = false
+  private released = false
+  /** Called once the socket is closed and Node no longer touches the slot. */
+  onRelease: () => void
+  private readonly closeWaiters: Array<() => void> = []
+  private finWaiter: Resume<TcpError.CloseError> | undefined
+
+  constructor(slot: SlotMemory, address: string, onRelease: () => void, options: Net.SocketConstructorOpts) {
+    this.slot = slot
+    this.buffer = slot.buffer
+    this.region = slot.buffer
+    this.address = address
+    this.onRelease = onRelease
+    this.socket = new Net.Socket({
+      ...options,
+      allowHalfOpen: true,
+      onread: { buffer: () => this.region, callback: (n) => this.onRead(n) }
+    })
+    this.socket.on("end", () => this.onEnd())
+    this.socket.on("error", (error) => this.onError(error))
+    this.socket.on("close", () => this.onClose())
+  }
+
+  get isOpen(): boolean {
+    return this.phase === "open"
+  }
+
+  // ---------------------------------------------------------------- inbound
+
+  private onRead(nread: number): boolean {
+    if (!this.discarding) this.end += nread
+    if (this.reader !== undefined) this.serve(this.reader)
+    this.region = this.nextRegion()
+    this.readPaused = this.region.length === 0
+    return !this.readPaused
+  }
+
+  /** Where Node reads next; empty when the buffer is full. */
+  private nextRegion(): Buffer {
+    if (this.start === this.end) {
+      this.start = this.end = 0
+      return this.buffer
+    }
+    const size = this.buffer.length
+    if (this.start > 0 && size - this.end < size >>> 2) {
+      this.buffer.copyWithin(0, this.start, this.end)
+      this.end -= this.start
+      this.start = 0
+    }
+    return this.end === size ? EMPTY : this.buffer.subarray(this.end)
+  }
+
+  private resumeReading(): void {
+    if (!this.readPaused || this.handleClosed) return
+    const region = this.nextRegion()
+    if (region.length === 0) return
+    const handle = hasStreamHandle(this.socket)
+    if (handle === undefined) return
+    this.region = region
+    this.readPaused = false
+    handle.useUserBuffer(region)
+    // Node restarts an onread socket's reads from `read()` when its handle stopped.
+    this.socket.read(0)
+  }
+
+  private consume(count: number): void {
+    this.start += count
+    if (this.readPaused) this.resumeReading()
+  }
+
+  /** Copies `count` buffered bytes into the read's targets. */
+  private copyOut(read: PendingRead, count: number): void {
+    let offset = read.filled
+    let from = this.start
+    const until = this.start + count
+    for (const target of read.targets) {
+      if (from === until) break
+      if (offset >= target.length) {
+        offset -= target.length
+        continue
+      }
+      const n = Math.min(target.length - offset, until - from)
+      this.buffer.copy(target, offset, from, from + n)
+      from += n
+      offset = 0
+    }
+    read.filled += count
+    this.consume(count)
+  }
+
+  /** Moves a read forward; returns its outcome once it has one. */
+  private step(read: PendingRead): Effect.Effect<void, TcpError.RecvError> | undefined {
+    const buffered = this.end - this.start
+    const wanted = read.total - read.filled
+    if (buffered >= wanted) {
+      this.copyOut(read, wanted)
+      return Effect.void
+    }
+    if (!read.atomic && buffered > 0) this.copyOut(read, buffered)
+    if (this.eof) {
+      if (this.end > this.start) this.copyOut(read, this.end - this.start)
+      return Effect.fail(TcpError.peerClosed("recv", collect(read), this.address))
+    }
+    if (this.failure !== undefined) return Effect.fail(TcpError.narrow(this.failure, TcpError.recvTags))
+    return undefined
+  }
+
+  private serve(read: PendingRead): void {
+    const outcome = this.step(read)
+    if (outcome === undefined || read.resume === undefined) return
+    const resume = read.resume
+    this.reader = undefined
+    resume(outcome)
+  }
+
+  /**
+   * Fills `targets` (of `total` bytes) from the connection, waiting until
+   * `deadline`. Callers hold `recvGate`.
+   */
+  receive(
+    targets: ReadonlyArray<Uint8Array>,
+    total: number,
+    deadline: Deadline
+  ): Effect.Effect<void, TcpError.RecvError> {
+    return Effect.suspend(() => {
+      if (this.phase !== "open") return Effect.fail(TcpError.closed("recv", this.address))
+      if (this.inboundBroken) {
+        return Effect.fail(
+          TcpError.make(TcpError.ConnReset, "ECONNRESET", "recv", this.address, "an earlier receive stopped halfway")
+        )
+      }
+      const read: PendingRead = {
+        targets,
+        total,
+        atomic: total <= this.buffer.length,
+        filled: 0,
+        resume: undefined
+      }
+      const now = this.step(read)
+      if (now !== undefined) return now
+      const waiting = suspend<void, TcpError.RecvError, TcpError.TimedOut>(
+        deadline,
+        () => TcpError.timedOut("recv", this.address),
+        (resume) => {
+          read.resume = resume
+          this.reader = read
+          return () => {
+            if (this.reader === read) this.reader = undefined
+          }
+        }
+      )
+      return Effect.onExit(waiting, (exit) => {
+        if (Exit.isFailure(exit) && read.filled > 0 && read.filled < read.total) this.inboundBroken = true
+        return Effect.void
+      })
+    })
+  }
+
+  /** Connects to `target`, waiting until `deadline`. */
+  connect(target: Net.TcpNetConnectOpts, deadline: Deadline): Effect.Effect<void, TcpError.ConnectError> {
+    const socket = this.socket
+    return suspend<void, TcpError.ConnectError, TcpError.TimedOut>(
+      deadline,
+      () => TcpError.timedOut("connect", this.address),
+      (resume) => {
+        const cleanup = () => {
+          socket.off("connect", onConnect)
+          socket.off("error", onError)
+        }
+        const onConnect = () => {
+          cleanup()
+          resume(Effect.void)
+        }
+        const onError = (cause: Error) => {
+          cleanup()
+          const error = TcpError.fromUnknown(cause, "connect", this.address)
+          resume(Effect.fail(TcpError.narrow(error, TcpError.connectTags)))
+        }
+        socket.once("connect", onConnect)
+        socket.once("error", onError)
+        socket.connect(target)
+        return cleanup
+      }
+    )
+  }
+
+  // --------------------------------------------------------------- outbound
+
+  private readonly onWritten = (error?: Error | null): void => {
+    const writer = this.writer
+    if (writer === undefined) return
+    if (error !== undefined && error !== null) {
+      this.writer = undefined
+      writer(Effect.fail(this.sendFailure(error)))
+    } else if (this.socket.writableLength === 0) {
+      this.writer = undefined
+      writer(Effect.void)
+    }
+  }
+
+  private sendFailure(cause: unknown): TcpError.SendError {
+    return TcpError.narrow(TcpError.fromUnknown(cause, "send", this.address), TcpError.sendTags)
+  }
+
+  /** Why the outbound direction cannot take bytes now, if it cannot. */
+  private outboundBlocked(syscall: string): TcpError.SendError | undefined {
+    if (this.phase !== "open") return TcpError.closed(syscall, this.address)
+    if (this.outbound === "done") {
+      return TcpError.make(TcpError.BrokenPipe, "EPIPE", syscall, this.address, "sending side already finished")
+    }
+    if (this.outbound === "broken") {
+      return TcpError.make(TcpError.ConnReset, "ECONNRESET", syscall, this.address, "an earlier send stopped halfway")
+    }
+    if (this.failure !== undefined) return TcpError.narrow(this.failure, TcpError.sendTags)
+    if (this.socket.destroyed) {
+      return this.socket.errored !== null
+        ? this.sendFailure(this.socket.errored)
+        : TcpError.make(TcpError.BrokenPipe, "EPIPE", syscall, this.address, "connection already closed")
+    }
+    return undefined
+  }
+
+  /**
+   * Hands `chunks` to the kernel, waiting until `deadline` for what it could
+   * not take at once. Callers hold `sendGate`.
+   */
+  transmit(chunks: ReadonlyArray<Uint8Array>, deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
+    return Effect.suspend(() => {
+      const blocked = this.outboundBlocked("send")
+      if (blocked !== undefined) return Effect.fail(blocked)
+      const socket = this.socket
+      if (chunks.length === 1) {
+        const only = chunks[0]
+        if (only !== undefined && only.length > 0) socket.write(only, this.onWritten)
+      } else {
+        socket.cork()
+        for (const chunk of chunks) if (chunk.length > 0) socket.write(chunk, this.onWritten)
+        socket.uncork()
+      }
+      if (socket.errored !== null) return Effect.fail(this.sendFailure(socket.errored))
+      if (socket.writableLength === 0) return Effect.void
+      return this.awaitFlush(deadline, "send")
+    })
+  }
+
+  private awaitFlush(deadline: Deadline, syscall: string): Effect.Effect<void, TcpError.SendError> {
+    const waiting = suspend<void, TcpError.SendError, TcpError.TimedOut>(
+      deadline,
+      () => TcpError.timedOut(syscall, this.address),
+      (resume) => {
+        this.writer = resume
+        return () => {
+          if (this.writer === resume) this.writer = undefined
+        }
+      }
+    )
+    // Bytes may be half sent: the outbound direction cannot be trusted again.
+    return Effect.onExit(waiting, (exit) => {
+      if (Exit.isFailure(exit) && this.outbound === "open") this.outbound = "broken"
+      return Effect.void
+    })
+  }
+
+  /** Half-close: FIN after what is queued; receiving goes on. */
+  finish(deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
+    return Effect.suspend(() => {
+      const blocked = this.outboundBlocked("done")
+      if (blocked !== undefined) return Effect.fail(blocked)
+      this.outbound = "done"
+      this.socket.end(this.onWritten)
+      if (this.socket.writableLength === 0) return Effect.void
+      return this.awaitFlush(deadline, "done")
+    })
+  }
+
+  // -------------------------------------------------------------- lifecycle
+
+  private onEnd(): void {
+    this.eof = true
+    if (this.reader !== undefined) this.serve(this.reader)
+    this.wakeFin(Effect.void)
+  }
+
+  private onError(cause: Error): void {
+    const failure = TcpError.fromUnknown(cause, Reflect.get(cause, "syscall") === "write" ? "send" : "recv", this.address)
+    this.failure ??= failure
+    if (this.reader !== undefined) this.serve(this.reader)
+    const writer = this.writer
+    if (writer !== undefined) {
+      this.writer = undefined
+      writer(Effect.fail(TcpError.narrow(failure, TcpError.sendTags)))
+    }
+    this.wakeFin(Effect.fail(TcpError.narrow(failure, TcpError.closeTags)))
+  }
+
+  private onClose(): void {
+    this.handleClosed = true
+    if (this.reader !== undefined) this.serve(this.reader)
+    this.wakeFin(Effect.void)
+    this.releaseIfDone()
+    for (const wake of this.closeWaiters.splice(0)) wake()
+  }
+
+  private wakeFin(outcome: Effect.Effect<void, TcpError.CloseError>): void {
+    const waiter = this.finWaiter
+    if (waiter === undefined) return
+    this.finWaiter = undefined
+    waiter(outcome)
+  }
+
+  private releaseIfDone(): void {
+    if (this.released || !this.handleClosed || this.phase !== "closed") return
+    this.released = true
+    this.onRelease()
+  }
+
+  /** Fails whatever is waiting on this connection with `Closed`. */
+  private failWaiters(): void {
+    const read = this.reader
+    if (read?.resume !== undefined) {
+      this.reader = undefined
+      read.resume(Effect.fail(TcpError.closed("recv", this.address)))
+    }
+    const writer = this.writer
+    if (writer !== undefined) {
+      this.writer = undefined
+      writer(Effect.fail(TcpError.closed("send", this.address)))
+    }
+  }
+
+  /**
+   * Immediate close: the descriptor goes now (RST if unread data is
+   * pending) and the slot returns once Node has closed the handle.
+   */
+  readonly abort: Effect.Effect<void> = Effect.uninterruptible(
+    Effect.callback<void>((resume) => {
+      if (this.phase !== "closed") {
+        this.phase = "closed"
+        this.failWaiters()
+        this.socket.destroy()
+      }
+      if (this.handleClosed) {
+        this.releaseIfDone()
+        resume(Effect.void)
+      } else {
+        this.closeWaiters.push(() => resume(Effect.void))
+      }
+    })
+  )
+
+  /**
+   * Starts a graceful close: FIN after queued bytes, then discard inbound
+   * bytes until the peer's FIN. Returns false when already closing.
+   */
+  private beginClose(): boolean {
+    if (this.phase !== "open") return false
+    this.phase = "closing"
+    this.failWaiters()
+    if (this.outbound === "open" && !this.socket.destroyed) {
+      this.outbound = "done"
+      this.socket.end()
+    }
+    this.discarding = true
+    this.start = this.end
+    if (this.readPaused) this.resumeReading()
+    return true
+  }
+
+  /** Waits for the peer's FIN (or an error) until `deadline`. */
+  private awaitPeerFin(deadline: Deadline): Effect.Effect<void, TcpError.CloseError> {
+    return Effect.suspend(() => {
+      if (this.failure !== undefined) return Effect.fail(TcpError.narrow(this.failure, TcpError.closeTags))
+      if (this.eof || this.handleClosed) return Effect.void
+      return suspend<void, TcpError.CloseError, TcpError.TimedOut>(
+        deadline,
+        () => TcpError.timedOut("close", this.address),
+        (resume) => {
+          this.finWaiter = resume
+          return () => {
+            if (this.finWaiter === resume) this.finWaiter = undefined
+          }
+        }
+      )
+    })
+  }
+
+  /** libdill's `tcp_close`: graceful within `deadline`, aborted either way. */
+  close(deadline: Deadline): Effect.Effect<void, TcpError.CloseError> {
+    return Effect.suspend(() => {
+      if (!this.beginClose()) return Effect.fail(TcpError.closed("close", this.address))
+      return Effect.ensuring(this.awaitPeerFin(deadline), this.abort)
+    })
+  }
+
+  /**
+   * The Scope's finalizer. After success the FIN goes out now and the rest
+   * of the graceful close runs in `background`; otherwise abort at once.
+   */
+  finalize(
+    exit: Exit.Exit<unknown, unknown>,
+    closeDeadline: Effect.Effect<Deadline>,
+    background: Scope.Scope
+  ): Effect.Effect<void> {
+    if (Exit.isFailure(exit)) return this.abort
+    return Effect.suspend(() => {
+      if (!this.beginClose()) return Effect.void
+      const lingering = Effect.flatMap(closeDeadline, (deadline) => this.awaitPeerFin(deadline)).pipe(
+        Effect.ignore,
+        Effect.ensuring(this.abort)
+      )
+      return Effect.asVoid(Effect.forkIn(lingering, background))
+    })
+  }
+}
+
+/** The bytes a read had gathered, as one array. */
+const collect = (read: PendingRead): Uint8Array => {
+  const bytes = new Uint8Array(read.filled)
+  let offset = 0
+  for (const target of read.targets) {
+    if (offset === read.filled) break
+    const n = Math.min(target.length, read.filled - offset)
+    bytes.set(target.subarray(0, n), offset)
+    offset += n
+  }
+  return bytes
+}

@@ -1,0 +1,198 @@
+import { Effect, Exit } from "effect"
+import type { Scope } from "effect"
+import type { Deadline } from "../Deadline.ts"
+import * as TcpError from "../TcpError.ts"
+import { suspend } from "./wait.ts"
+
+/**
+ * One slot's memory: the receive buffer a socket reads into for its whole
+ * life. `generation` changes each time the slot goes back to the pool, so a
+ * stale handle to it can never reach the next owner's socket.
+ */
+export class SlotMemory {
+  generation = 0
+  /** The acquiring scope (if any) and the live socket (if any). */
+  holders = 0
+  attached = false
+  readonly id: number
+  readonly buffer: Buffer
+  /** The pool this slot goes back to, whichever pool's socket used it. */
+  readonly pool: Pool
+  constructor(id: number, buffer: Buffer, pool: Pool) {
+    this.id = id
+    this.buffer = buffer
+    this.pool = pool
+  }
+}
+
+/** What `TcpStorage.acquire` hands out: a handle to a slot for one generation. */
+export class SlotHandle {
+  readonly memory: SlotMemory
+  readonly generation: number
+  constructor(memory: SlotMemory, generation: number) {
+    this.memory = memory
+    this.generation = generation
+  }
+  get id(): number {
+    return this.memory.id
+  }
+  get bufferSize(): number {
+    return this.memory.buffer.length
+  }
+  get live(): boolean {
+    return this.memory.generation === this.generation && this.memory.holders > 0
+  }
+}
+
+interface SlotWaiter {
+  slot: SlotMemory | undefined
+  wake: () => void
+}
+
+export type OnExhausted = "wait" | "fail"
+
+export interface Stats {
+  readonly slots: number
+  readonly inUse: number
+  readonly waiting: number
+  readonly highWater: number
+}
+
+/** A bounded pool of slots, created on demand up to `size` and then reused. */
+export class Pool {
+  private created = 0
+  private inUse = 0
+  private highWater = 0
+  private readonly free: Array<SlotMemory> = []
+  private readonly waiters: Array<SlotWaiter> = []
+
+  readonly size: number
+  readonly bufferSize: number
+  readonly onExhausted: OnExhausted
+  /** Where graceful closes that outlive their socket's scope run. */
+  readonly background: Scope.Scope
+
+  constructor(size: number, bufferSize: number, onExhausted: OnExhausted, background: Scope.Scope) {
+    this.size = size
+    this.bufferSize = bufferSize
+    this.onExhausted = onExhausted
+    this.background = background
+  }
+
+  stats(): Stats {
+    return { slots: this.created, inUse: this.inUse, waiting: this.waiters.length, highWater: this.highWater }
+  }
+
+  /** Takes a slot for one holder, waiting within `deadline` if the pool allows it. */
+  take(
+    deadline: Deadline,
+    syscall: string,
+    address?: string
+  ): Effect.Effect<SlotMemory, TcpError.TimedOut | TcpError.OutOfMemory> {
+    return Effect.suspend((): Effect.Effect<SlotMemory, TcpError.TimedOut | TcpError.OutOfMemory> => {
+      const slot = this.tryTake()
+      if (slot !== undefined) return Effect.succeed(slot)
+      if (this.onExhausted === "fail") {
+        return Effect.fail(
+          TcpError.outOfMemory(syscall, `storage pool exhausted (${this.size} slots)`, address)
+        )
+      }
+      return this.wait(deadline, syscall, address)
+    })
+  }
+
+  /** A holder lets go; the last one returns the slot to the pool. */
+  drop(slot: SlotMemory): void {
+    slot.holders -= 1
+    if (slot.holders > 0) return
+    slot.generation += 1
+    slot.attached = false
+    const waiter = this.waiters.shift()
+    if (waiter === undefined) {
+      this.inUse -= 1
+      this.free.push(slot)
+      return
+    }
+    slot.holders = 1
+    waiter.slot = slot
+    waiter.wake()
+  }
+
+  private tryTake(): SlotMemory | undefined {
+    let slot = this.free.pop()
+    if (slot === undefined) {
+      if (this.created >= this.size) return undefined
+      slot = new SlotMemory(this.created, Buffer.allocUnsafeSlow(this.bufferSize), this)
+      this.created += 1
+    }
+    slot.holders = 1
+    this.inUse += 1
+    if (this.inUse > this.highWater) this.highWater = this.inUse
+    return slot
+  }
+
+  private wait(
+    deadline: Deadline,
+    syscall: string,
+    address?: string
+  ): Effect.Effect<SlotMemory, TcpError.TimedOut> {
+    const waiter: SlotWaiter = { slot: undefined, wake: () => {} }
+    const waiting = suspend<SlotMemory, never, TcpError.TimedOut>(
+      deadline,
+      () => TcpError.timedOut(syscall, address),
+      (resume) => {
+        waiter.wake = () => {
+          if (waiter.slot !== undefined) resume(Effect.succeed(waiter.slot))
+        }
+        this.waiters.push(waiter)
+        return () => {
+          const index = this.waiters.indexOf(waiter)
+          if (index !== -1) this.waiters.splice(index, 1)
+        }
+      }
+    )
+    // A slot handed over while the wait was being abandoned goes back.
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.onExit(restore(waiting), (exit) => {
+        if (Exit.isFailure(exit) && waiter.slot !== undefined) this.drop(waiter.slot)
+        return Effect.void
+      })
+    )
+  }
+}
+
+/**
+ * Takes the slot a new socket will live in: the caller's own (`storage`,
+ * which must be a live slot not serving another socket) or one from the pool.
+ */
+export const claim = (
+  pool: Pool,
+  storage: unknown,
+  deadline: Deadline,
+  syscall: string,
+  address?: string
+): Effect.Effect<SlotMemory, TcpError.TimedOut | TcpError.OutOfMemory | TcpError.InvalidArgument> => {
+  if (storage === undefined) {
+    return Effect.map(pool.take(deadline, syscall, address), (memory) => {
+      memory.attached = true
+      return memory
+    })
+  }
+  return Effect.suspend(() => {
+    if (!(storage instanceof SlotHandle) || !storage.live) {
+      return Effect.fail(TcpError.invalid(syscall, "storage is not a live TcpStorage slot", address))
+    }
+    if (storage.memory.attached) {
+      return Effect.fail(TcpError.invalid(syscall, "storage slot already serves another socket", address))
+    }
+    storage.memory.attached = true
+    storage.memory.holders += 1
+    return Effect.succeed(storage.memory)
+  })
+}
+
+/** The socket living in `memory` is gone: the slot can serve another. */
+export const unclaim = (memory: SlotMemory): void => {
+  memory.attached = false
+  memory.pool.drop(memory)
+}

@@ -1,0 +1,99 @@
+import { Clock, Effect, Exit } from "effect"
+import type { Deadline } from "../Deadline.ts"
+
+/**
+ * Runs `effect` until `deadline`. Past deadlines (and `0`) fail at once with
+ * `onTimeout()`: callers try the non-blocking path before they get here.
+ * The clock is read only on this slow path.
+ */
+export const bounded = <A, E, E2>(
+  effect: Effect.Effect<A, E>,
+  deadline: Deadline,
+  onTimeout: () => E2
+): Effect.Effect<A, E | E2> => {
+  if (deadline === -1) return effect
+  if (deadline === 0) return Effect.fail(onTimeout())
+  return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    deadline <= now
+      ? Effect.fail(onTimeout())
+      : Effect.timeoutOrElse(effect, { duration: deadline - now, orElse: () => Effect.fail(onTimeout()) }))
+}
+
+/**
+ * Waits for a callback-style event until `deadline`. `register` returns the
+ * cleanup to run when the wait is abandoned (timeout or interruption).
+ */
+export const suspend = <A, E, E2>(
+  deadline: Deadline,
+  onTimeout: () => E2,
+  register: (resume: (effect: Effect.Effect<A, E>) => void) => () => void
+): Effect.Effect<A, E | E2> =>
+  bounded(
+    Effect.callback<A, E>((resume) => {
+      const cleanup = register(resume)
+      return Effect.sync(cleanup)
+    }),
+    deadline,
+    onTimeout
+  )
+
+interface Waiter {
+  granted: boolean
+  wake: () => void
+}
+
+/**
+ * A FIFO mutex: concurrent sends (or receives) on one socket run one after
+ * another in call order. Taking a free gate is synchronous; only contention
+ * suspends, and then within the caller's deadline.
+ */
+export class Gate {
+  private busy = false
+  private readonly waiters: Array<Waiter> = []
+  private readonly releaseEffect = Effect.sync(() => this.release())
+
+  run<A, E, E2>(effect: Effect.Effect<A, E>, deadline: Deadline, onTimeout: () => E2): Effect.Effect<A, E | E2> {
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        if (!this.busy) {
+          this.busy = true
+          return Effect.ensuring(restore(effect), this.releaseEffect)
+        }
+        return Effect.flatMap(
+          this.wait(restore, deadline, onTimeout),
+          () => Effect.ensuring(restore(effect), this.releaseEffect)
+        )
+      })
+    )
+  }
+
+  private wait<E2>(
+    restore: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>,
+    deadline: Deadline,
+    onTimeout: () => E2
+  ): Effect.Effect<void, E2> {
+    const waiter: Waiter = { granted: false, wake: () => {} }
+    const waiting = suspend<void, never, E2>(deadline, onTimeout, (resume) => {
+      waiter.wake = () => resume(Effect.void)
+      this.waiters.push(waiter)
+      return () => {
+        const index = this.waiters.indexOf(waiter)
+        if (index !== -1) this.waiters.splice(index, 1)
+      }
+    })
+    // A grant can race a timeout or an interruption: whoever loses the race
+    // must not keep the gate, so a granted but abandoned wait passes it on.
+    return Effect.onExit(restore(waiting), (exit) =>
+      Exit.isFailure(exit) && waiter.granted ? this.releaseEffect : Effect.void)
+  }
+
+  private release(): void {
+    const next = this.waiters.shift()
+    if (next === undefined) {
+      this.busy = false
+      return
+    }
+    next.granted = true
+    next.wake()
+  }
+}
