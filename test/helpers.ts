@@ -1,0 +1,144 @@
+/**
+ * Shared fixtures for the test suite: real sockets on loopback only.
+ */
+import { assert } from "@effect/vitest"
+import { Effect, Schedule } from "effect"
+import type { Scope } from "effect"
+import { spawn } from "node:child_process"
+import { readdirSync } from "node:fs"
+import * as Net from "node:net"
+import { afterAll, beforeAll } from "vitest"
+import { TcpNode, TcpStorage } from "../src/index.ts"
+
+/** A small pool, so exhaustion and reuse are easy to reach. */
+export const TestTcp = TcpNode.layerWith({ slots: 32, bufferSize: 16 * 1024 })
+
+/** Open descriptors of this process. */
+export const openFds = (): number => readdirSync("/proc/self/fd").length
+
+/**
+ * Registers a file-level leak check: after every test of the file, the open
+ * descriptors must be back to where they were before the first (waiting up
+ * to 3 s for handles Node closes asynchronously).
+ */
+export const checkFdLeaks = (): void => {
+  let baseline = 0
+  beforeAll(() => {
+    baseline = openFds()
+  })
+  afterAll(async () => {
+    const until = Date.now() + 3000
+    while (openFds() > baseline && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+    assert.isAtMost(openFds(), baseline, "descriptors leaked by this file")
+  })
+}
+
+/**
+ * Waits (up to 3 s, real time) until the pool holds no slot and nobody
+ * waits for one, then asserts it: every socket of the test was released.
+ */
+export const expectPoolIdle: Effect.Effect<void, never, TcpStorage.TcpStorage> = TcpStorage.stats.pipe(
+  Effect.filterOrFail((s) => s.inUse === 0 && s.waiting === 0),
+  Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 300 }),
+  Effect.catch(() => Effect.void),
+  Effect.andThen(TcpStorage.stats),
+  Effect.map((s) => {
+    assert.strictEqual(s.inUse, 0, `slots still in use: ${JSON.stringify(s)}`)
+    assert.strictEqual(s.waiting, 0, `callers still waiting: ${JSON.stringify(s)}`)
+  })
+)
+
+/** A plain node:net server on 127.0.0.1 (port 0), closed with the scope. */
+export const rawServer = (
+  onConnection: (socket: Net.Socket) => void,
+  options: Net.ServerOpts = { allowHalfOpen: true }
+): Effect.Effect<{ readonly port: number; readonly address: string; readonly server: Net.Server }, never, Scope.Scope> => {
+  const sockets = new Set<Net.Socket>()
+  return Effect.acquireRelease(
+    Effect.callback<Net.Server>((resume) => {
+      const server = Net.createServer(options, (socket) => {
+        sockets.add(socket)
+        socket.on("close", () => sockets.delete(socket))
+        onConnection(socket)
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.callback<void>((resume) => {
+        server.close(() => resume(Effect.void))
+        for (const socket of sockets) socket.destroy()
+      })
+  ).pipe(
+    Effect.map((server) => {
+      const bound = server.address() as Net.AddressInfo
+      return { port: bound.port, address: `127.0.0.1:${bound.port}`, server }
+    })
+  )
+}
+
+/** A plain node:net client connection to 127.0.0.1:`port`, destroyed with the scope. */
+export const rawClient = (port: number): Effect.Effect<Net.Socket, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<Net.Socket, Error>((resume) => {
+      const socket = Net.connect({ port, host: "127.0.0.1", allowHalfOpen: true })
+      socket.once("connect", () => resume(Effect.succeed(socket)))
+      socket.once("error", (e) => resume(Effect.fail(e)))
+    }),
+    (socket) => Effect.sync(() => socket.destroy())
+  )
+
+/** Everything a node:net socket receives until the peer's FIN. */
+export const readAll = (socket: Net.Socket): Effect.Effect<Buffer, Error> =>
+  Effect.callback<Buffer, Error>((resume) => {
+    const chunks: Array<Buffer> = []
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    socket.once("end", () => resume(Effect.succeed(Buffer.concat(chunks))))
+    socket.once("error", (e) => resume(Effect.fail(e)))
+  })
+
+/** A loopback port nothing listens on (bound, then released). */
+export const closedPort: Effect.Effect<number> = Effect.callback<number>((resume) => {
+  const server = Net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as Net.AddressInfo
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/**
+ * A listener whose kernel backlog is full: a child process listens with
+ * backlog 1 and stops itself (SIGSTOP) before accepting anything, then the
+ * backlog is filled with plain connections. A connect to it waits for a
+ * handshake that never completes. The child is killed with the scope.
+ */
+export const fullBacklog: Effect.Effect<{ readonly port: number; readonly address: string }, Error, Scope.Scope> =
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, [
+          "-e",
+          `const s = require("node:net").createServer();
+           s.listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () => {
+             process.stdout.write(String(s.address().port) + "\\n");
+             process.kill(process.pid, "SIGSTOP");
+           });`
+        ], { stdio: ["ignore", "pipe", "inherit"] })
+      ),
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    const port = yield* Effect.callback<number, Error>((resume) => {
+      child.stdout.once("data", (data: Buffer) => resume(Effect.succeed(Number(data.toString().trim()))))
+      child.once("error", (e) => resume(Effect.fail(e)))
+    })
+    // Fill the accept queue (backlog + 1 on Linux) and then some: connects
+    // beyond it do not complete. Each filler is bounded by its own timer.
+    const fillers: Array<Net.Socket> = []
+    yield* Effect.addFinalizer(() => Effect.sync(() => fillers.forEach((s) => s.destroy())))
+    for (let i = 0; i < 4; i++) {
+      const socket = Net.connect({ port, host: "127.0.0.1" })
+      socket.on("error", () => {})
+      fillers.push(socket)
+    }
+    yield* Effect.sleep("200 millis")
+    return { port, address: `127.0.0.1:${port}` }
+  })
