@@ -371,6 +371,9 @@ export class Connection {
 
   private onClose(): void {
     this.handleClosed = true
+    // Node closed the descriptor without an EOF or an error to report:
+    // nothing more will arrive, which receives see as the end of the stream.
+    if (this.failure === undefined) this.eof = true
     if (this.reader !== undefined) this.serve(this.reader)
     this.wakeFin(Effect.void)
     this.releaseIfDone()
@@ -432,10 +435,8 @@ export class Connection {
     if (this.phase !== "open") return false
     this.phase = "closing"
     this.failWaiters()
-    if (this.outbound === "open" && !this.socket.destroyed) {
-      this.outbound = "done"
-      this.socket.end()
-    }
+    if (this.outbound !== "done" && !this.socket.destroyed) this.socket.end()
+    this.outbound = "done"
     this.discarding = true
     this.start = this.end
     if (this.readPaused) this.resumeReading()
