@@ -10,7 +10,7 @@ import { AddressResolver, Host, NetAddress } from "effect/net"
 import * as NodeAddressResolver from "@effect/platform-node/NodeAddressResolver"
 import * as NodeDns from "@effect/platform-node/NodeDns"
 import * as Deadline from "./Deadline.ts"
-import { type Family, nodeHost, parse, resolve, type TcpAddress } from "./internal/address.ts"
+import { type Family, isTcpDescriptor, nodeHost, parse, resolve, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
 import { applySettings, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
@@ -236,6 +236,7 @@ const make = (pool: Pool, resolver: AddressResolver.AddressResolver["Service"]):
     if (!Number.isSafeInteger(fd) || fd < 0) return yield* TcpError.invalid("fromFd", "fd must be a descriptor number", text)
     const settings = yield* Effect.fromResult(resolveSettings(options, "fromFd", text))
     const deadline = yield* Deadline.resolve(options, "fromFd", text)
+    if (isTcpDescriptor(fd) === false) return yield* TcpError.invalid("fromFd", "fd is not a TCP socket", text)
     return yield* Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(restore(claim(pool, options?.storage, deadline, "fromFd", text)), (slot) =>
         adopt(

@@ -21,7 +21,7 @@ import type { Scope } from "effect"
 import { NetAddress } from "effect/net"
 import * as Net from "node:net"
 import * as Deadline from "./Deadline.ts"
-import { fromNode, nodeHost, parse, type TcpAddress } from "./internal/address.ts"
+import { fromNode, isTcpDescriptor, nodeHost, parse, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
 import { applySettings, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
@@ -364,6 +364,7 @@ export const fromFd = Effect.fn("TcpListener.fromFd")(
     const text = `fd ${String(fd)}`
     if (!isCount(fd, 0)) return yield* TcpError.invalid("listen", "fd must be a descriptor number", text)
     const { pending } = yield* validate(options, text)
+    if (isTcpDescriptor(fd) === false) return yield* TcpError.invalid("listen", "fd is not a TCP socket", text)
     const storage = yield* TcpStorage
     return yield* open((server) => server.listen({ fd }), storage.pool, pending, text)
   }

@@ -138,9 +138,13 @@ const make = Effect.fnUntraced(function*(options?: Options) {
 
   const acquire = Effect.fn("TcpStorage.acquire")(function*(options?: Deadline.Options) {
     const deadline = yield* Deadline.resolve(options, "acquire")
-    const memory = yield* Effect.acquireRelease(
-      pool.take(deadline, "acquire"),
-      (memory) => Effect.sync(() => pool.drop(memory))
+    // Not acquireRelease: its acquire step is uninterruptible, and waiting
+    // for a slot must not be.
+    const memory = yield* Effect.uninterruptibleMask((restore) =>
+      Effect.tap(
+        restore(pool.take(deadline, "acquire")),
+        (memory) => Effect.addFinalizer(() => Effect.sync(() => pool.drop(memory)))
+      )
     )
     return new SlotHandle(memory, memory.generation) as Slot
   })

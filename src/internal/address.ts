@@ -1,4 +1,5 @@
 import { Array as Arr, Effect, Result } from "effect"
+import { readFileSync, readlinkSync } from "node:fs"
 import { AddressResolver, Host, NetAddress } from "effect/net"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
@@ -88,4 +89,23 @@ export const fromNode = (host: string | undefined, port: number | undefined): Ne
   if (host === undefined || port === undefined) return undefined
   const parsed = NetAddress.inetAddressFromIpString(host.replace(/%.*$/, ""), port)
   return Result.isSuccess(parsed) ? parsed.success : undefined
+}
+
+/**
+ * Whether descriptor `fd` is a TCP socket, checked before Node takes it over
+ * (taking it over and then refusing it would close the caller's descriptor).
+ * Linux answers through /proc: the socket's inode is listed in the TCP
+ * tables. Elsewhere the answer is "unknown" (`undefined`).
+ */
+export const isTcpDescriptor = (fd: number): boolean | undefined => {
+  if (process.platform !== "linux") return undefined
+  try {
+    const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1]
+    if (inode === undefined) return false
+    return ["/proc/net/tcp", "/proc/net/tcp6"].some((table) =>
+      readFileSync(table, "latin1").split("\n").some((row) => row.trim().split(/\s+/)[9] === inode)
+    )
+  } catch {
+    return undefined
+  }
 }
