@@ -226,7 +226,10 @@ export class Connection {
         }
       )
       return Effect.onExit(waiting, (exit) => {
-        if (Exit.isFailure(exit) && read.filled > 0 && read.filled < read.total) this.inboundBroken = true
+        // Reaching the peer's FIN is not stopping halfway: later receives see PeerClosed.
+        if (Exit.isFailure(exit) && !this.eof && read.filled > 0 && read.filled < read.total) {
+          this.inboundBroken = true
+        }
         return Effect.void
       })
     })
