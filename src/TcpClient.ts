@@ -10,7 +10,7 @@ import { AddressResolver, Host, NetAddress } from "effect/net"
 import * as NodeAddressResolver from "@effect/platform-node/NodeAddressResolver"
 import * as NodeDns from "@effect/platform-node/NodeDns"
 import * as Deadline from "./Deadline.ts"
-import { type Family, isTcpDescriptor, nodeHost, parse, resolve, type TcpAddress } from "./internal/address.ts"
+import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, resolve, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
 import { applySettings, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
@@ -246,7 +246,7 @@ const make = (pool: Pool, resolver: AddressResolver.AddressResolver["Service"]):
             try: () => {
               const conn = new Connection(slot, text, () => {}, { fd, readable: true, writable: true })
               applySettings(conn.socket, settings)
-              conn.address = `${conn.socket.remoteAddress ?? "?"}:${conn.socket.remotePort ?? "?"}`
+              conn.address = peerOf(conn.socket) ?? text
               return conn
             },
             catch: (cause) =>

@@ -393,7 +393,7 @@ export type Tag = TcpError["_tag"]
 
 type Constructor = new(fields: ErrorFields) => Exclude<TcpError, PeerClosed>
 
-const byErrno: Record<string, Constructor> = {
+const byErrno: ReadonlyMap<string, Constructor> = new Map(Object.entries({
   ECONNREFUSED: ConnRefused,
   ECONNRESET: ConnReset,
   EHOSTUNREACH: HostUnreach,
@@ -412,9 +412,9 @@ const byErrno: Record<string, Constructor> = {
   EPERM: AccessDenied,
   EBADF: Closed,
   ENOTFOUND: AddrNotAvail
-}
+}))
 
-const describeErrno: Record<string, string> = {
+const describeErrno: ReadonlyMap<string, string> = new Map(Object.entries({
   ECONNREFUSED: "connection refused",
   ECONNRESET: "connection reset by peer",
   EHOSTUNREACH: "host unreachable",
@@ -433,7 +433,7 @@ const describeErrno: Record<string, string> = {
   EPERM: "operation not permitted",
   EBADF: "socket is closed",
   ENOTFOUND: "name does not resolve"
-}
+}))
 
 /**
  * Builds the error for an errno string, e.g. the `code` of a Node
@@ -454,7 +454,7 @@ export const fromCode = (
   syscall: string,
   address?: string,
   detail?: string
-): Exclude<TcpError, PeerClosed> => make(byErrno[errno] ?? SystemError, errno, syscall, address, detail)
+): Exclude<TcpError, PeerClosed> => make(byErrno.get(errno) ?? SystemError, errno, syscall, address, detail)
 
 /**
  * Builds one specific error class with the library's message format.
@@ -473,7 +473,7 @@ export const make = <E>(
   address: string | undefined,
   detail: string | undefined
 ): E => {
-  const what = detail ?? describeErrno[errno] ?? "system error"
+  const what = detail ?? describeErrno.get(errno) ?? "system error"
   const where = address === undefined ? syscall : `${syscall} ${address}`
   return new Make({ errno, syscall, address, message: `${where}: ${what} (${errno})` })
 }
@@ -493,8 +493,16 @@ export const make = <E>(
 export const fromUnknown = (cause: unknown, syscall: string, address?: string): Exclude<TcpError, PeerClosed> => {
   const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined
   if (typeof code === "string" && /^E(?!RR_)[A-Z0-9_]+$/.test(code)) return fromCode(code, syscall, address)
-  const detail = cause instanceof Error ? cause.message : String(cause)
+  const detail = cause instanceof Error ? cause.message : describeUnknown(cause)
   return fromCode("EIO", syscall, address, detail)
+}
+
+const describeUnknown = (cause: unknown): string => {
+  try {
+    return String(cause)
+  } catch {
+    return Object.prototype.toString.call(cause)
+  }
 }
 
 /**

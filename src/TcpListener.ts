@@ -21,7 +21,7 @@ import type { Scope } from "effect"
 import { NetAddress } from "effect/net"
 import * as Net from "node:net"
 import * as Deadline from "./Deadline.ts"
-import { fromNode, isTcpDescriptor, nodeHost, parse, type TcpAddress } from "./internal/address.ts"
+import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
 import { applySettings, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
@@ -114,8 +114,14 @@ export interface AcceptOptions extends Deadline.Options, SocketSettings {
  */
 export const isTcpListener = (u: unknown): u is TcpListener => Predicate.hasProperty(u, TypeId)
 
+/** A connection Node accepted, with the peer's address read while it was known. */
+interface Incoming {
+  readonly raw: Net.Socket
+  readonly peer: string | undefined
+}
+
 interface Acceptor {
-  raw: Net.Socket | undefined
+  incoming: Incoming | undefined
   error: TcpError.AcceptError | undefined
   wake: () => void
 }
@@ -129,7 +135,7 @@ class TcpListenerImpl implements TcpListener {
   readonly pending: number
   address: NetAddress.InetAddress
   text: string
-  private readonly queue: Array<Net.Socket> = []
+  private readonly queue: Array<Incoming> = []
   private readonly acceptors: Array<Acceptor> = []
   private acceptError: TcpError.AcceptError | undefined
   private closed = false
@@ -155,7 +161,7 @@ class TcpListenerImpl implements TcpListener {
   readonly close: Effect.Effect<void> = Effect.callback<void>((resume) => {
     if (!this.closed) {
       this.closed = true
-      for (const raw of this.queue.splice(0)) raw.destroy()
+      for (const { raw } of this.queue.splice(0)) raw.destroy()
       for (const acceptor of this.acceptors.splice(0)) {
         acceptor.error = TcpError.closed("accept", this.text)
         acceptor.wake()
@@ -169,14 +175,21 @@ class TcpListenerImpl implements TcpListener {
     // A paused connection reads nothing; errors on it surface once accepted.
     raw.on("error", () => {})
     if (this.closed) return void raw.destroy()
+    this.offer({ raw, peer: peerOf(raw) }, false)
+  }
+
+  /** Hands a connection to the first waiting accept, else queues it (at the head when it is being given back). */
+  private offer(incoming: Incoming, givenBack: boolean): void {
     const acceptor = this.acceptors.shift()
     if (acceptor !== undefined) {
-      acceptor.raw = raw
+      acceptor.incoming = incoming
       acceptor.wake()
+    } else if (givenBack) {
+      this.queue.unshift(incoming)
     } else if (this.queue.length < this.pending) {
-      this.queue.push(raw)
+      this.queue.push(incoming)
     } else {
-      raw.destroy()
+      incoming.raw.destroy()
     }
   }
 
@@ -192,8 +205,8 @@ class TcpListenerImpl implements TcpListener {
   }
 
   /** The next queued connection, waiting within `deadline`. */
-  take(deadline: Deadline.Deadline): Effect.Effect<Net.Socket, TcpError.AcceptError> {
-    return Effect.suspend((): Effect.Effect<Net.Socket, TcpError.AcceptError> => {
+  take(deadline: Deadline.Deadline): Effect.Effect<Incoming, TcpError.AcceptError> {
+    return Effect.suspend((): Effect.Effect<Incoming, TcpError.AcceptError> => {
       if (this.closed) return Effect.fail(TcpError.closed("accept", this.text))
       const error = this.acceptError
       if (error !== undefined) {
@@ -202,13 +215,13 @@ class TcpListenerImpl implements TcpListener {
       }
       const queued = this.queue.shift()
       if (queued !== undefined) return Effect.succeed(queued)
-      const acceptor: Acceptor = { raw: undefined, error: undefined, wake: () => {} }
-      const waiting = suspend<Net.Socket, TcpError.AcceptError, TcpError.TimedOut>(
+      const acceptor: Acceptor = { incoming: undefined, error: undefined, wake: () => {} }
+      const waiting = suspend<Incoming, TcpError.AcceptError, TcpError.TimedOut>(
         deadline,
         () => TcpError.timedOut("accept", this.text),
         (resume) => {
           acceptor.wake = () =>
-            resume(acceptor.raw !== undefined ? Effect.succeed(acceptor.raw) : Effect.fail(
+            resume(acceptor.incoming !== undefined ? Effect.succeed(acceptor.incoming) : Effect.fail(
               acceptor.error ?? TcpError.closed("accept", this.text)
             ))
           this.acceptors.push(acceptor)
@@ -222,7 +235,7 @@ class TcpListenerImpl implements TcpListener {
       // back to the head of the queue for the next accept.
       return Effect.onExit(waiting, (exit) =>
         Effect.sync(() => {
-          if (Exit.isFailure(exit) && acceptor.raw !== undefined) this.onConnection(acceptor.raw)
+          if (Exit.isFailure(exit) && acceptor.incoming !== undefined) this.offer(acceptor.incoming, true)
         }))
     })
   }
@@ -251,8 +264,7 @@ const accept = Effect.fn("TcpListener.accept")(function*(self: TcpListener, opti
       (slot) =>
         restore(listener.take(deadline)).pipe(
           Effect.onExit((exit) => Exit.isFailure(exit) ? Effect.sync(() => unclaim(slot)) : Effect.void),
-          Effect.flatMap((raw) => {
-            const peer = `${raw.remoteAddress ?? "?"}:${raw.remotePort ?? "?"}`
+          Effect.flatMap(({ peer, raw }) => {
             const conn = adoptHandle(raw, (socketOptions) =>
               new Connection(slot, peer, () => unclaim(slot), socketOptions))
             applySettings(conn.socket, settings)

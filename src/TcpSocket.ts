@@ -102,7 +102,7 @@ const isBytes = (u: unknown): u is Uint8Array => u instanceof Uint8Array
 const checkChunks = (
   chunks: unknown,
   syscall: string,
-  address: string
+  address: string | undefined
 ): Result.Result<number, TcpError.InvalidArgument> => {
   if (!Array.isArray(chunks)) return Result.fail(TcpError.invalid(syscall, "expected an array of Uint8Array", address))
   let total = 0
@@ -153,7 +153,7 @@ class TcpSocketImpl implements TcpSocket {
     return fromNode(this.conn.socket.remoteAddress, this.conn.socket.remotePort)
   }
   toString() {
-    return `TcpSocket(${this.conn.address})`
+    return `TcpSocket(${this.conn.address ?? "?"})`
   }
 }
 

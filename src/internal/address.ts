@@ -109,3 +109,11 @@ export const isTcpDescriptor = (fd: number): boolean | undefined => {
     return undefined
   }
 }
+
+/** `host:port` (`[v6]:port`) of a Node socket's peer, or `undefined` when Node cannot tell. */
+export const peerOf = (socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }): string | undefined => {
+  const host = socket.remoteAddress
+  const port = socket.remotePort
+  if (host === undefined || port === undefined) return undefined
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
+}

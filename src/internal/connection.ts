@@ -54,8 +54,8 @@ const EMPTY = Buffer.alloc(0)
 export class Connection {
   readonly socket: Net.Socket
   readonly slot: SlotMemory
-  /** `host:port` of the peer, for error messages. */
-  address: string
+  /** `host:port` of the peer, for error messages, where known. */
+  address: string | undefined
   readonly recvGate = new Gate()
   readonly sendGate = new Gate()
 
@@ -81,7 +81,7 @@ export class Connection {
   private readonly closeWaiters: Array<() => void> = []
   private finWaiter: Resume<TcpError.CloseError> | undefined
 
-  constructor(slot: SlotMemory, address: string, onRelease: () => void, options: Net.SocketConstructorOpts) {
+  constructor(slot: SlotMemory, address: string | undefined, onRelease: () => void, options: Net.SocketConstructorOpts) {
     this.slot = slot
     this.buffer = slot.buffer
     this.region = slot.buffer
@@ -177,7 +177,7 @@ export class Connection {
       if (this.end > this.start) this.copyOut(read, this.end - this.start)
       return Effect.fail(TcpError.peerClosed("recv", collect(read), this.address))
     }
-    if (this.failure !== undefined) return Effect.fail(TcpError.narrow(this.failure, TcpError.recvTags))
+    if (this.failure !== undefined) return Effect.fail(reported(this.failure, "recv", TcpError.recvTags))
     return undefined
   }
 
@@ -290,7 +290,7 @@ export class Connection {
     if (this.outbound === "broken") {
       return TcpError.make(TcpError.ConnReset, "ECONNRESET", syscall, this.address, "an earlier send stopped halfway")
     }
-    if (this.failure !== undefined) return TcpError.narrow(this.failure, TcpError.sendTags)
+    if (this.failure !== undefined) return reported(this.failure, syscall, TcpError.sendTags)
     if (this.socket.destroyed) {
       return this.socket.errored !== null
         ? this.sendFailure(this.socket.errored)
@@ -367,9 +367,9 @@ export class Connection {
     const writer = this.writer
     if (writer !== undefined) {
       this.writer = undefined
-      writer(Effect.fail(TcpError.narrow(failure, TcpError.sendTags)))
+      writer(Effect.fail(reported(failure, "send", TcpError.sendTags)))
     }
-    this.wakeFin(Effect.fail(TcpError.narrow(failure, TcpError.closeTags)))
+    this.wakeFin(Effect.fail(reported(failure, "close", TcpError.closeTags)))
   }
 
   private onClose(): void {
@@ -449,7 +449,7 @@ export class Connection {
   /** Waits for the peer's FIN (or an error) until `deadline`. */
   private awaitPeerFin(deadline: Deadline): Effect.Effect<void, TcpError.CloseError> {
     return Effect.suspend(() => {
-      if (this.failure !== undefined) return Effect.fail(TcpError.narrow(this.failure, TcpError.closeTags))
+      if (this.failure !== undefined) return Effect.fail(reported(this.failure, "close", TcpError.closeTags))
       if (this.eof || this.handleClosed) return Effect.void
       return suspend<void, TcpError.CloseError, TcpError.TimedOut>(
         deadline,
@@ -492,6 +492,20 @@ export class Connection {
     })
   }
 }
+
+/**
+ * A connection's failure as the call that meets it reports it: the same
+ * errno, that call's syscall, and only the tags that call documents.
+ */
+const reported = <T extends TcpError.Tag>(
+  failure: Failure,
+  syscall: string,
+  tags: ReadonlySet<T>
+): Extract<TcpError.TcpError, { readonly _tag: T }> | TcpError.SystemError =>
+  TcpError.narrow(
+    failure.syscall === syscall ? failure : TcpError.fromCode(failure.errno, syscall, failure.address),
+    tags
+  )
 
 /** The bytes a read had gathered, as one array. */
 const collect = (read: PendingRead): Uint8Array => {

@@ -1,0 +1,242 @@
+/**
+ * Interop with a server nobody here wrote: a real `redis-server` on
+ * 127.0.0.1, driven through effect-tcp with `send`/`sendv` and exact
+ * `recv`s of RESP replies.
+ *
+ * Skipped (with the reason printed) when `redis-server` is not on PATH; the
+ * test never installs anything (.ci/run does).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Layer } from "effect"
+import type { Scope } from "effect"
+import { spawn } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
+import { accessSync, constants } from "node:fs"
+import * as Net from "node:net"
+import { delimiter, join } from "node:path"
+import { TcpClient, TcpNode } from "../../src/index.ts"
+import type { TcpError, TcpSocket, TcpStorage } from "../../src/index.ts"
+import { checkFdLeaks, closedPort, expectPoolIdle, TestTcp } from "../helpers.ts"
+
+/** `redis-server` on PATH, or undefined. */
+const redisServer: string | undefined = (process.env.PATH ?? "").split(delimiter).map((dir) =>
+  join(dir, "redis-server")
+).find((candidate) => {
+  try {
+    accessSync(candidate, constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+})
+if (redisServer === undefined) {
+  console.log("[interop/redis] skipping: redis-server is not on PATH (install it, e.g. apt-get install redis-server)")
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const bytes = (s: string) => encoder.encode(s)
+const text = (b: Uint8Array) => decoder.decode(b)
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
+const T = { timeout: "5 seconds" } as const
+
+/** One RESP command as an array of bulk strings. */
+const command = (...args: ReadonlyArray<string | Uint8Array>): Array<Uint8Array> => {
+  const chunks: Array<Uint8Array> = [bytes(`*${args.length}\r\n`)]
+  for (const arg of args) {
+    const body = typeof arg === "string" ? bytes(arg) : arg
+    chunks.push(bytes(`$${body.length}\r\n`), body, bytes("\r\n"))
+  }
+  return chunks
+}
+
+/** Reads one CRLF-terminated line with exact 1-byte receives (at most 128 bytes). */
+const readLine = (socket: TcpSocket.TcpSocket): Effect.Effect<string, TcpError.RecvError> =>
+  Effect.gen(function*() {
+    const line: Array<number> = []
+    while (line.length < 128) {
+      const [b] = yield* socket.recv(1, T)
+      if (b === undefined) continue
+      line.push(b)
+      if (line.length >= 2 && line[line.length - 2] === 13 && b === 10) return text(new Uint8Array(line.slice(0, -2)))
+    }
+    return assert.fail(`RESP line longer than 128 bytes: ${text(new Uint8Array(line))}`)
+  })
+
+/**
+ * A redis-server on a free loopback port, without persistence, killed (and
+ * waited for) with the scope. Ready once it accepts a connection.
+ */
+const startRedis = (binary: string): Effect.Effect<{ readonly port: number; readonly address: string }, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const port = yield* closedPort
+    const logs: Array<string> = []
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const child = spawn(binary, [
+          "--port",
+          String(port),
+          "--bind",
+          "127.0.0.1",
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--protected-mode",
+          "no",
+          "--dir",
+          "/tmp"
+        ], { stdio: ["ignore", "pipe", "pipe"] })
+        child.stdout.on("data", (d: Buffer) => logs.push(d.toString()))
+        child.stderr.on("data", (d: Buffer) => logs.push(d.toString()))
+        child.on("error", (e) => logs.push(`spawn error: ${e.message}`))
+        return child
+      }),
+      (child) =>
+        Effect.callback<void>((resume) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+          const force = setTimeout(() => child.kill("SIGKILL"), 3000)
+          child.once("close", () => {
+            clearTimeout(force)
+            resume(Effect.void)
+          })
+          child.kill("SIGTERM")
+        })
+    )
+    // Ready when it accepts: at most 100 tries, 50 ms apart.
+    for (let attempt = 0;; attempt++) {
+      if (child.exitCode !== null) return yield* Effect.fail(new Error(`redis-server exited: ${logs.join("")}`))
+      const accepted = yield* Effect.callback<boolean>((resume) => {
+        const probe = Net.connect({ port, host: "127.0.0.1" })
+        probe.once("connect", () => {
+          probe.destroy()
+          resume(Effect.succeed(true))
+        })
+        probe.once("error", () => {
+          probe.destroy()
+          resume(Effect.succeed(false))
+        })
+      })
+      if (accepted) break
+      if (attempt >= 100) return yield* Effect.fail(new Error(`redis-server not accepting on ${port}: ${logs.join("")}`))
+      yield* Effect.sleep("50 millis")
+    }
+    return { port, address: `127.0.0.1:${port}` }
+  })
+
+type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
+
+/** Runs `body` against a fresh redis-server; checks the pool is idle after, layer still alive. */
+const withRedis = <A, E>(
+  body: (address: string) => Effect.Effect<A, E, Tcp | Scope.Scope>,
+  layer: Layer.Layer<Tcp> = TestTcp
+) =>
+  Effect.gen(function*() {
+    const binary = redisServer
+    if (binary === undefined) return assert.fail("redis-server missing")
+    const redis = yield* startRedis(binary)
+    yield* Effect.scoped(body(redis.address))
+    yield* expectPoolIdle
+  }).pipe(
+    Effect.timeoutOrElse({
+      duration: Duration.seconds(40),
+      orElse: () => Effect.fail(new Error("redis test did not finish within 40 s"))
+    }),
+    Effect.provide(layer)
+  )
+
+describe("interop: redis-server", () => {
+  checkFdLeaks()
+
+  it.live.skipIf(redisServer === undefined)("PING → +PONG with an exact recv(7)", () =>
+    withRedis((address) =>
+      Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(address, T)
+        // inline command
+        yield* socket.send(bytes("PING\r\n"), T)
+        assert.strictEqual(text(yield* socket.recv(7, T)), "+PONG\r\n")
+        // RESP array, twice in one write
+        yield* socket.sendv([...command("PING"), ...command("ECHO", "hi")], T)
+        assert.strictEqual(text(yield* socket.recv(7, T)), "+PONG\r\n")
+        assert.strictEqual(text(yield* socket.recv(8, T)), "$2\r\nhi\r\n")
+        // an error reply, read line by line
+        yield* socket.sendv(command("NOSUCHCOMMAND"), T)
+        const error = yield* readLine(socket)
+        assert.match(error, /^-ERR unknown command/)
+        // QUIT: +OK, then redis closes and recv sees the FIN as PeerClosed
+        yield* socket.sendv(command("QUIT"), T)
+        assert.strictEqual(text(yield* socket.recv(5, T)), "+OK\r\n")
+        const eof = yield* Effect.flip(socket.recv(1, T))
+        assert.strictEqual(eof._tag, "PeerClosed")
+        yield* socket.close(T)
+      })
+    ))
+
+  it.live.skipIf(redisServer === undefined)("SET a 1 MiB value, GET it back exactly", () =>
+    withRedis((address) =>
+      Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(address, T)
+        const value = randomBytes(1024 * 1024)
+        yield* socket.sendv(command("SET", "effect-tcp:blob", value), { timeout: "20 seconds" })
+        assert.strictEqual(text(yield* socket.recv(5, T)), "+OK\r\n")
+
+        yield* socket.sendv(command("GET", "effect-tcp:blob"), T)
+        const header = yield* readLine(socket)
+        assert.strictEqual(header, `$${value.length}`)
+        const length = Number(header.slice(1))
+        const body = yield* socket.recv(length + 2, { timeout: "20 seconds" })
+        assert.strictEqual(text(body.subarray(length)), "\r\n")
+        const got = body.subarray(0, length)
+        assert.strictEqual(got.length, value.length)
+        assert.strictEqual(sha256(got), sha256(value))
+        assert.isTrue(Buffer.from(got).equals(value), "GET returned different bytes")
+
+        // STRLEN agrees, and a missing key is the null bulk string
+        yield* socket.sendv([...command("STRLEN", "effect-tcp:blob"), ...command("GET", "effect-tcp:none")], T)
+        assert.strictEqual(yield* readLine(socket), `:${value.length}`)
+        assert.strictEqual(text(yield* socket.recv(5, T)), "$-1\r\n")
+        yield* socket.close(T)
+      })
+    ))
+
+  it.live.skipIf(redisServer === undefined)("100 pipelined INCRs in one sendv, 100 replies read exactly", () =>
+    withRedis((address) =>
+      Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(address, T)
+        const batch: Array<Uint8Array> = []
+        for (let i = 0; i < 100; i++) batch.push(...command("INCR", "effect-tcp:counter"))
+        yield* socket.sendv(batch, T)
+        for (let i = 1; i <= 100; i++) {
+          const expected = `:${i}\r\n`
+          assert.strictEqual(text(yield* socket.recv(expected.length, T)), expected, `reply #${i}`)
+        }
+        // nothing more was sent: a receive with deadline 0 finds no byte
+        const none = yield* Effect.flip(socket.recv(1, { deadline: 0 }))
+        assert.strictEqual(none._tag, "TimedOut")
+        yield* socket.sendv(command("GET", "effect-tcp:counter"), T)
+        assert.strictEqual(text(yield* socket.recv(9, T)), "$3\r\n100\r\n")
+        yield* socket.close(T)
+      })
+    ))
+
+  it.live.skipIf(redisServer === undefined)("a program written from the README/DESIGN alone: connect, PING, recv(7), close", () =>
+    Effect.gen(function*() {
+      const binary = redisServer
+      if (binary === undefined) return assert.fail("redis-server missing")
+      const redis = yield* startRedis(binary)
+
+      // --- the program, as a user would write it from README.md's tour ---
+      const ping = (address: string) =>
+        Effect.gen(function*() {
+          const socket = yield* TcpClient.connect(address, { timeout: "2 seconds" })
+          yield* socket.send(new TextEncoder().encode("PING\r\n"))
+          const reply = yield* socket.recv(7, { timeout: "2 seconds" })
+          yield* socket.close()
+          return new TextDecoder().decode(reply)
+        }).pipe(Effect.scoped)
+      // ---
+
+      assert.strictEqual(yield* ping(redis.address), "+PONG\r\n")
+      yield* expectPoolIdle
+    }).pipe(Effect.provide(TcpNode.layer)))
+})
