@@ -31,13 +31,15 @@ const echo = (socket: TcpSocket.TcpSocket): Effect.Effect<void, TcpError.TcpErro
     Effect.andThen(socket.close())
   )
 
-/** An echo listener on 127.0.0.1, serving connections until the scope closes. */
+/**
+ * An echo listener on 127.0.0.1, serving until the scope closes: 16 acceptor
+ * fibers, each socket scoped to the handler that serves it.
+ */
 const echoListener = Effect.gen(function*() {
   const listener = yield* TcpListener.listen("127.0.0.1:0")
-  yield* listener.accept().pipe(
-    Effect.flatMap((socket) => echo(socket).pipe(Effect.ignore, Effect.forkScoped)),
-    Effect.forever,
-    Effect.forkScoped
+  const serveOne = listener.accept().pipe(Effect.flatMap(echo), Effect.scoped, Effect.ignore)
+  yield* Effect.forkScoped(
+    Effect.all(Array.from({ length: 16 }, () => Effect.forever(serveOne)), { concurrency: "unbounded" })
   )
   return `127.0.0.1:${listener.port}`
 })
