@@ -159,34 +159,49 @@ class TcpSocketImpl implements TcpSocket {
 
 const implOf = (self: TcpSocket): TcpSocketImpl => self as TcpSocketImpl
 
-const transmit = Effect.fnUntraced(function*(
+/**
+ * Runs `f` with the call's deadline. The common cases (no options, or only
+ * an absolute deadline) need no clock and stay synchronous.
+ */
+const withDeadline = <A, E>(
+  options: Deadline.Options | undefined,
+  syscall: string,
+  address: string | undefined,
+  f: (deadline: Deadline.Deadline) => Effect.Effect<A, E>
+): Effect.Effect<A, E | TcpError.InvalidArgument> =>
+  options === undefined
+    ? f(Deadline.never)
+    : Effect.flatMap(Deadline.resolve(options, syscall, address), f)
+
+const transmit = (
   self: TcpSocket,
   chunks: ReadonlyArray<Uint8Array>,
   options: Deadline.Options | undefined
-) {
+): Effect.Effect<void, TcpError.SendError> => {
   const conn = implOf(self).conn
-  const deadline = yield* Deadline.resolve(options, "send", conn.address)
-  return yield* conn.sendGate.run(
-    conn.transmit(chunks, deadline),
-    deadline,
-    () => TcpError.timedOut("send", conn.address)
-  )
-})
+  return withDeadline(options, "send", conn.address, (deadline) => conn.send(chunks, deadline))
+}
 
-const receive = Effect.fnUntraced(function*(
+const receive = (
   self: TcpSocket,
   targets: ReadonlyArray<Uint8Array>,
   total: number,
   options: Deadline.Options | undefined
-) {
+): Effect.Effect<void, TcpError.RecvError> => {
   const conn = implOf(self).conn
-  const deadline = yield* Deadline.resolve(options, "recv", conn.address)
-  return yield* conn.recvGate.run(
-    conn.receive(targets, total, deadline),
-    deadline,
-    () => TcpError.timedOut("recv", conn.address)
-  )
-})
+  return withDeadline(options, "recv", conn.address, (deadline) => conn.recv(targets, total, deadline))
+}
+
+/**
+ * Memory for `recv(n)`: small results are zeroed (cheap), large ones skip
+ * the zeroing. Neither shares Node's buffer pool, so `result.buffer` never
+ * exposes other bytes.
+ */
+const allocate = (n: number): Uint8Array => {
+  if (n < 4096) return new Uint8Array(n)
+  const slow = Buffer.allocUnsafeSlow(n)
+  return new Uint8Array(slow.buffer, slow.byteOffset, n)
+}
 
 const isSocketFirst = (args: IArguments) => isTcpSocket(args[0])
 
@@ -207,10 +222,11 @@ export const send: {
   (self: TcpSocket, bytes: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.send")(function*(self: TcpSocket, bytes: Uint8Array, options?: Deadline.Options) {
-    if (!isBytes(bytes)) return yield* TcpError.invalid("send", "expected a Uint8Array", implOf(self).conn.address)
-    return yield* transmit(self, [bytes], options)
-  })
+  Effect.fn("TcpSocket.send")((self: TcpSocket, bytes: Uint8Array, options?: Deadline.Options) =>
+    isBytes(bytes)
+      ? transmit(self, [bytes], options)
+      : Effect.fail(TcpError.invalid("send", "expected a Uint8Array", implOf(self).conn.address))
+  )
 )
 
 /**
@@ -236,12 +252,10 @@ export const sendv: {
   ): Effect.Effect<void, TcpError.SendError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.sendv")(
-    function*(self: TcpSocket, chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
-      yield* Effect.fromResult(checkChunks(chunks, "send", implOf(self).conn.address))
-      return yield* transmit(self, chunks, options)
-    }
-  )
+  Effect.fn("TcpSocket.sendv")((self: TcpSocket, chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => {
+    const checked = checkChunks(chunks, "send", implOf(self).conn.address)
+    return Result.isFailure(checked) ? Effect.fail(checked.failure) : transmit(self, chunks, options)
+  })
 )
 
 /**
@@ -260,13 +274,14 @@ export const recv: {
   (self: TcpSocket, n: number, options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.recv")(function*(self: TcpSocket, n: number, options?: Deadline.Options) {
+  Effect.fn("TcpSocket.recv")((self: TcpSocket, n: number, options?: Deadline.Options) => {
     if (!Number.isSafeInteger(n) || n < 0 || n > kMaxLength) {
-      return yield* TcpError.invalid("recv", `length must be an integer in 0..${kMaxLength}`, implOf(self).conn.address)
+      return Effect.fail(
+        TcpError.invalid("recv", `length must be an integer in 0..${kMaxLength}`, implOf(self).conn.address)
+      )
     }
-    const bytes = Buffer.allocUnsafe(n)
-    yield* receive(self, [bytes], n, options)
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, n)
+    const bytes = allocate(n)
+    return Effect.as(receive(self, [bytes], n, options), bytes)
   })
 )
 
@@ -287,10 +302,11 @@ export const recvInto: {
   (self: TcpSocket, buffer: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.RecvError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.recvInto")(function*(self: TcpSocket, buffer: Uint8Array, options?: Deadline.Options) {
-    if (!isBytes(buffer)) return yield* TcpError.invalid("recv", "expected a Uint8Array", implOf(self).conn.address)
-    return yield* receive(self, [buffer], buffer.length, options)
-  })
+  Effect.fn("TcpSocket.recvInto")((self: TcpSocket, buffer: Uint8Array, options?: Deadline.Options) =>
+    isBytes(buffer)
+      ? receive(self, [buffer], buffer.length, options)
+      : Effect.fail(TcpError.invalid("recv", "expected a Uint8Array", implOf(self).conn.address))
+  )
 )
 
 /**
@@ -316,12 +332,10 @@ export const recvv: {
   ): Effect.Effect<void, TcpError.RecvError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.recvv")(
-    function*(self: TcpSocket, buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
-      const total = yield* Effect.fromResult(checkChunks(buffers, "recv", implOf(self).conn.address))
-      return yield* receive(self, buffers, total, options)
-    }
-  )
+  Effect.fn("TcpSocket.recvv")((self: TcpSocket, buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => {
+    const total = checkChunks(buffers, "recv", implOf(self).conn.address)
+    return Result.isFailure(total) ? Effect.fail(total.failure) : receive(self, buffers, total.success, options)
+  })
 )
 
 /**
@@ -340,10 +354,9 @@ export const done: {
   (self: TcpSocket, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.done")(function*(self: TcpSocket, options?: Deadline.Options) {
+  Effect.fn("TcpSocket.done")((self: TcpSocket, options?: Deadline.Options) => {
     const conn = implOf(self).conn
-    const deadline = yield* Deadline.resolve(options, "done", conn.address)
-    return yield* conn.sendGate.run(conn.finish(deadline), deadline, () => TcpError.timedOut("done", conn.address))
+    return withDeadline(options, "done", conn.address, (deadline) => conn.done(deadline))
   })
 )
 

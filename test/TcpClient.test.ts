@@ -1,6 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Result, Schedule } from "effect"
-import type { Scope } from "effect"
+import { Effect, Exit, Fiber, Layer, Result } from "effect"
 import { AddressResolver, Dns, NetAddress } from "effect/net"
 import { TestClock } from "effect/testing"
 import { spawn } from "node:child_process"
@@ -10,8 +9,19 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Deadline, TcpClient, TcpError, TcpListener, TcpStorage } from "../src/index.ts"
-import type { TcpSocket } from "../src/index.ts"
-import { checkFdLeaks, closedPort, expectPoolIdle, fullBacklog, openFds, rawServer, TestTcp } from "./helpers.ts"
+import {
+  checkFdLeaks,
+  closedPort,
+  echoServer,
+  expectPoolIdle,
+  fullBacklog,
+  openFds,
+  rawServer,
+  roundTrip,
+  statsWhen,
+  TestTcp,
+  withTcp
+} from "./helpers.ts"
 
 // ---------------------------------------------------------------- fixtures
 
@@ -28,59 +38,39 @@ if (!ipv6Loopback) {
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-/** A node:net peer that echoes what it gets and finishes when the client does. */
-const echo = (socket: Net.Socket): void => {
-  socket.on("error", () => {})
-  socket.on("data", (chunk: Buffer) => socket.write(chunk))
-  socket.on("end", () => socket.end())
-}
-
-/** A node:net echo server on `host` (port 0), closed with the scope; `peers` are the accepted sockets. */
-const echoServerOn = (
-  host: string
-): Effect.Effect<{ readonly port: number; readonly peers: ReadonlyArray<Net.Socket> }, never, Scope.Scope> => {
-  const peers: Array<Net.Socket> = []
-  return Effect.acquireRelease(
-    Effect.callback<Net.Server>((resume) => {
-      const server = Net.createServer({ allowHalfOpen: true }, (socket) => {
-        peers.push(socket)
-        echo(socket)
-      })
-      server.listen(0, host, () => resume(Effect.succeed(server)))
-    }),
-    (server) =>
-      Effect.callback<void>((resume) => {
-        server.close(() => resume(Effect.void))
-        for (const socket of peers) socket.destroy()
-      })
-  ).pipe(Effect.map((server) => ({ port: (server.address() as Net.AddressInfo).port, peers })))
-}
-
-/** Sends `text` and expects it echoed back. */
-const roundTrip = (socket: TcpSocket.TcpSocket, text: string) =>
-  Effect.gen(function*() {
-    yield* socket.send(encoder.encode(text), { timeout: "2 seconds" })
-    const back = yield* socket.recv(text.length, { timeout: "2 seconds" })
-    assert.strictEqual(decoder.decode(back), text)
-  })
-
 const formatted = (address: NetAddress.InetAddress | undefined): string | undefined =>
   address === undefined ? undefined : NetAddress.formatInet(address)
-
-/** Waits (real time, bounded) until the pool stats satisfy `predicate`, then returns them. */
-const statsWhen = (predicate: (s: TcpStorage.Stats) => boolean) =>
-  TcpStorage.stats.pipe(
-    Effect.filterOrFail(predicate),
-    Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 300 }),
-    Effect.catch(() => Effect.void),
-    Effect.andThen(TcpStorage.stats)
-  )
 
 /** Waits (real time, at most 3 s) until the process has at most `count` descriptors open. */
 const fdsBackTo = (count: number) =>
   Effect.gen(function*() {
     for (let i = 0; i < 150 && openFds() > count; i++) yield* Effect.sleep("20 millis")
     assert.isAtMost(openFds(), count, "descriptors leaked")
+  })
+
+/**
+ * Connects to an echo server on `host` through each form of its address:
+ * "`literal`:port", { host, port } and an InetAddress. Each reaches it
+ * (remote address "`literal`:port") and echoes.
+ */
+const everyAddressForm = (host: string, literal: string) =>
+  Effect.gen(function*() {
+    const server = yield* echoServer(host)
+    const port = server.port
+    const forms: ReadonlyArray<TcpClient.TcpAddress> = [
+      `${literal}:${port}`,
+      { host, port },
+      NetAddress.inetAddressFromIpStringUnsafe(host, port)
+    ]
+    for (const [i, form] of forms.entries()) {
+      yield* Effect.scoped(Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(form, { timeout: "2 seconds" })
+        assert.strictEqual(formatted(socket.remoteAddress), `${literal}:${port}`, `form ${i}`)
+        yield* roundTrip(socket, `form ${i}`)
+        yield* socket.close({ timeout: "2 seconds" })
+      }))
+    }
+    assert.strictEqual(server.peers.length, forms.length)
   })
 
 const expectInvalid = (error: TcpError.ConnectError, what: string) => {
@@ -182,194 +172,130 @@ describe("TcpClient", () => {
 
   describe("connect succeeds", () => {
     it.live("to a node:net peer on 127.0.0.1", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { timeout: "2 seconds" })
-          yield* roundTrip(socket, "hello")
-          assert.strictEqual(server.peers.length, 1)
-          const peer = server.peers[0]
-          assert.strictEqual(formatted(socket.remoteAddress), `127.0.0.1:${server.port}`)
-          assert.strictEqual(formatted(socket.localAddress), `127.0.0.1:${peer?.remotePort}`)
-          yield* socket.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { timeout: "2 seconds" })
+        yield* roundTrip(socket, "hello")
+        assert.strictEqual(server.peers.length, 1)
+        const peer = server.peers[0]
+        assert.strictEqual(formatted(socket.remoteAddress), `127.0.0.1:${server.port}`)
+        assert.strictEqual(formatted(socket.localAddress), `127.0.0.1:${peer?.remotePort}`)
+        yield* socket.close({ timeout: "2 seconds" })
+      })))
 
     it.live("to a TcpListener on 127.0.0.1", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const listener = yield* TcpListener.listen("127.0.0.1:0")
-          const accepting = yield* Effect.forkChild(listener.accept({ timeout: "2 seconds" }))
-          const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, { timeout: "2 seconds" })
-          const server = yield* Fiber.join(accepting)
-          assert.strictEqual(formatted(client.remoteAddress), `127.0.0.1:${listener.port}`)
-          assert.strictEqual(formatted(server.remoteAddress), formatted(client.localAddress))
-          assert.strictEqual(formatted(server.localAddress), formatted(client.remoteAddress))
-          yield* client.send(encoder.encode("ping"))
-          assert.strictEqual(decoder.decode(yield* server.recv(4, { timeout: "2 seconds" })), "ping")
-          yield* server.send(encoder.encode("pong"))
-          assert.strictEqual(decoder.decode(yield* client.recv(4, { timeout: "2 seconds" })), "pong")
-          yield* Effect.all([client.close({ timeout: "2 seconds" }), server.close({ timeout: "2 seconds" })], {
-            concurrency: 2
-          })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const listener = yield* TcpListener.listen("127.0.0.1:0")
+        const accepting = yield* Effect.forkChild(listener.accept({ timeout: "2 seconds" }))
+        const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, { timeout: "2 seconds" })
+        const server = yield* Fiber.join(accepting)
+        assert.strictEqual(formatted(client.remoteAddress), `127.0.0.1:${listener.port}`)
+        assert.strictEqual(formatted(server.remoteAddress), formatted(client.localAddress))
+        assert.strictEqual(formatted(server.localAddress), formatted(client.remoteAddress))
+        yield* client.send(encoder.encode("ping"))
+        assert.strictEqual(decoder.decode(yield* server.recv(4, { timeout: "2 seconds" })), "ping")
+        yield* server.send(encoder.encode("pong"))
+        assert.strictEqual(decoder.decode(yield* client.recv(4, { timeout: "2 seconds" })), "pong")
+        yield* Effect.all([client.close({ timeout: "2 seconds" }), server.close({ timeout: "2 seconds" })], {
+          concurrency: 2
+        })
+      })))
 
     it.live.skipIf(!ipv6Loopback)("to a node:net peer on [::1]", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("::1")
-          const socket = yield* TcpClient.connect(`[::1]:${server.port}`, { timeout: "2 seconds" })
-          yield* roundTrip(socket, "hello v6")
-          const remote = socket.remoteAddress
-          assert.isTrue(remote !== undefined && NetAddress.isInetAddressV6(remote), "remote is IPv6")
-          assert.strictEqual(formatted(remote), `[::1]:${server.port}`)
-          assert.strictEqual(formatted(socket.localAddress), `[::1]:${server.peers[0]?.remotePort}`)
-          yield* socket.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer("::1")
+        const socket = yield* TcpClient.connect(`[::1]:${server.port}`, { timeout: "2 seconds" })
+        yield* roundTrip(socket, "hello v6")
+        const remote = socket.remoteAddress
+        assert.isTrue(remote !== undefined && NetAddress.isInetAddressV6(remote), "remote is IPv6")
+        assert.strictEqual(formatted(remote), `[::1]:${server.port}`)
+        assert.strictEqual(formatted(socket.localAddress), `[::1]:${server.peers[0]?.remotePort}`)
+        yield* socket.close({ timeout: "2 seconds" })
+      })))
 
     it.live.skipIf(!ipv6Loopback)("to a TcpListener on [::1]", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const listener = yield* TcpListener.listen("[::1]:0")
-          const accepting = yield* Effect.forkChild(listener.accept({ timeout: "2 seconds" }))
-          const client = yield* TcpClient.connect(`[::1]:${listener.port}`, { timeout: "2 seconds" })
-          const server = yield* Fiber.join(accepting)
-          assert.strictEqual(formatted(client.remoteAddress), `[::1]:${listener.port}`)
-          assert.strictEqual(formatted(server.remoteAddress), formatted(client.localAddress))
-          yield* client.send(encoder.encode("v6"))
-          assert.strictEqual(decoder.decode(yield* server.recv(2, { timeout: "2 seconds" })), "v6")
-          yield* Effect.all([client.close({ timeout: "2 seconds" }), server.close({ timeout: "2 seconds" })], {
-            concurrency: 2
-          })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const listener = yield* TcpListener.listen("[::1]:0")
+        const accepting = yield* Effect.forkChild(listener.accept({ timeout: "2 seconds" }))
+        const client = yield* TcpClient.connect(`[::1]:${listener.port}`, { timeout: "2 seconds" })
+        const server = yield* Fiber.join(accepting)
+        assert.strictEqual(formatted(client.remoteAddress), `[::1]:${listener.port}`)
+        assert.strictEqual(formatted(server.remoteAddress), formatted(client.localAddress))
+        yield* client.send(encoder.encode("v6"))
+        assert.strictEqual(decoder.decode(yield* server.recv(2, { timeout: "2 seconds" })), "v6")
+        yield* Effect.all([client.close({ timeout: "2 seconds" }), server.close({ timeout: "2 seconds" })], {
+          concurrency: 2
+        })
+      })))
   })
 
   describe("address forms", () => {
     it.live("\"127.0.0.1:p\", { host, port } and an InetAddress", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const port = server.port
-          const forms: ReadonlyArray<TcpClient.TcpAddress> = [
-            `127.0.0.1:${port}`,
-            { host: "127.0.0.1", port },
-            NetAddress.inetAddressFromIpStringUnsafe("127.0.0.1", port)
-          ]
-          for (const [i, form] of forms.entries()) {
-            yield* Effect.scoped(Effect.gen(function*() {
-              const socket = yield* TcpClient.connect(form, { timeout: "2 seconds" })
-              assert.strictEqual(formatted(socket.remoteAddress), `127.0.0.1:${port}`, `form ${i}`)
-              yield* roundTrip(socket, `form ${i}`)
-              yield* socket.close({ timeout: "2 seconds" })
-            }))
-          }
-          assert.strictEqual(server.peers.length, forms.length)
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(everyAddressForm("127.0.0.1", "127.0.0.1")))
 
     it.live.skipIf(!ipv6Loopback)("\"[::1]:p\", { host: \"::1\", port } and an IPv6 InetAddress", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("::1")
-          const port = server.port
-          const forms: ReadonlyArray<TcpClient.TcpAddress> = [
-            `[::1]:${port}`,
-            { host: "::1", port },
-            NetAddress.inetAddressFromIpStringUnsafe("::1", port)
-          ]
-          for (const [i, form] of forms.entries()) {
-            yield* Effect.scoped(Effect.gen(function*() {
-              const socket = yield* TcpClient.connect(form, { timeout: "2 seconds" })
-              assert.strictEqual(formatted(socket.remoteAddress), `[::1]:${port}`, `form ${i}`)
-              yield* roundTrip(socket, `form ${i}`)
-              yield* socket.close({ timeout: "2 seconds" })
-            }))
-          }
-          assert.strictEqual(server.peers.length, forms.length)
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(everyAddressForm("::1", "[::1]")))
 
     it.live("localAddress and remoteAddress match the peer's view", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { timeout: "2 seconds" })
-          yield* roundTrip(socket, "x")
-          const peer = server.peers[0]
-          assert.isDefined(peer)
-          const local = socket.localAddress
-          const remote = socket.remoteAddress
-          assert.isTrue(local !== undefined && NetAddress.isInetAddressV4(local), "local is IPv4")
-          assert.isTrue(remote !== undefined && NetAddress.isInetAddressV4(remote), "remote is IPv4")
-          assert.strictEqual(local?.port, peer?.remotePort)
-          assert.strictEqual(remote?.port, peer?.localPort)
-          assert.notStrictEqual(local?.port, remote?.port)
-          yield* socket.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { timeout: "2 seconds" })
+        yield* roundTrip(socket, "x")
+        const peer = server.peers[0]
+        assert.isDefined(peer)
+        const local = socket.localAddress
+        const remote = socket.remoteAddress
+        assert.isTrue(local !== undefined && NetAddress.isInetAddressV4(local), "local is IPv4")
+        assert.isTrue(remote !== undefined && NetAddress.isInetAddressV4(remote), "remote is IPv4")
+        assert.strictEqual(local?.port, peer?.remotePort)
+        assert.strictEqual(remote?.port, peer?.localPort)
+        assert.notStrictEqual(local?.port, remote?.port)
+        yield* socket.close({ timeout: "2 seconds" })
+      })))
   })
 
   describe("names", () => {
     it.live("\"localhost:p\" resolves (family ipv4)", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const socket = yield* TcpClient.connect(`localhost:${server.port}`, { family: "ipv4", timeout: "5 seconds" })
-          assert.strictEqual(formatted(socket.remoteAddress), `127.0.0.1:${server.port}`)
-          yield* roundTrip(socket, "localhost")
-          assert.strictEqual(server.peers.length, 1)
-          yield* socket.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const socket = yield* TcpClient.connect(`localhost:${server.port}`, { family: "ipv4", timeout: "5 seconds" })
+        assert.strictEqual(formatted(socket.remoteAddress), `127.0.0.1:${server.port}`)
+        yield* roundTrip(socket, "localhost")
+        assert.strictEqual(server.peers.length, 1)
+        yield* socket.close({ timeout: "2 seconds" })
+      })))
 
     it.live("names resolve through the AddressResolver the application provides", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const forms: ReadonlyArray<TcpClient.TcpAddress> = [`db.test:${server.port}`, {
-            host: "db.test",
-            port: server.port
-          }]
-          for (const form of forms) {
-            yield* Effect.scoped(Effect.gen(function*() {
-              const socket = yield* TcpClient.connect(form, { timeout: "2 seconds" })
-              assert.strictEqual(formatted(socket.remoteAddress), `127.0.0.1:${server.port}`)
-              yield* roundTrip(socket, "db")
-              yield* socket.close({ timeout: "2 seconds" })
-            }))
-          }
-          assert.strictEqual(server.peers.length, 2, "both connects reached the listener")
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(StaticTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const forms: ReadonlyArray<TcpClient.TcpAddress> = [`db.test:${server.port}`, {
+          host: "db.test",
+          port: server.port
+        }]
+        for (const form of forms) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const socket = yield* TcpClient.connect(form, { timeout: "2 seconds" })
+            assert.strictEqual(formatted(socket.remoteAddress), `127.0.0.1:${server.port}`)
+            yield* roundTrip(socket, "db")
+            yield* socket.close({ timeout: "2 seconds" })
+          }))
+        }
+        assert.strictEqual(server.peers.length, 2, "both connects reached the listener")
+      }), StaticTcp))
 
     it.live("a name the resolver does not know fails with AddrNotAvail", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const error = yield* Effect.flip(
-            TcpClient.connect(`nowhere.test:${server.port}`, { timeout: "2 seconds" })
-          )
-          assert.strictEqual(error._tag, "AddrNotAvail")
-          assert.strictEqual(error.errno, "EADDRNOTAVAIL")
-          assert.strictEqual(error.syscall, "connect")
-          assert.strictEqual(error.address, `nowhere.test:${server.port}`)
-          assert.include(error.message, "nowhere.test")
-          assert.strictEqual(server.peers.length, 0)
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(StaticTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const error = yield* Effect.flip(
+          TcpClient.connect(`nowhere.test:${server.port}`, { timeout: "2 seconds" })
+        )
+        assert.strictEqual(error._tag, "AddrNotAvail")
+        assert.strictEqual(error.errno, "EADDRNOTAVAIL")
+        assert.strictEqual(error.syscall, "connect")
+        assert.strictEqual(error.address, `nowhere.test:${server.port}`)
+        assert.include(error.message, "nowhere.test")
+        assert.strictEqual(server.peers.length, 0)
+      }), StaticTcp))
 
     it.live("a resolver that never answers: connect fails TimedOut at the deadline", () =>
       Effect.gen(function*() {
@@ -403,15 +329,12 @@ describe("TcpClient", () => {
       }).pipe(Effect.provide(NeverTcp)))
 
     it.live("literals skip the resolver", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { timeout: "2 seconds" })
-          yield* roundTrip(socket, "literal")
-          yield* socket.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(NeverTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { timeout: "2 seconds" })
+        yield* roundTrip(socket, "literal")
+        yield* socket.close({ timeout: "2 seconds" })
+      }), NeverTcp))
   })
 
   describe("errors reproduced for real", () => {
@@ -461,7 +384,7 @@ describe("TcpClient", () => {
 
     it.live("InvalidArgument for bad addresses", () =>
       Effect.gen(function*() {
-        const server = yield* echoServerOn("127.0.0.1")
+        const server = yield* echoServer()
         const bad: ReadonlyArray<readonly [string, TcpClient.TcpAddress]> = [
           ["port 0", "127.0.0.1:0"],
           ["port 65536", "127.0.0.1:65536"],
@@ -490,7 +413,7 @@ describe("TcpClient", () => {
 
     it.live("InvalidArgument for bad option values", () =>
       Effect.gen(function*() {
-        const server = yield* echoServerOn("127.0.0.1")
+        const server = yield* echoServer()
         const address = `127.0.0.1:${server.port}`
         const bad: ReadonlyArray<readonly [string, TcpClient.ConnectOptions]> = [
           ["family ipv5", { family: "ipv5" as never }],
@@ -517,7 +440,7 @@ describe("TcpClient", () => {
   describe("deadlines", () => {
     it.live("deadline 0 fails TimedOut: a handshake always waits", () =>
       Effect.gen(function*() {
-        const server = yield* echoServerOn("127.0.0.1")
+        const server = yield* echoServer()
         const error = yield* Effect.flip(Effect.scoped(TcpClient.connect(`127.0.0.1:${server.port}`, { deadline: 0 })))
         assert.strictEqual(error._tag, "TimedOut")
         assert.strictEqual(error.syscall, "connect")
@@ -526,7 +449,7 @@ describe("TcpClient", () => {
 
     it.live("a past deadline fails TimedOut", () =>
       Effect.gen(function*() {
-        const server = yield* echoServerOn("127.0.0.1")
+        const server = yield* echoServer()
         const address = `127.0.0.1:${server.port}`
         const error = yield* Effect.flip(Effect.scoped(TcpClient.connect(address, { deadline: 1 })))
         assert.strictEqual(error._tag, "TimedOut")
@@ -537,15 +460,12 @@ describe("TcpClient", () => {
       }).pipe(Effect.scoped, Effect.provide(TestTcp)))
 
     it.live("deadline -1 against a listener succeeds", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { deadline: -1 })
-          yield* roundTrip(socket, "forever")
-          yield* socket.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { deadline: -1 })
+        yield* roundTrip(socket, "forever")
+        yield* socket.close({ timeout: "2 seconds" })
+      })))
 
     it.live("deadline -1 against a full backlog can be interrupted", () =>
       Effect.gen(function*() {
@@ -579,7 +499,7 @@ describe("TcpClient", () => {
         yield* fdsBackTo(fdsBefore)
         // The released slot serves the next connect.
         yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
+          const server = yield* echoServer()
           const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { timeout: "2 seconds" })
           yield* roundTrip(socket, "after")
           yield* socket.close({ timeout: "2 seconds" })
@@ -588,46 +508,26 @@ describe("TcpClient", () => {
         yield* expectPoolIdle
       }).pipe(Effect.scoped, Effect.provide(TestTcp)))
 
-    it.effect("timeout vs deadline: the earlier wins (timeout earlier)", () =>
+    it.effect.each([
+      { earlier: "timeout", deadlineIn: 3_600_000, timeout: "300 millis" },
+      { earlier: "deadline", deadlineIn: 300, timeout: "1 hour" }
+    ] as const)("timeout vs deadline: the earlier wins ($earlier earlier)", ({ deadlineIn, earlier, timeout }) =>
       Effect.gen(function*() {
         yield* TestClock.setTime(1_000_000)
         const full = yield* TestClock.withLive(fullBacklog)
-        const deadline = (yield* Deadline.now) + 3_600_000
+        const deadline = (yield* Deadline.now) + deadlineIn
         const fiber = yield* Effect.forkChild(
-          Effect.scoped(TcpClient.connect(full.address, { deadline, timeout: "300 millis" }))
+          Effect.scoped(TcpClient.connect(full.address, { deadline, timeout }))
         )
         yield* TestClock.withLive(Effect.sleep("100 millis"))
         yield* TestClock.adjust("299 millis")
         yield* TestClock.withLive(Effect.sleep("50 millis"))
-        assert.isUndefined(fiber.pollUnsafe(), "not timed out before the timeout")
+        assert.isUndefined(fiber.pollUnsafe(), `not timed out before the ${earlier}`)
         yield* TestClock.adjust("1 millis")
         for (let i = 0; i < 250 && fiber.pollUnsafe() === undefined; i++) {
           yield* TestClock.withLive(Effect.sleep("20 millis"))
         }
-        const exit = fiber.pollUnsafe()
-        assert.isDefined(exit, "timed out when the (earlier) timeout passed")
-        const error = yield* Effect.flip(Fiber.join(fiber))
-        assert.strictEqual(error._tag, "TimedOut")
-        yield* TestClock.withLive(expectPoolIdle)
-      }).pipe(Effect.scoped, Effect.provide(TestTcp)))
-
-    it.effect("timeout vs deadline: the earlier wins (deadline earlier)", () =>
-      Effect.gen(function*() {
-        yield* TestClock.setTime(1_000_000)
-        const full = yield* TestClock.withLive(fullBacklog)
-        const deadline = (yield* Deadline.now) + 300
-        const fiber = yield* Effect.forkChild(
-          Effect.scoped(TcpClient.connect(full.address, { deadline, timeout: "1 hour" }))
-        )
-        yield* TestClock.withLive(Effect.sleep("100 millis"))
-        yield* TestClock.adjust("299 millis")
-        yield* TestClock.withLive(Effect.sleep("50 millis"))
-        assert.isUndefined(fiber.pollUnsafe(), "not timed out before the deadline")
-        yield* TestClock.adjust("1 millis")
-        for (let i = 0; i < 250 && fiber.pollUnsafe() === undefined; i++) {
-          yield* TestClock.withLive(Effect.sleep("20 millis"))
-        }
-        assert.isDefined(fiber.pollUnsafe(), "timed out when the (earlier) deadline passed")
+        assert.isDefined(fiber.pollUnsafe(), `timed out when the (earlier) ${earlier} passed`)
         const error = yield* Effect.flip(Fiber.join(fiber))
         assert.strictEqual(error._tag, "TimedOut")
         yield* TestClock.withLive(expectPoolIdle)
@@ -654,102 +554,87 @@ describe("TcpClient", () => {
 
   describe("storage option", () => {
     it.live("connect with a slot from TcpStorage.acquire works", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const slot = yield* TcpStorage.acquire()
-          assert.strictEqual((yield* TcpStorage.stats).inUse, 1)
-          const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { storage: slot, timeout: "2 seconds" })
-          const stats = yield* TcpStorage.stats
-          assert.strictEqual(stats.inUse, 1, "the socket lives in the acquired slot")
-          assert.strictEqual(stats.slots, 1)
-          yield* roundTrip(socket, "in my slot")
-          yield* socket.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const slot = yield* TcpStorage.acquire()
+        assert.strictEqual((yield* TcpStorage.stats).inUse, 1)
+        const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { storage: slot, timeout: "2 seconds" })
+        const stats = yield* TcpStorage.stats
+        assert.strictEqual(stats.inUse, 1, "the socket lives in the acquired slot")
+        assert.strictEqual(stats.slots, 1)
+        yield* roundTrip(socket, "in my slot")
+        yield* socket.close({ timeout: "2 seconds" })
+      })))
 
     it.live("the same slot passed to a second live socket fails InvalidArgument", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const address = `127.0.0.1:${server.port}`
-          const slot = yield* TcpStorage.acquire()
-          const first = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
-          const error = yield* Effect.flip(
-            Effect.scoped(TcpClient.connect(address, { storage: slot, timeout: "2 seconds" }))
-          )
-          expectInvalid(error, "slot in use")
-          // The first socket is undisturbed.
-          yield* roundTrip(first, "still mine")
-          assert.strictEqual((yield* TcpStorage.stats).inUse, 1)
-          yield* first.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const address = `127.0.0.1:${server.port}`
+        const slot = yield* TcpStorage.acquire()
+        const first = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
+        const error = yield* Effect.flip(
+          Effect.scoped(TcpClient.connect(address, { storage: slot, timeout: "2 seconds" }))
+        )
+        expectInvalid(error, "slot in use")
+        // The first socket is undisturbed.
+        yield* roundTrip(first, "still mine")
+        assert.strictEqual((yield* TcpStorage.stats).inUse, 1)
+        yield* first.close({ timeout: "2 seconds" })
+      })))
 
     it.live("a slot whose scope closed (stale) fails InvalidArgument", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const stale = yield* Effect.scoped(TcpStorage.acquire())
-          assert.strictEqual((yield* TcpStorage.stats).inUse, 0)
-          const error = yield* Effect.flip(
-            Effect.scoped(TcpClient.connect(`127.0.0.1:${server.port}`, { storage: stale, timeout: "2 seconds" }))
-          )
-          expectInvalid(error, "stale slot")
-          // Also when the slot's memory went to someone else in the meantime.
-          const other = yield* TcpStorage.acquire()
-          assert.strictEqual(other.id, stale.id, "the pool reused the slot")
-          const error2 = yield* Effect.flip(
-            Effect.scoped(TcpClient.connect(`127.0.0.1:${server.port}`, { storage: stale, timeout: "2 seconds" }))
-          )
-          expectInvalid(error2, "stale slot reused by another holder")
-          assert.strictEqual(server.peers.length, 0)
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const stale = yield* Effect.scoped(TcpStorage.acquire())
+        assert.strictEqual((yield* TcpStorage.stats).inUse, 0)
+        const error = yield* Effect.flip(
+          Effect.scoped(TcpClient.connect(`127.0.0.1:${server.port}`, { storage: stale, timeout: "2 seconds" }))
+        )
+        expectInvalid(error, "stale slot")
+        // Also when the slot's memory went to someone else in the meantime.
+        const other = yield* TcpStorage.acquire()
+        assert.strictEqual(other.id, stale.id, "the pool reused the slot")
+        const error2 = yield* Effect.flip(
+          Effect.scoped(TcpClient.connect(`127.0.0.1:${server.port}`, { storage: stale, timeout: "2 seconds" }))
+        )
+        expectInvalid(error2, "stale slot reused by another holder")
+        assert.strictEqual(server.peers.length, 0)
+      })))
 
     it.live("after the first socket closes, the slot can serve a new connect", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServerOn("127.0.0.1")
-          const address = `127.0.0.1:${server.port}`
-          const slot = yield* TcpStorage.acquire()
-          const first = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
-          yield* roundTrip(first, "one")
-          yield* first.close({ timeout: "2 seconds" })
-          const second = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
-          yield* roundTrip(second, "two")
-          assert.strictEqual((yield* TcpStorage.stats).slots, 1)
-          yield* second.close({ timeout: "2 seconds" })
-          // And once more after an abort.
-          const third = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
-          yield* third.abort
-          const fourth = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
-          yield* roundTrip(fourth, "four")
-          yield* fourth.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const address = `127.0.0.1:${server.port}`
+        const slot = yield* TcpStorage.acquire()
+        const first = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
+        yield* roundTrip(first, "one")
+        yield* first.close({ timeout: "2 seconds" })
+        const second = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
+        yield* roundTrip(second, "two")
+        assert.strictEqual((yield* TcpStorage.stats).slots, 1)
+        yield* second.close({ timeout: "2 seconds" })
+        // And once more after an abort.
+        const third = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
+        yield* third.abort
+        const fourth = yield* TcpClient.connect(address, { storage: slot, timeout: "2 seconds" })
+        yield* roundTrip(fourth, "four")
+        yield* fourth.close({ timeout: "2 seconds" })
+      })))
 
     it.live("a failed connect with a slot leaves the slot usable", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const port = yield* closedPort
-          const slot = yield* TcpStorage.acquire()
-          const error = yield* Effect.flip(
-            Effect.scoped(TcpClient.connect(`127.0.0.1:${port}`, { storage: slot, timeout: "2 seconds" }))
-          )
-          assert.strictEqual(error._tag, "ConnRefused")
-          assert.strictEqual((yield* TcpStorage.stats).inUse, 1, "the acquiring scope still holds it")
-          const server = yield* echoServerOn("127.0.0.1")
-          const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { storage: slot, timeout: "2 seconds" })
-          yield* roundTrip(socket, "retry")
-          yield* socket.close({ timeout: "2 seconds" })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TestTcp)))
+      withTcp(Effect.gen(function*() {
+        const port = yield* closedPort
+        const slot = yield* TcpStorage.acquire()
+        const error = yield* Effect.flip(
+          Effect.scoped(TcpClient.connect(`127.0.0.1:${port}`, { storage: slot, timeout: "2 seconds" }))
+        )
+        assert.strictEqual(error._tag, "ConnRefused")
+        assert.strictEqual((yield* TcpStorage.stats).inUse, 1, "the acquiring scope still holds it")
+        const server = yield* echoServer()
+        const socket = yield* TcpClient.connect(`127.0.0.1:${server.port}`, { storage: slot, timeout: "2 seconds" })
+        yield* roundTrip(socket, "retry")
+        yield* socket.close({ timeout: "2 seconds" })
+      })))
   })
 
   describe("fromFd", () => {

@@ -8,7 +8,7 @@
  * test needs a client that nobody here wrote.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { Duration, Effect, Exit, Fiber, Scope } from "effect"
 import { NetAddress } from "effect/net"
 import { spawn, spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
@@ -17,25 +17,9 @@ import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { Deadline, TcpClient, TcpError, TcpListener, TcpNode, TcpStorage } from "../src/index.ts"
 import type { TcpSocket } from "../src/index.ts"
-import { checkFdLeaks, closedPort, expectPoolIdle, openFds, rawServer, TestTcp } from "./helpers.ts"
+import { checkFdLeaks, closedPort, expectPoolIdle, openFds, rawServer, withTcp } from "./helpers.ts"
 
 // ---------------------------------------------------------------- fixtures
-
-type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
-
-/**
- * Runs `body` in its own scope with `layer`, then checks (layer still
- * alive) that every slot went back to the pool.
- */
-const withTcp = <A, E>(
-  body: Effect.Effect<A, E, Tcp | Scope.Scope>,
-  layer: Layer.Layer<Tcp> = TestTcp
-): Effect.Effect<A, E> =>
-  Effect.gen(function*() {
-    const result = yield* Effect.scoped(body)
-    yield* expectPoolIdle
-    return result
-  }).pipe(Effect.provide(layer))
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -165,6 +149,17 @@ const echo = (socket: TcpSocket.TcpSocket, total: number, chunk: number) =>
     }
     return hash.digest("hex")
   })
+
+/**
+ * Takes a slot in a scope of its own (closed with the test's at the latest)
+ * and returns that scope: closing it gives the slot back.
+ */
+const holdSlot = Effect.gen(function*() {
+  const holder = yield* Scope.make()
+  yield* Effect.addFinalizer(() => Scope.close(holder, Exit.void))
+  yield* TcpStorage.acquire().pipe(Scope.provide(holder))
+  return holder
+})
 
 const assertTimedOut = (error: TcpError.AcceptError) => {
   assert.strictEqual(error._tag, "TimedOut")
@@ -622,9 +617,7 @@ describe("TcpListener", () => {
       withTcp(
         Effect.gen(function*() {
           const listener = yield* TcpListener.listen("127.0.0.1:0")
-          const holder = yield* Scope.make()
-          yield* Effect.addFinalizer(() => Scope.close(holder, Exit.void))
-          yield* TcpStorage.acquire().pipe(Scope.provide(holder))
+          const holder = yield* holdSlot
           const client = yield* peer(listener.port)
           yield* write(client, encoder.encode("waited"))
           assertTimedOut(yield* Effect.flip(listener.accept({ timeout: "100 millis" })))
@@ -651,9 +644,7 @@ describe("TcpListener", () => {
       withTcp(
         Effect.gen(function*() {
           const listener = yield* TcpListener.listen("127.0.0.1:0")
-          const holder = yield* Scope.make()
-          yield* Effect.addFinalizer(() => Scope.close(holder, Exit.void))
-          yield* TcpStorage.acquire().pipe(Scope.provide(holder))
+          const holder = yield* holdSlot
           const client = yield* peer(listener.port)
           yield* write(client, encoder.encode("kept"))
           yield* Effect.sleep("100 millis")

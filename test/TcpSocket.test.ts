@@ -5,13 +5,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, pipe, Result } from "effect"
-import type { Scope } from "effect"
 import { NetAddress } from "effect/net"
 import { TestClock } from "effect/testing"
 import { createHash, randomBytes } from "node:crypto"
 import type * as Net from "node:net"
 import { Deadline, TcpClient, TcpListener, TcpNode, TcpSocket, TcpStorage } from "../src/index.ts"
-import { checkFdLeaks, expectPoolIdle, rawServer, readAll, TestTcp } from "./helpers.ts"
+import { checkFdLeaks, expectPoolIdle, rawServer, readAll, TestTcp, withTcp } from "./helpers.ts"
 
 // ---------------------------------------------------------------- fixtures
 
@@ -21,22 +20,6 @@ const T = { timeout: "5 seconds" } as const
 const SLOT = 16 * 1024
 const KiB = 1024
 const MiB = 1024 * 1024
-
-type Env = TcpClient.TcpClient | TcpStorage.TcpStorage | Scope.Scope
-
-/**
- * Runs `body` in its own scope on `layer` (the 16 KiB test pool by default),
- * then checks, while the layer is still alive, that every slot came back.
- */
-const withTcp = <A, E>(
-  body: Effect.Effect<A, E, Env>,
-  layer: typeof TestTcp = TestTcp
-): Effect.Effect<A, E> =>
-  Effect.gen(function*() {
-    const a = yield* Effect.scoped(body)
-    yield* expectPoolIdle
-    return a
-  }).pipe(Effect.provide(layer))
 
 /** Two of our sockets, connected to each other through a listener on 127.0.0.1. */
 const pair = Effect.gen(function*() {
@@ -144,6 +127,29 @@ const eventually = (cond: () => boolean, what: string): Effect.Effect<void> =>
   })
 
 const inUse = Effect.map(TcpStorage.stats, (s) => s.inUse)
+
+/** Starts `socket.recv(n, T)` in a fiber and gives it 30 ms to start waiting. */
+const waitingRecv = (socket: TcpSocket.TcpSocket, n: number) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.forkChild(socket.recv(n, T))
+    yield* Effect.sleep("30 millis")
+    return fiber
+  })
+
+/** Closes both ends at once, each bounded by `T`. */
+const closeBoth = (a: TcpSocket.TcpSocket, b: TcpSocket.TcpSocket) =>
+  Effect.all([a.close(T), b.close(T)], { concurrency: "unbounded" })
+
+/** Our client (see `rawPair`), once `data` and the FIN its peer sent at once have reached this end. */
+const afterPeerFin = (data: Uint8Array) =>
+  Effect.gen(function*() {
+    const { client } = yield* rawPair((peer) => {
+      peer.end(data)
+    })
+    // Let the data and the FIN reach this end before reading any of it.
+    yield* Effect.sleep("150 millis")
+    return client
+  })
 
 // ------------------------------------------------------------------ tests
 
@@ -315,7 +321,7 @@ describe("TcpSocket", () => {
         )
         assert.strictEqual(upSha, sha(up))
         assert.strictEqual(downSha, sha(down))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
   })
 
@@ -351,8 +357,7 @@ describe("TcpSocket", () => {
       withTcp(Effect.gen(function*() {
         const data = randomBytes(40 * KiB)
         const { client, peer } = yield* rawPair()
-        const waiting = yield* Effect.forkChild(client.recv(64 * KiB, T))
-        yield* Effect.sleep("30 millis")
+        const waiting = yield* waitingRecv(client, 64 * KiB)
         peer.end(data)
         const first = yield* failsWith(() => Fiber.join(waiting), "PeerClosed", "recv(64 KiB)")
         if (first._tag === "PeerClosed") assert.strictEqual(sha(first.bytes), sha(data))
@@ -363,11 +368,7 @@ describe("TcpSocket", () => {
       withTcp(Effect.gen(function*() {
         for (const size of [10, 100 * KiB]) {
           const data = randomBytes(size)
-          const { client } = yield* rawPair((peer) => {
-            peer.end(data)
-          })
-          // Let the data and the FIN reach this end before reading any of it.
-          yield* Effect.sleep("150 millis")
+          const client = yield* afterPeerFin(data)
           const parts: Array<Uint8Array> = []
           const first = Math.min(7, size)
           parts.push(yield* client.recv(first, T))
@@ -382,10 +383,7 @@ describe("TcpSocket", () => {
       withTcp(Effect.gen(function*() {
         for (const size of [10, 100 * KiB]) {
           const data = randomBytes(size)
-          const { client } = yield* rawPair((peer) => {
-            peer.end(data)
-          })
-          yield* Effect.sleep("150 millis")
+          const client = yield* afterPeerFin(data)
           yield* client.done(T)
           // Node may now close the descriptor on its own: that is not `Closed`.
           yield* Effect.sleep("100 millis")
@@ -417,7 +415,7 @@ describe("TcpSocket", () => {
         assert.deepStrictEqual(yield* client.recv(5, T), text("again"))
         const end = yield* failsWith(() => client.recv(1, T), "PeerClosed")
         if (end._tag === "PeerClosed") assert.strictEqual(end.bytes.length, 0)
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
   })
 
@@ -483,7 +481,7 @@ describe("TcpSocket", () => {
     it.live("every call after close fails Closed; abort afterwards succeeds", () =>
       withTcp(Effect.gen(function*() {
         const { client, server } = yield* pair
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
         yield* everyCall(client, "after close")
         yield* everyCall(server, "after close")
         yield* client.abort
@@ -689,7 +687,7 @@ describe("TcpSocket", () => {
         yield* failsWith(() => client.recv(1, { deadline: 0 }), "TimedOut", "nothing left")
         yield* failsWith(() => client.recvInto(new Uint8Array(1), { deadline: 0 }), "TimedOut")
         yield* failsWith(() => client.recvv([new Uint8Array(1)], { deadline: 0 }), "TimedOut")
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("a past deadline: recv succeeds from buffered bytes, fails TimedOut without them", () =>
@@ -703,7 +701,7 @@ describe("TcpSocket", () => {
         // The other 2 bytes arrived with the first: they are buffered now.
         assert.deepStrictEqual(yield* client.recv(2, { deadline: 1 }), seq(2, 2))
         yield* failsWith(() => client.recv(2, { deadline: 1 }), "TimedOut")
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("deadline -1 waits, and completes when the data arrives", () =>
@@ -716,7 +714,7 @@ describe("TcpSocket", () => {
         assert.deepStrictEqual(yield* Fiber.join(fiber), seq(3))
         yield* client.send(seq(3), { deadline: Deadline.never })
         assert.deepStrictEqual(yield* server.recv(3, { deadline: Deadline.never }), seq(3))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("timeout, and the earlier of deadline and timeout wins", () =>
@@ -739,7 +737,7 @@ describe("TcpSocket", () => {
         // Nothing was consumed and the socket still works.
         yield* server.send(seq(2), T)
         assert.deepStrictEqual(yield* client.recv(2, { timeout: "5 seconds" }), seq(2))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("a recv up to the slot size that times out or is interrupted consumes nothing", () =>
@@ -765,7 +763,7 @@ describe("TcpSocket", () => {
         yield* server.send(data.subarray(10 * KiB), T)
         const all = yield* client.recv(SLOT, T)
         assert.strictEqual(sha(all), sha(data))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("a recv larger than the slot that stops halfway makes later recvs fail ConnReset", () =>
@@ -861,42 +859,36 @@ describe("TcpSocket", () => {
     it.live("concurrent recvs complete in call order", () =>
       withTcp(Effect.gen(function*() {
         const { client, server } = yield* pair
-        const first = yield* Effect.forkChild(client.recv(4, T))
-        yield* Effect.sleep("30 millis")
-        const second = yield* Effect.forkChild(client.recv(4, T))
-        yield* Effect.sleep("30 millis")
+        const first = yield* waitingRecv(client, 4)
+        const second = yield* waitingRecv(client, 4)
         yield* server.send(seq(8), T)
         assert.deepStrictEqual(yield* Fiber.join(first), seq(4))
         assert.deepStrictEqual(yield* Fiber.join(second), seq(4, 4))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("a recv waiting behind another still obeys its own deadline and consumes nothing", () =>
       withTcp(Effect.gen(function*() {
         const { client, server } = yield* pair
-        const first = yield* Effect.forkChild(client.recv(4, T))
-        yield* Effect.sleep("30 millis")
+        const first = yield* waitingRecv(client, 4)
         yield* failsWith(() => client.recv(4, { timeout: "100 millis" }), "TimedOut", "queued recv")
         yield* server.send(seq(8), T)
         assert.deepStrictEqual(yield* Fiber.join(first), seq(4))
         assert.deepStrictEqual(yield* client.recv(4, T), seq(4, 4))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("an interrupted queued recv gives up its turn without consuming anything", () =>
       withTcp(Effect.gen(function*() {
         const { client, server } = yield* pair
-        const first = yield* Effect.forkChild(client.recv(4, T))
-        yield* Effect.sleep("30 millis")
-        const second = yield* Effect.forkChild(client.recv(4, T))
-        yield* Effect.sleep("30 millis")
+        const first = yield* waitingRecv(client, 4)
+        const second = yield* waitingRecv(client, 4)
         yield* Fiber.interrupt(second)
-        const third = yield* Effect.forkChild(client.recv(4, T))
-        yield* Effect.sleep("30 millis")
+        const third = yield* waitingRecv(client, 4)
         yield* server.send(seq(8), T)
         assert.deepStrictEqual(yield* Fiber.join(first), seq(4))
         assert.deepStrictEqual(yield* Fiber.join(third), seq(4, 4))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("concurrent sends do not interleave", () =>
@@ -916,15 +908,14 @@ describe("TcpSocket", () => {
           seenValues.push(v)
         }
         assert.sameMembers(seenValues, [...values])
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("a send and a recv run at the same time", () =>
       withTcp(Effect.gen(function*() {
         const { client, server } = yield* pair
         // A send completes while a recv waits.
-        const reading = yield* Effect.forkChild(client.recv(5, T))
-        yield* Effect.sleep("30 millis")
+        const reading = yield* waitingRecv(client, 5)
         yield* client.send(text("hello"), T)
         assert.isUndefined(reading.pollUnsafe())
         assert.deepStrictEqual(yield* server.recv(5, T), text("hello"))
@@ -941,7 +932,7 @@ describe("TcpSocket", () => {
         const drained = yield* server.recv(big.length, { timeout: "10 seconds" })
         yield* Fiber.join(writing)
         assert.strictEqual(sha(drained), sha(big))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
   })
 
@@ -995,7 +986,7 @@ describe("TcpSocket", () => {
         assert.deepStrictEqual(yield* client.recv(3, T), seq(3))
         yield* client.send(seq(3), T)
         assert.deepStrictEqual(yield* server.recv(3, T), seq(3))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
   })
 
@@ -1051,7 +1042,7 @@ describe("TcpSocket", () => {
         const raw = yield* rawPair()
         assert.strictEqual(raw.client.localAddress?.port, raw.peer.remotePort)
         assert.strictEqual(raw.client.remoteAddress?.port, raw.server.port)
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
 
     it.live("localAddress and remoteAddress over IPv6 loopback, with data", () =>
@@ -1067,7 +1058,7 @@ describe("TcpSocket", () => {
         assert.strictEqual(sr.port, client.localAddress?.port)
         yield* client.send(seq(100), T)
         assert.deepStrictEqual(yield* server.recv(100, T), seq(100))
-        yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+        yield* closeBoth(client, server)
       })))
   })
 
@@ -1101,7 +1092,7 @@ describe("TcpSocket", () => {
           yield* client.send(seq(600), T)
           yield* failsWith(() => server.recv(1025, { timeout: "100 millis" }), "TimedOut")
           yield* failsWith(() => server.recv(1, T), "ConnReset")
-          yield* Effect.all([client.close(T), server.close(T)], { concurrency: "unbounded" })
+          yield* closeBoth(client, server)
         }),
         TcpNode.layerWith({ slots: 4, bufferSize: 1024 })
       ))

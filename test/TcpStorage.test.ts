@@ -1,42 +1,23 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as Net from "node:net"
 import { TcpClient, TcpNode, TcpStorage } from "../src/index.ts"
-import type { TcpSocket } from "../src/index.ts"
-import { checkFdLeaks, expectPoolIdle, rawServer, TestTcp } from "./helpers.ts"
+import { checkFdLeaks, echoServer, expectPoolIdle, rawServer, roundTrip, statsWhen, TestTcp, withTcp } from "./helpers.ts"
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const MiB = 1024 * 1024
-
-/** A node:net echo server on 127.0.0.1 that finishes when the client does. */
-const echoServer = Effect.suspend(() =>
-  rawServer((socket) => {
-    socket.on("error", () => {})
-    socket.on("data", (chunk: Buffer) => socket.write(chunk))
-    socket.on("end", () => socket.end())
-  })
-)
-
-const roundTrip = (socket: TcpSocket.TcpSocket, text: string) =>
-  Effect.gen(function*() {
-    yield* socket.send(encoder.encode(text), { timeout: "2 seconds" })
-    const back = yield* socket.recv(text.length, { timeout: "2 seconds" })
-    assert.strictEqual(decoder.decode(back), text)
-  })
-
-/** Waits (real time, at most 3 s) until the pool stats satisfy `predicate`, then returns them. */
-const statsWhen = (predicate: (s: TcpStorage.Stats) => boolean) =>
-  TcpStorage.stats.pipe(
-    Effect.filterOrFail(predicate),
-    Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 300 }),
-    Effect.catch(() => Effect.void),
-    Effect.andThen(TcpStorage.stats)
-  )
 
 const TwoFail = TcpNode.layerWith({ slots: 2, bufferSize: 16 * 1024, onExhausted: "fail" })
 const TwoWait = TcpNode.layerWith({ slots: 2, bufferSize: 16 * 1024 })
 const OneFail = TcpNode.layerWith({ slots: 1, bufferSize: 16 * 1024, onExhausted: "fail" })
+
+/** An echo server and two sockets connected to it: in a 2-slot pool, every slot is taken. */
+const twoConnected = Effect.gen(function*() {
+  const server = yield* echoServer()
+  const a = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
+  const b = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
+  return { server, a, b }
+})
 
 /** Building a storage layer with these settings dies (a defect: static configuration). */
 const expectLayerDies = (options: TcpStorage.Options, what: string) =>
@@ -68,198 +49,162 @@ describe("TcpStorage", () => {
     }).pipe(Effect.provide(TcpNode.layer)))
 
   it.live("slots are created on demand and reused", () =>
-    Effect.gen(function*() {
-      yield* Effect.scoped(Effect.gen(function*() {
-        const server = yield* echoServer
-        for (let i = 0; i < 3; i++) {
-          yield* Effect.scoped(Effect.gen(function*() {
-            const socket = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-            const live = yield* TcpStorage.stats
-            assert.strictEqual(live.inUse, 1, `socket ${i}`)
-            yield* roundTrip(socket, `socket ${i}`)
-            yield* socket.close({ timeout: "2 seconds" })
-          }))
-          const after = yield* statsWhen((s) => s.inUse === 0)
-          assert.deepStrictEqual(after, { slots: 1, inUse: 0, waiting: 0, highWater: 1 }, `after socket ${i}`)
-        }
-      }))
-      yield* expectPoolIdle
-    }).pipe(Effect.provide(TestTcp)))
-
-  it.live("concurrent sockets take distinct slots; highWater remembers the most", () =>
-    Effect.gen(function*() {
-      yield* Effect.scoped(Effect.gen(function*() {
-        const server = yield* echoServer
-        yield* Effect.scoped(Effect.gen(function*() {
-          const sockets = yield* Effect.all(
-            [0, 1, 2].map(() => TcpClient.connect(server.address, { timeout: "2 seconds" })),
-            { concurrency: 3 }
-          )
-          const live = yield* TcpStorage.stats
-          assert.strictEqual(live.inUse, 3)
-          assert.strictEqual(live.slots, 3)
-          assert.strictEqual(live.highWater, 3)
-          for (const [i, socket] of sockets.entries()) yield* roundTrip(socket, `concurrent ${i}`)
-        }))
-        const after = yield* statsWhen((s) => s.inUse === 0)
-        assert.deepStrictEqual(after, { slots: 3, inUse: 0, waiting: 0, highWater: 3 })
-        // A later single socket reuses a slot rather than making a fourth.
+    withTcp(Effect.gen(function*() {
+      const server = yield* echoServer()
+      for (let i = 0; i < 3; i++) {
         yield* Effect.scoped(Effect.gen(function*() {
           const socket = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          yield* roundTrip(socket, "again")
+          const live = yield* TcpStorage.stats
+          assert.strictEqual(live.inUse, 1, `socket ${i}`)
+          yield* roundTrip(socket, `socket ${i}`)
+          yield* socket.close({ timeout: "2 seconds" })
         }))
-        const last = yield* statsWhen((s) => s.inUse === 0)
-        assert.strictEqual(last.slots, 3)
-        assert.strictEqual(last.highWater, 3)
+        const after = yield* statsWhen((s) => s.inUse === 0)
+        assert.deepStrictEqual(after, { slots: 1, inUse: 0, waiting: 0, highWater: 1 }, `after socket ${i}`)
+      }
+    })))
+
+  it.live("concurrent sockets take distinct slots; highWater remembers the most", () =>
+    withTcp(Effect.gen(function*() {
+      const server = yield* echoServer()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const sockets = yield* Effect.all(
+          [0, 1, 2].map(() => TcpClient.connect(server.address, { timeout: "2 seconds" })),
+          { concurrency: 3 }
+        )
+        const live = yield* TcpStorage.stats
+        assert.strictEqual(live.inUse, 3)
+        assert.strictEqual(live.slots, 3)
+        assert.strictEqual(live.highWater, 3)
+        for (const [i, socket] of sockets.entries()) yield* roundTrip(socket, `concurrent ${i}`)
       }))
-      yield* expectPoolIdle
-    }).pipe(Effect.provide(TestTcp)))
+      const after = yield* statsWhen((s) => s.inUse === 0)
+      assert.deepStrictEqual(after, { slots: 3, inUse: 0, waiting: 0, highWater: 3 })
+      // A later single socket reuses a slot rather than making a fourth.
+      yield* Effect.scoped(Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
+        yield* roundTrip(socket, "again")
+      }))
+      const last = yield* statsWhen((s) => s.inUse === 0)
+      assert.strictEqual(last.slots, 3)
+      assert.strictEqual(last.highWater, 3)
+    })))
 
   describe("exhaustion", () => {
     it.live("onExhausted \"fail\": a third concurrent connect fails OutOfMemory at once", () =>
-      Effect.gen(function*() {
+      withTcp(Effect.gen(function*() {
+        const { server, a } = yield* twoConnected
+        // A generous timeout: waiting for a slot would end in TimedOut, not OutOfMemory.
+        const error = yield* Effect.flip(Effect.scoped(TcpClient.connect(server.address, { timeout: "10 seconds" })))
+        assert.strictEqual(error._tag, "OutOfMemory")
+        assert.strictEqual(error.errno, "ENOMEM")
+        assert.strictEqual(error.syscall, "connect")
+        assert.strictEqual(error.address, server.address)
+        assert.isTrue(error.message.length > 0)
+        const stats = yield* TcpStorage.stats
+        assert.deepStrictEqual(stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
+        // acquire fails the same way.
+        const acquireError = yield* Effect.flip(Effect.scoped(TcpStorage.acquire({ timeout: "10 seconds" })))
+        assert.strictEqual(acquireError._tag, "OutOfMemory")
+        // Once one closes, a slot is available again.
+        yield* a.close({ timeout: "2 seconds" })
+        yield* statsWhen((s) => s.inUse === 1)
         yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServer
-          const a = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          // A generous timeout: waiting for a slot would end in TimedOut, not OutOfMemory.
-          const error = yield* Effect.flip(Effect.scoped(TcpClient.connect(server.address, { timeout: "10 seconds" })))
-          assert.strictEqual(error._tag, "OutOfMemory")
-          assert.strictEqual(error.errno, "ENOMEM")
-          assert.strictEqual(error.syscall, "connect")
-          assert.strictEqual(error.address, server.address)
-          assert.isTrue(error.message.length > 0)
-          const stats = yield* TcpStorage.stats
-          assert.deepStrictEqual(stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
-          // acquire fails the same way.
-          const acquireError = yield* Effect.flip(Effect.scoped(TcpStorage.acquire({ timeout: "10 seconds" })))
-          assert.strictEqual(acquireError._tag, "OutOfMemory")
-          // Once one closes, a slot is available again.
-          yield* a.close({ timeout: "2 seconds" })
-          yield* statsWhen((s) => s.inUse === 1)
-          yield* Effect.scoped(Effect.gen(function*() {
-            const c = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-            yield* roundTrip(c, "third")
-          }))
-          assert.strictEqual((yield* TcpStorage.stats).slots, 2)
+          const c = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
+          yield* roundTrip(c, "third")
         }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TwoFail)))
+        assert.strictEqual((yield* TcpStorage.stats).slots, 2)
+      }), TwoFail))
 
     it.live("onExhausted \"wait\": a third connect waits and completes when a slot frees", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServer
-          const a = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          const b = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          const third = yield* Effect.forkChild(TcpClient.connect(server.address, { timeout: "10 seconds" }))
-          const waiting = yield* statsWhen((s) => s.waiting === 1)
-          assert.strictEqual(waiting.waiting, 1)
-          assert.strictEqual(waiting.inUse, 2)
-          yield* Effect.sleep("100 millis")
-          assert.isUndefined(third.pollUnsafe(), "still waiting while both slots are held")
-          yield* a.close({ timeout: "2 seconds" })
-          const c = yield* Fiber.join(third)
-          yield* roundTrip(c, "waited")
-          yield* roundTrip(b, "b still works")
-          const stats = yield* TcpStorage.stats
-          assert.deepStrictEqual(stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
-          yield* Effect.all([b.close({ timeout: "2 seconds" }), c.close({ timeout: "2 seconds" })], {
-            concurrency: 2
-          })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TwoWait)))
+      withTcp(Effect.gen(function*() {
+        const { server, a, b } = yield* twoConnected
+        const third = yield* Effect.forkChild(TcpClient.connect(server.address, { timeout: "10 seconds" }))
+        const waiting = yield* statsWhen((s) => s.waiting === 1)
+        assert.strictEqual(waiting.waiting, 1)
+        assert.strictEqual(waiting.inUse, 2)
+        yield* Effect.sleep("100 millis")
+        assert.isUndefined(third.pollUnsafe(), "still waiting while both slots are held")
+        yield* a.close({ timeout: "2 seconds" })
+        const c = yield* Fiber.join(third)
+        yield* roundTrip(c, "waited")
+        yield* roundTrip(b, "b still works")
+        const stats = yield* TcpStorage.stats
+        assert.deepStrictEqual(stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
+        yield* Effect.all([b.close({ timeout: "2 seconds" }), c.close({ timeout: "2 seconds" })], {
+          concurrency: 2
+        })
+      }), TwoWait))
 
     it.live("onExhausted \"wait\": a waiting connect fails TimedOut at its deadline", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServer
-          yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          const start = Date.now()
-          const error = yield* Effect.flip(Effect.scoped(TcpClient.connect(server.address, { timeout: "300 millis" })))
-          assert.strictEqual(error._tag, "TimedOut")
-          assert.strictEqual(error.errno, "ETIMEDOUT")
-          assert.strictEqual(error.syscall, "connect")
-          assert.isAtLeast(Date.now() - start, 250)
-          assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
-          // acquire waits within its deadline too.
-          const start2 = Date.now()
-          const acquireError = yield* Effect.flip(Effect.scoped(TcpStorage.acquire({ timeout: "300 millis" })))
-          assert.strictEqual(acquireError._tag, "TimedOut")
-          assert.isAtLeast(Date.now() - start2, 250)
-          assert.strictEqual((yield* TcpStorage.stats).waiting, 0)
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TwoWait)))
+      withTcp(Effect.gen(function*() {
+        const { server } = yield* twoConnected
+        const start = Date.now()
+        const error = yield* Effect.flip(Effect.scoped(TcpClient.connect(server.address, { timeout: "300 millis" })))
+        assert.strictEqual(error._tag, "TimedOut")
+        assert.strictEqual(error.errno, "ETIMEDOUT")
+        assert.strictEqual(error.syscall, "connect")
+        assert.isAtLeast(Date.now() - start, 250)
+        assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
+        // acquire waits within its deadline too.
+        const start2 = Date.now()
+        const acquireError = yield* Effect.flip(Effect.scoped(TcpStorage.acquire({ timeout: "300 millis" })))
+        assert.strictEqual(acquireError._tag, "TimedOut")
+        assert.isAtLeast(Date.now() - start2, 250)
+        assert.strictEqual((yield* TcpStorage.stats).waiting, 0)
+      }), TwoWait))
 
     it.live("deadline 0 with an exhausted \"wait\" pool fails TimedOut at once", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServer
-          yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          const error = yield* Effect.flip(Effect.scoped(TcpClient.connect(server.address, { deadline: 0 })))
-          assert.strictEqual(error._tag, "TimedOut")
-          assert.strictEqual(error.syscall, "connect")
-          const acquireError = yield* Effect.flip(Effect.scoped(TcpStorage.acquire({ deadline: 0 })))
-          assert.strictEqual(acquireError._tag, "TimedOut")
-          assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TwoWait)))
+      withTcp(Effect.gen(function*() {
+        const { server } = yield* twoConnected
+        const error = yield* Effect.flip(Effect.scoped(TcpClient.connect(server.address, { deadline: 0 })))
+        assert.strictEqual(error._tag, "TimedOut")
+        assert.strictEqual(error.syscall, "connect")
+        const acquireError = yield* Effect.flip(Effect.scoped(TcpStorage.acquire({ deadline: 0 })))
+        assert.strictEqual(acquireError._tag, "TimedOut")
+        assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
+      }), TwoWait))
 
     it.live("interrupting a waiting connect leaves waiting back at 0", () =>
-      Effect.gen(function*() {
+      withTcp(Effect.gen(function*() {
+        const { server, a } = yield* twoConnected
+        const first = yield* Effect.forkChild(Effect.scoped(TcpClient.connect(server.address, { deadline: -1 })))
+        const second = yield* Effect.forkChild(Effect.scoped(TcpClient.connect(server.address, { deadline: -1 })))
+        assert.strictEqual((yield* statsWhen((s) => s.waiting === 2)).waiting, 2)
+        yield* Fiber.interrupt(first)
+        assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(first)), "first connect ended interrupted")
+        assert.strictEqual((yield* TcpStorage.stats).waiting, 1)
+        yield* Fiber.interrupt(second)
+        assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(second)), "second connect ended interrupted")
+        assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
+        // The freed slot goes to the next caller, not to an interrupted waiter.
+        yield* a.close({ timeout: "2 seconds" })
+        assert.strictEqual((yield* statsWhen((s) => s.inUse === 1)).inUse, 1)
         yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServer
-          const a = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          const first = yield* Effect.forkChild(Effect.scoped(TcpClient.connect(server.address, { deadline: -1 })))
-          const second = yield* Effect.forkChild(Effect.scoped(TcpClient.connect(server.address, { deadline: -1 })))
-          assert.strictEqual((yield* statsWhen((s) => s.waiting === 2)).waiting, 2)
-          yield* Fiber.interrupt(first)
-          assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(first)), "first connect ended interrupted")
-          assert.strictEqual((yield* TcpStorage.stats).waiting, 1)
-          yield* Fiber.interrupt(second)
-          assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(second)), "second connect ended interrupted")
-          assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
-          // The freed slot goes to the next caller, not to an interrupted waiter.
-          yield* a.close({ timeout: "2 seconds" })
-          assert.strictEqual((yield* statsWhen((s) => s.inUse === 1)).inUse, 1)
-          yield* Effect.scoped(Effect.gen(function*() {
-            const c = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-            yield* roundTrip(c, "after interrupt")
-          }))
+          const c = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
+          yield* roundTrip(c, "after interrupt")
         }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TwoWait)))
+      }), TwoWait))
 
     it.live("interrupting a caller waiting in TcpStorage.acquire leaves waiting back at 0", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServer
-          const a = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          const acquirer = yield* Effect.forkChild(Effect.scoped(TcpStorage.acquire()))
-          assert.strictEqual((yield* statsWhen((s) => s.waiting === 1)).waiting, 1)
-          const interrupting = yield* Effect.forkChild(Fiber.interrupt(acquirer))
-          // Give the interruption up to 2 s (real time) to take effect.
-          for (let i = 0; i < 100 && acquirer.pollUnsafe() === undefined; i++) yield* Effect.sleep("20 millis")
-          const exit = acquirer.pollUnsafe()
-          const waitingAfter = (yield* TcpStorage.stats).waiting
-          // If the interruption did not take effect, free a slot so the stuck
-          // caller (and this test) can finish, then report.
-          if (exit === undefined) yield* a.close({ timeout: "2 seconds" })
-          yield* Fiber.join(interrupting)
-          assert.isDefined(exit, "acquire was still waiting 2 s after being interrupted")
-          assert.isTrue(exit !== undefined && Exit.hasInterrupts(exit), "acquire ended interrupted")
-          assert.strictEqual(waitingAfter, 0)
-          assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
-        }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(TwoWait)))
+      withTcp(Effect.gen(function*() {
+        const { a } = yield* twoConnected
+        const acquirer = yield* Effect.forkChild(Effect.scoped(TcpStorage.acquire()))
+        assert.strictEqual((yield* statsWhen((s) => s.waiting === 1)).waiting, 1)
+        const interrupting = yield* Effect.forkChild(Fiber.interrupt(acquirer))
+        // Give the interruption up to 2 s (real time) to take effect.
+        for (let i = 0; i < 100 && acquirer.pollUnsafe() === undefined; i++) yield* Effect.sleep("20 millis")
+        const exit = acquirer.pollUnsafe()
+        const waitingAfter = (yield* TcpStorage.stats).waiting
+        // If the interruption did not take effect, free a slot so the stuck
+        // caller (and this test) can finish, then report.
+        if (exit === undefined) yield* a.close({ timeout: "2 seconds" })
+        yield* Fiber.join(interrupting)
+        assert.isDefined(exit, "acquire was still waiting 2 s after being interrupted")
+        assert.isTrue(exit !== undefined && Exit.hasInterrupts(exit), "acquire ended interrupted")
+        assert.strictEqual(waitingAfter, 0)
+        assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
+      }), TwoWait))
   })
 
   describe("acquire", () => {
@@ -290,50 +235,44 @@ describe("TcpStorage", () => {
       }).pipe(Effect.provide(TestTcp)))
 
     it.live("a slot is reused only after its socket is fully closed", () =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServer
-          const socketScope = yield* Scope.make()
-          yield* Effect.addFinalizer(() => Scope.close(socketScope, Exit.void))
-          const socket = yield* Effect.scoped(Effect.gen(function*() {
-            const slot = yield* TcpStorage.acquire()
-            return yield* TcpClient.connect(server.address, { storage: slot, timeout: "2 seconds" }).pipe(
-              Scope.provide(socketScope)
-            )
-          }))
-          // The acquiring scope closed, the socket lives on in its slot.
-          assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 1, inUse: 1, waiting: 0, highWater: 1 })
-          const error = yield* Effect.flip(Effect.scoped(TcpStorage.acquire()))
-          assert.strictEqual(error._tag, "OutOfMemory", "the only slot is not handed out while its socket lives")
-          yield* roundTrip(socket, "still here")
-          yield* socket.close({ timeout: "2 seconds" })
-          const after = yield* statsWhen((s) => s.inUse === 0)
-          assert.deepStrictEqual(after, { slots: 1, inUse: 0, waiting: 0, highWater: 1 })
-          // Now the slot serves a new holder.
-          yield* Effect.scoped(TcpStorage.acquire())
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
+        const socketScope = yield* Scope.make()
+        yield* Effect.addFinalizer(() => Scope.close(socketScope, Exit.void))
+        const socket = yield* Effect.scoped(Effect.gen(function*() {
+          const slot = yield* TcpStorage.acquire()
+          return yield* TcpClient.connect(server.address, { storage: slot, timeout: "2 seconds" }).pipe(
+            Scope.provide(socketScope)
+          )
         }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(OneFail)))
+        // The acquiring scope closed, the socket lives on in its slot.
+        assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 1, inUse: 1, waiting: 0, highWater: 1 })
+        const error = yield* Effect.flip(Effect.scoped(TcpStorage.acquire()))
+        assert.strictEqual(error._tag, "OutOfMemory", "the only slot is not handed out while its socket lives")
+        yield* roundTrip(socket, "still here")
+        yield* socket.close({ timeout: "2 seconds" })
+        const after = yield* statsWhen((s) => s.inUse === 0)
+        assert.deepStrictEqual(after, { slots: 1, inUse: 0, waiting: 0, highWater: 1 })
+        // Now the slot serves a new holder.
+        yield* Effect.scoped(TcpStorage.acquire())
+      }), OneFail))
 
     it.live("a slot whose socket closed stays held until the acquiring scope closes", () =>
-      Effect.gen(function*() {
+      withTcp(Effect.gen(function*() {
+        const server = yield* echoServer()
         yield* Effect.scoped(Effect.gen(function*() {
-          const server = yield* echoServer
-          yield* Effect.scoped(Effect.gen(function*() {
-            const slot = yield* TcpStorage.acquire()
-            const socket = yield* TcpClient.connect(server.address, { storage: slot, timeout: "2 seconds" })
-            yield* roundTrip(socket, "x")
-            yield* socket.close({ timeout: "2 seconds" })
-            // Give any asynchronous release a chance; the scope still holds the slot.
-            yield* Effect.sleep("100 millis")
-            assert.strictEqual((yield* TcpStorage.stats).inUse, 1)
-            const error = yield* Effect.flip(Effect.scoped(TcpStorage.acquire()))
-            assert.strictEqual(error._tag, "OutOfMemory")
-          }))
-          assert.strictEqual((yield* statsWhen((s) => s.inUse === 0)).inUse, 0)
+          const slot = yield* TcpStorage.acquire()
+          const socket = yield* TcpClient.connect(server.address, { storage: slot, timeout: "2 seconds" })
+          yield* roundTrip(socket, "x")
+          yield* socket.close({ timeout: "2 seconds" })
+          // Give any asynchronous release a chance; the scope still holds the slot.
+          yield* Effect.sleep("100 millis")
+          assert.strictEqual((yield* TcpStorage.stats).inUse, 1)
+          const error = yield* Effect.flip(Effect.scoped(TcpStorage.acquire()))
+          assert.strictEqual(error._tag, "OutOfMemory")
         }))
-        yield* expectPoolIdle
-      }).pipe(Effect.provide(OneFail)))
+        assert.strictEqual((yield* statsWhen((s) => s.inUse === 0)).inUse, 0)
+      }), OneFail))
   })
 
   describe("layer settings", () => {

@@ -3,12 +3,13 @@
  */
 import { assert } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
-import type { Scope } from "effect"
+import type { Layer, Scope } from "effect"
 import { spawn } from "node:child_process"
 import { readdirSync } from "node:fs"
 import * as Net from "node:net"
 import { afterAll, beforeAll } from "vitest"
 import { TcpNode, TcpStorage } from "../src/index.ts"
+import type { TcpClient, TcpSocket } from "../src/index.ts"
 
 /** A small pool, so exhaustion and reuse are easy to reach. */
 export const TestTcp = TcpNode.layerWith({ slots: 32, bufferSize: 16 * 1024 })
@@ -33,25 +34,59 @@ export const checkFdLeaks = (): void => {
   })
 }
 
+/** Waits (real time, at most 3 s) until the pool stats satisfy `predicate`, then returns them. */
+export const statsWhen = (
+  predicate: (s: TcpStorage.Stats) => boolean
+): Effect.Effect<TcpStorage.Stats, never, TcpStorage.TcpStorage> =>
+  TcpStorage.stats.pipe(
+    Effect.filterOrFail(predicate),
+    Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 300 }),
+    Effect.catch(() => Effect.void),
+    Effect.andThen(TcpStorage.stats)
+  )
+
 /**
  * Waits (up to 3 s, real time) until the pool holds no slot and nobody
  * waits for one, then asserts it: every socket of the test was released.
  */
-export const expectPoolIdle: Effect.Effect<void, never, TcpStorage.TcpStorage> = TcpStorage.stats.pipe(
-  Effect.filterOrFail((s) => s.inUse === 0 && s.waiting === 0),
-  Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 300 }),
-  Effect.catch(() => Effect.void),
-  Effect.andThen(TcpStorage.stats),
+export const expectPoolIdle: Effect.Effect<void, never, TcpStorage.TcpStorage> = statsWhen(
+  (s) => s.inUse === 0 && s.waiting === 0
+).pipe(
   Effect.map((s) => {
     assert.strictEqual(s.inUse, 0, `slots still in use: ${JSON.stringify(s)}`)
     assert.strictEqual(s.waiting, 0, `callers still waiting: ${JSON.stringify(s)}`)
   })
 )
 
-/** A plain node:net server on 127.0.0.1 (port 0), closed with the scope. */
+type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
+
+/**
+ * Runs `body` in its own scope on `layer` (the 16 KiB test pool by default),
+ * then checks, while the layer is still alive, that every slot came back.
+ */
+export const withTcp = <A, E>(
+  body: Effect.Effect<A, E, Tcp | Scope.Scope>,
+  layer: Layer.Layer<Tcp> = TestTcp
+): Effect.Effect<A, E> =>
+  Effect.gen(function*() {
+    const result = yield* Effect.scoped(body)
+    yield* expectPoolIdle
+    return result
+  }).pipe(Effect.provide(layer))
+
+/** Sends `text` and expects it echoed back (2 s for each direction). */
+export const roundTrip = (socket: TcpSocket.TcpSocket, text: string) =>
+  Effect.gen(function*() {
+    yield* socket.send(new TextEncoder().encode(text), { timeout: "2 seconds" })
+    const back = yield* socket.recv(text.length, { timeout: "2 seconds" })
+    assert.strictEqual(new TextDecoder().decode(back), text)
+  })
+
+/** A plain node:net server on `host` (127.0.0.1 unless told), port 0, closed with the scope. */
 export const rawServer = (
   onConnection: (socket: Net.Socket) => void,
-  options: Net.ServerOpts = { allowHalfOpen: true }
+  options: Net.ServerOpts = { allowHalfOpen: true },
+  host = "127.0.0.1"
 ): Effect.Effect<{ readonly port: number; readonly address: string; readonly server: Net.Server }, never, Scope.Scope> => {
   const sockets = new Set<Net.Socket>()
   return Effect.acquireRelease(
@@ -61,7 +96,7 @@ export const rawServer = (
         socket.on("close", () => sockets.delete(socket))
         onConnection(socket)
       })
-      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+      server.listen(0, host, () => resume(Effect.succeed(server)))
     }),
     (server) =>
       Effect.callback<void>((resume) => {
@@ -71,10 +106,38 @@ export const rawServer = (
   ).pipe(
     Effect.map((server) => {
       const bound = server.address() as Net.AddressInfo
-      return { port: bound.port, address: `127.0.0.1:${bound.port}`, server }
+      const literal = Net.isIPv6(host) ? `[${host}]` : host
+      return { port: bound.port, address: `${literal}:${bound.port}`, server }
     })
   )
 }
+
+/**
+ * A node:net echo server on `host` (127.0.0.1 unless told): each peer echoes
+ * what it gets and finishes when the client does. `peers` lists every
+ * accepted socket, in order.
+ */
+export const echoServer = (
+  host?: string
+): Effect.Effect<
+  {
+    readonly port: number
+    readonly address: string
+    readonly server: Net.Server
+    readonly peers: ReadonlyArray<Net.Socket>
+  },
+  never,
+  Scope.Scope
+> =>
+  Effect.suspend(() => {
+    const peers: Array<Net.Socket> = []
+    return rawServer((socket) => {
+      peers.push(socket)
+      socket.on("error", () => {})
+      socket.on("data", (chunk: Buffer) => socket.write(chunk))
+      socket.on("end", () => socket.end())
+    }, undefined, host).pipe(Effect.map((bound) => ({ ...bound, peers })))
+  })
 
 /** A plain node:net client connection to 127.0.0.1:`port`, destroyed with the scope. */
 export const rawClient = (port: number): Effect.Effect<Net.Socket, Error, Scope.Scope> =>

@@ -191,47 +191,61 @@ export class Connection {
 
   /**
    * Fills `targets` (of `total` bytes) from the connection, waiting until
-   * `deadline`. Callers hold `recvGate`.
+   * `deadline`. When no receive is queued and the bytes are already here it
+   * completes synchronously, without taking the gate. Call it while the
+   * effect runs (inside `Effect.suspend` or an `Effect.fn` body).
    */
-  receive(
+  recv(targets: ReadonlyArray<Uint8Array>, total: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
+    const onTimeout = () => TcpError.timedOut("recv", this.address)
+    if (this.recvGate.idle && (this.end - this.start >= total || this.eof || this.failure !== undefined)) {
+      // Nothing queued ahead and an outcome already known: no gate, no wait.
+      const begun = this.beginRead(targets, total)
+      if (Effect.isEffect(begun)) return begun
+    }
+    return this.recvGate.run(
+      Effect.suspend(() => {
+        const begun = this.beginRead(targets, total)
+        return Effect.isEffect(begun) ? begun : this.awaitRead(begun, deadline)
+      }),
+      deadline,
+      onTimeout
+    )
+  }
+
+  /** Starts a read: its outcome when there is one already, else the read to wait for. */
+  private beginRead(
     targets: ReadonlyArray<Uint8Array>,
-    total: number,
-    deadline: Deadline
-  ): Effect.Effect<void, TcpError.RecvError> {
-    return Effect.suspend(() => {
-      if (this.phase !== "open") return Effect.fail(TcpError.closed("recv", this.address))
-      if (this.inboundBroken) {
-        return Effect.fail(
-          TcpError.make(TcpError.ConnReset, "ECONNRESET", "recv", this.address, "an earlier receive stopped halfway")
-        )
-      }
-      const read: PendingRead = {
-        targets,
-        total,
-        atomic: total <= this.buffer.length,
-        filled: 0,
-        resume: undefined
-      }
-      const now = this.step(read)
-      if (now !== undefined) return now
-      const waiting = suspend<void, TcpError.RecvError, TcpError.TimedOut>(
-        deadline,
-        () => TcpError.timedOut("recv", this.address),
-        (resume) => {
-          read.resume = resume
-          this.reader = read
-          return () => {
-            if (this.reader === read) this.reader = undefined
-          }
-        }
+    total: number
+  ): PendingRead | Effect.Effect<void, TcpError.RecvError> {
+    if (this.phase !== "open") return Effect.fail(TcpError.closed("recv", this.address))
+    if (this.inboundBroken) {
+      return Effect.fail(
+        TcpError.make(TcpError.ConnReset, "ECONNRESET", "recv", this.address, "an earlier receive stopped halfway")
       )
-      return Effect.onExit(waiting, (exit) => {
-        // Reaching the peer's FIN is not stopping halfway: later receives see PeerClosed.
-        if (Exit.isFailure(exit) && !this.eof && read.filled > 0 && read.filled < read.total) {
-          this.inboundBroken = true
+    }
+    const read: PendingRead = { targets, total, atomic: total <= this.buffer.length, filled: 0, resume: undefined }
+    return this.step(read) ?? read
+  }
+
+  private awaitRead(read: PendingRead, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
+    const waiting = suspend<void, TcpError.RecvError, TcpError.TimedOut>(
+      deadline,
+      () => TcpError.timedOut("recv", this.address),
+      (resume) => {
+        read.resume = resume
+        this.reader = read
+        this.serve(read)
+        return () => {
+          if (this.reader === read) this.reader = undefined
         }
-        return Effect.void
-      })
+      }
+    )
+    return Effect.onExit(waiting, (exit) => {
+      // Reaching the peer's FIN is not stopping halfway: later receives see PeerClosed.
+      if (Exit.isFailure(exit) && !this.eof && read.filled > 0 && read.filled < read.total) {
+        this.inboundBroken = true
+      }
+      return Effect.void
     })
   }
 
@@ -301,24 +315,46 @@ export class Connection {
 
   /**
    * Hands `chunks` to the kernel, waiting until `deadline` for what it could
-   * not take at once. Callers hold `sendGate`.
+   * not take at once. A send the kernel takes whole completes synchronously.
+   * Call it while the effect runs.
    */
-  transmit(chunks: ReadonlyArray<Uint8Array>, deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
-    return Effect.suspend(() => {
-      const blocked = this.outboundBlocked("send")
-      if (blocked !== undefined) return Effect.fail(blocked)
-      const socket = this.socket
-      if (chunks.length === 1) {
-        const only = chunks[0]
-        if (only !== undefined && only.length > 0) socket.write(only, this.onWritten)
-      } else {
-        socket.cork()
-        for (const chunk of chunks) if (chunk.length > 0) socket.write(chunk, this.onWritten)
-        socket.uncork()
-      }
-      if (socket.errored !== null) return Effect.fail(this.sendFailure(socket.errored))
-      if (socket.writableLength === 0) return Effect.void
-      return this.awaitFlush(deadline, "send")
+  send(chunks: ReadonlyArray<Uint8Array>, deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
+    const onTimeout = () => TcpError.timedOut("send", this.address)
+    if (this.sendGate.idle) {
+      const now = this.write(chunks)
+      if (now !== undefined) return now
+      // Our bytes are written: failing to get the gate now also leaves them half sent.
+      return this.breakOnFailure(this.sendGate.run(this.awaitFlush(deadline, "send"), deadline, onTimeout))
+    }
+    return this.sendGate.run(
+      Effect.suspend(() => this.write(chunks) ?? this.awaitFlush(deadline, "send")),
+      deadline,
+      onTimeout
+    )
+  }
+
+  /** Writes `chunks`; the outcome when known at once, `undefined` while Node still holds bytes. */
+  private write(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TcpError.SendError> | undefined {
+    const blocked = this.outboundBlocked("send")
+    if (blocked !== undefined) return Effect.fail(blocked)
+    const socket = this.socket
+    if (chunks.length === 1) {
+      const only = chunks[0]
+      if (only !== undefined && only.length > 0) socket.write(only, this.onWritten)
+    } else {
+      socket.cork()
+      for (const chunk of chunks) if (chunk.length > 0) socket.write(chunk, this.onWritten)
+      socket.uncork()
+    }
+    if (socket.errored !== null) return Effect.fail(this.sendFailure(socket.errored))
+    return socket.writableLength === 0 ? Effect.void : undefined
+  }
+
+  /** A send that fails after writing may have sent part of its bytes. */
+  private breakOnFailure<E>(effect: Effect.Effect<void, E>): Effect.Effect<void, E> {
+    return Effect.onExit(effect, (exit) => {
+      if (Exit.isFailure(exit) && this.outbound === "open") this.outbound = "broken"
+      return Effect.void
     })
   }
 
@@ -334,22 +370,23 @@ export class Connection {
       }
     )
     // Bytes may be half sent: the outbound direction cannot be trusted again.
-    return Effect.onExit(waiting, (exit) => {
-      if (Exit.isFailure(exit) && this.outbound === "open") this.outbound = "broken"
-      return Effect.void
-    })
+    return this.breakOnFailure(waiting)
   }
 
   /** Half-close: FIN after what is queued; receiving goes on. */
-  finish(deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
-    return Effect.suspend(() => {
-      const blocked = this.outboundBlocked("done")
-      if (blocked !== undefined) return Effect.fail(blocked)
-      this.outbound = "done"
-      this.socket.end(this.onWritten)
-      if (this.socket.writableLength === 0) return Effect.void
-      return this.awaitFlush(deadline, "done")
-    })
+  done(deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
+    return this.sendGate.run(
+      Effect.suspend(() => {
+        const blocked = this.outboundBlocked("done")
+        if (blocked !== undefined) return Effect.fail(blocked)
+        this.outbound = "done"
+        this.socket.end(this.onWritten)
+        if (this.socket.writableLength === 0) return Effect.void
+        return this.awaitFlush(deadline, "done")
+      }),
+      deadline,
+      () => TcpError.timedOut("done", this.address)
+    )
   }
 
   // -------------------------------------------------------------- lifecycle

@@ -52,6 +52,11 @@ export class Gate {
   private readonly waiters: Array<Waiter> = []
   private readonly releaseEffect = Effect.sync(() => this.release())
 
+  /** Whether nobody holds the gate or waits for it. */
+  get idle(): boolean {
+    return !this.busy
+  }
+
   run<A, E, E2>(effect: Effect.Effect<A, E>, deadline: Deadline, onTimeout: () => E2): Effect.Effect<A, E | E2> {
     return Effect.uninterruptibleMask((restore) =>
       Effect.suspend(() => {
