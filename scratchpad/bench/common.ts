@@ -1,0 +1,267 @@
+/**
+ * Shared by the orchestrator (`run.ts`), the peer (`peer.ts`) and the three
+ * clients: the job a client child runs, the result it prints, the wire
+ * protocol the peer speaks, and the measuring helpers (heap bytes allocated,
+ * percentiles, open TCP handles, optional profiles). Must not import
+ * `effect`: the raw client stays a plain `node:net` program.
+ */
+import * as Fs from "node:fs"
+import * as Inspector from "node:inspector/promises"
+import * as Path from "node:path"
+import * as V8 from "node:v8"
+
+/** The three implementations under test, in the order each round runs them. */
+export const impls = ["raw", "tcp", "socket"] as const
+export type Impl = (typeof impls)[number]
+
+export const implNames: Record<Impl, string> = {
+  raw: "raw node:net",
+  tcp: "effect-tcp",
+  socket: "effect/socket"
+}
+
+/** Every workload a client knows how to run. */
+export type Workload =
+  | "pingpong" // 16-byte request/response, sequential (effect-tcp: send + recv(16))
+  | "pingpong-into" // same, effect-tcp: send + recvInto(reused 16-byte buffer)
+  | "pingpong-1core" // same as pingpong, the client pinned to the peer's core
+  | "bulk-send" // client -> peer, 64 KiB chunks, peer acks at the end
+  | "bulk-recv" // peer -> client; effect-tcp recv(65536), raw `data`, effect/socket pull
+  | "bulk-recv-into" // peer -> client; effect-tcp recvInto(one reused 64 KiB buffer)
+  | "connect-seq" // connect + graceful close, one at a time
+  | "connect-par" // connect + graceful close, `inFlight` at a time
+  | "connect-seq-abort" // connect + abort (raw: destroy), one at a time
+  | "connect-par-abort" // connect + abort, `inFlight` at a time
+  | "idle" // RSS with `idleConns` idle open connections
+
+/** The peer's listeners, one per kind, fresh for every client run. */
+export interface Ports {
+  /** Echoes every byte back (ping-pong). */
+  readonly echo: number
+  /** Reads an 8-byte length N, discards N bytes, answers with an 8-byte ack. */
+  readonly sink: number
+  /** Reads an 8-byte length N, sends N bytes in 64 KiB chunks. */
+  readonly source: number
+  /** Accepts and reads to EOF, ending its side when the client's FIN arrives. */
+  readonly accept: number
+  /** Accepts and holds connections open without sending anything. */
+  readonly idle: number
+}
+
+export interface Params {
+  readonly pingpongCount: number
+  readonly pingpongWarmup: number
+  readonly bulkBytes: number
+  readonly bulkWarmupBytes: number
+  readonly chunkSize: number
+  readonly connects: number
+  readonly connectsWarmup: number
+  readonly inFlight: number
+  readonly idleConns: number
+}
+
+export interface Job {
+  readonly impl: Impl
+  readonly workload: Workload
+  readonly host: string
+  readonly ports: Ports
+  readonly params: Params
+}
+
+/**
+ * What a client prints (one JSON line on stdout). `value` is the workload's
+ * headline figure (round-trips/s, MiB/s, connects/s, RSS bytes per idle
+ * connection); `metrics` holds the others.
+ */
+export interface Result {
+  readonly value: number
+  readonly metrics: Readonly<Record<string, number>>
+  /** Wall time of the timed section, ms. */
+  readonly elapsedMs: number
+}
+
+export const HEADER_BYTES = 8
+export const ACK_BYTES = 8
+
+/** The 8-byte length header the sink and source listeners read first. */
+export const encodeLength = (n: number): Buffer => {
+  const header = Buffer.alloc(HEADER_BYTES)
+  header.writeUInt32LE(n % 0x1_0000_0000, 0)
+  header.writeUInt32LE(Math.floor(n / 0x1_0000_0000), 4)
+  return header
+}
+
+export const decodeLength = (header: Uint8Array): number => {
+  const view = Buffer.from(header.buffer, header.byteOffset, HEADER_BYTES)
+  return view.readUInt32LE(0) + view.readUInt32LE(4) * 0x1_0000_0000
+}
+
+export const MiB = 1024 * 1024
+
+/**
+ * Bytes allocated on the V8 heap while it runs, measured with
+ * `v8.GCProfiler` (Node >= 19).
+ *
+ * V8's public API has no cumulative "bytes allocated" counter
+ * (`v8.getHeapStatistics()` has none in Node 24), and `process.memoryUsage()`
+ * deltas miss everything collected in between. But between two collections
+ * a heap space's used size grows only by allocation, and the profiler records
+ * every space's used size before and after every GC (scavenges included), so
+ *
+ *   allocated = sum over GCs i, spaces s of (before_i[s] - after_{i-1}[s])
+ *             + sum over spaces of (end[s] - after_last[s])
+ *
+ * with after_0 the sizes at start. The young generation (where nearly all
+ * short-lived I/O garbage goes) is exact. Old-generation spaces can also
+ * shrink between GCs while the concurrent sweeper frees a previous
+ * mark-sweep's garbage, so for them only growth is counted (an undercount
+ * only when old-space allocation and sweeping overlap). Checked against
+ * known allocations: a loop of 1e6 two-field objects reads 40.0 bytes each,
+ * V8's exact size for them on 64-bit Node. JS heap only: ArrayBuffer backing
+ * stores (Buffer contents) live outside it.
+ */
+export const allocationMeter = (): (() => number) => {
+  const profiler = new V8.GCProfiler()
+  const sizes = () => new Map(V8.getHeapSpaceStatistics().map((s) => [s.space_name, s.space_used_size]))
+  const young = new Set(["new_space", "new_large_object_space"])
+  const grown = (from: ReadonlyMap<string, number>, to: ReadonlyMap<string, number>): number => {
+    let total = 0
+    for (const [space, size] of to) {
+      const delta = size - (from.get(space) ?? 0)
+      total += young.has(space) ? delta : Math.max(0, delta)
+    }
+    return total
+  }
+  const start = sizes()
+  profiler.start()
+  return () => {
+    const end = sizes()
+    const data = profiler.stop()
+    let previous: ReadonlyMap<string, number> = start
+    let total = 0
+    for (const gc of data?.statistics ?? []) {
+      const before = new Map(gc.beforeGC.heapSpaceStatistics.map((s) => [s.spaceName, s.spaceUsedSize]))
+      total += grown(previous, before)
+      previous = new Map(gc.afterGC.heapSpaceStatistics.map((s) => [s.spaceName, s.spaceUsedSize]))
+    }
+    return total + grown(previous, end)
+  }
+}
+
+/** The q-quantile (0..1) of `samples`, nearest-rank on a sorted copy. */
+export const quantile = (samples: ArrayLike<number>, q: number): number => {
+  const sorted = Float64Array.from(samples).sort()
+  if (sorted.length === 0) return Number.NaN
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))
+  return sorted[rank] ?? Number.NaN
+}
+
+/** Latency figures (µs) from per-round-trip samples in ms. */
+export const latencyMetrics = (samplesMs: Float64Array): Record<string, number> => ({
+  p50us: quantile(samplesMs, 0.5) * 1000,
+  p99us: quantile(samplesMs, 0.99) * 1000
+})
+
+/** How many TCP handles this process still holds (Node's active resources). */
+export const openTcpHandles = (): number =>
+  process.getActiveResourcesInfo().filter((name) => name === "TCPSocketWrap").length
+
+/** A full GC when the child runs with `--expose-gc` (the orchestrator passes it). */
+export const collect = (): void => {
+  const gc: unknown = Reflect.get(globalThis, "gc")
+  if (typeof gc === "function") gc()
+}
+
+/** Resolves after `ms`; for settling between phases. */
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Waits until this process holds at most `baseline` TCP handles, polling
+ * every turn of the event loop, for at most `limitMs`. Every connects
+ * workload ends with it, so closes still finishing in the background
+ * (effect-tcp's lingering close, Node's asynchronous handle close) are
+ * inside the timed section for every implementation alike.
+ */
+export const awaitHandlesClosed = async (baseline: number, limitMs: number): Promise<void> => {
+  const until = performance.now() + limitMs
+  while (openTcpHandles() > baseline) {
+    if (performance.now() > until) throw new Error(`TCP handles still open after ${limitMs} ms`)
+    await new Promise<void>((resolve) => setImmediate(resolve))
+  }
+}
+
+/**
+ * With `BENCH_CPU_PROF=<dir>` (set by `run.ts --cpu-prof <dir>`), records a
+ * CPU profile of the timed section only (startup and warm-up excluded) into
+ * `<dir>/<impl>-<workload>-<pid>.cpuprofile`; with `BENCH_HEAP_PROF=<dir>`
+ * (`--heap-prof`), a sampling heap profile (where the section's allocations
+ * come from, every ~1 KiB sampled, kept objects and garbage alike) into
+ * `<dir>/<impl>-<workload>-<pid>.heapprofile`. Both open in Chrome DevTools.
+ * Returns the function that stops and writes them; without the variables
+ * both are no-ops.
+ */
+export const startProfile = async (job: Job): Promise<() => Promise<void>> => {
+  const cpuDir = process.env["BENCH_CPU_PROF"] ?? ""
+  const heapDir = process.env["BENCH_HEAP_PROF"] ?? ""
+  if (cpuDir === "" && heapDir === "") return async () => {}
+  const session = new Inspector.Session()
+  session.connect()
+  const name = `${job.impl}-${job.workload}-${process.pid}`
+  if (cpuDir !== "") {
+    await session.post("Profiler.enable")
+    await session.post("Profiler.setSamplingInterval", { interval: 100 })
+    await session.post("Profiler.start")
+  }
+  if (heapDir !== "") {
+    await session.post("HeapProfiler.enable")
+    await session.post("HeapProfiler.startSampling", {
+      samplingInterval: 1024,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true
+    })
+  }
+  return async () => {
+    if (cpuDir !== "") {
+      const { profile } = await session.post("Profiler.stop")
+      Fs.mkdirSync(cpuDir, { recursive: true })
+      Fs.writeFileSync(Path.join(cpuDir, `${name}.cpuprofile`), JSON.stringify(profile))
+    }
+    if (heapDir !== "") {
+      const { profile } = await session.post("HeapProfiler.stopSampling")
+      Fs.mkdirSync(heapDir, { recursive: true })
+      Fs.writeFileSync(Path.join(heapDir, `${name}.heapprofile`), JSON.stringify(profile))
+    }
+    session.disconnect()
+  }
+}
+
+/** Runs `section` as the timed section: wall time, heap bytes allocated, optional CPU profile. */
+export const measure = async (job: Job, section: () => Promise<void>): Promise<{ elapsedMs: number; heap: number }> => {
+  const stopProfile = await startProfile(job)
+  const allocated = allocationMeter()
+  const t0 = performance.now()
+  await section()
+  const elapsedMs = performance.now() - t0
+  const heap = allocated()
+  await stopProfile()
+  return { elapsedMs, heap }
+}
+
+/** Reads the job from argv, runs it, prints the result as one JSON line. */
+export const clientMain = (run: (job: Job) => Promise<Result>): void => {
+  const arg = process.argv[2]
+  if (arg === undefined) {
+    process.stderr.write("usage: client-*.ts '<job JSON>'\n")
+    process.exit(2)
+  }
+  const job = JSON.parse(arg) as Job
+  run(job).then(
+    (result) => {
+      process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0))
+    },
+    (error: unknown) => {
+      process.stderr.write(`${job.impl} ${job.workload}: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
+      process.exit(1)
+    }
+  )
+}

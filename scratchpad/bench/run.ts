@@ -1,0 +1,600 @@
+/**
+ * `npm run bench`: the same workloads on 127.0.0.1 through raw `node:net`,
+ * effect-tcp and Effect's `effect/socket` (`@effect/platform-node`
+ * `NodeSocket`), printed as one table of medians, spreads and ratios to raw
+ * `node:net`, and written to `bench-results.json`.
+ *
+ * How it measures:
+ * - The peer (`peer.ts`) is one plain `node:net` program, the same for all
+ *   three implementations, in its own process, pinned to CPU 0 while the
+ *   measured clients are pinned to CPU 1 (`--pin`), so on a 2-core machine
+ *   they never share a core. It opens fresh listeners for every client run.
+ *   One extra ping-pong row runs the client on the peer's core: see the
+ *   footnote printed under the table for why.
+ * - Every (implementation, workload, run) is a fresh child process
+ *   (`client-raw.ts`, `client-tcp.ts`, `client-socket.ts`), so heap, RSS
+ *   and JIT state never leak from one measurement into another. Each child
+ *   warms up on the workload before its timed section.
+ * - Runs interleave: round 1 runs every workload as raw, effect-tcp,
+ *   effect/socket; then round 2; ... so machine noise hits all alike.
+ * - Each cell is the median over the runs, with the min–max spread; the
+ *   ratio is that median over raw `node:net`'s median from the same
+ *   invocation. The methods behind each figure are in the footnote below
+ *   the table (and in `common.ts` for heap allocation).
+ * - Default sizes (256 MiB bulk, 20,000 round trips, 2,000 connects, 1,000
+ *   idle connections, 5 runs) take about 2¼ minutes on a 2-core VM.
+ *
+ * Options (`npm run bench -- --runs 3 --only pingpong,bulk-recv`):
+ *   --runs N          runs per cell (default 5; fewer than 5 only for trying things out)
+ *   --only a,b        only these workloads: pingpong, pingpong-into, pingpong-1core,
+ *                     bulk-send, bulk-recv, bulk-recv-into, connect-seq, connect-par,
+ *                     connect-seq-abort, connect-par-abort, idle
+ *   --impls a,b       only these implementations (raw,tcp,socket)
+ *   --scale F         multiply every workload size by F (e.g. 0.1 for a quick look)
+ *   --cpu-prof DIR    CPU-profile each client's timed section into DIR (slows it down)
+ *   --heap-prof DIR   sampling heap profile of each client's timed section into DIR
+ *   --verbose         show every client's stderr
+ *   --budget S        start no new run after S seconds (default 270: npm ci + bench in 5 min)
+ *   --pin MODE        split (default), same or none: see `pinning` below
+ *   --json FILE       where to write the results (default bench-results.json)
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { parseArgs } from "node:util"
+import {
+  type Impl,
+  implNames,
+  impls,
+  type Job,
+  MiB,
+  type Params,
+  type Ports,
+  type Result,
+  type Workload
+} from "./common.ts"
+
+const HOST = "127.0.0.1"
+const here = import.meta.dirname
+const started = performance.now()
+
+// ------------------------------------------------------------------ options
+
+const { values: options } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    only: { type: "string" },
+    impls: { type: "string" },
+    scale: { type: "string", default: "1" },
+    "cpu-prof": { type: "string" },
+    "heap-prof": { type: "string" },
+    json: { type: "string", default: "bench-results.json" },
+    pin: { type: "string", default: "split" },
+    verbose: { type: "boolean", default: false },
+    budget: { type: "string", default: "270" }
+  }
+})
+
+const runs = Number(options.runs)
+const budgetMs = Number(options.budget) * 1000
+if (!(budgetMs > 0)) throw new Error("--budget must be a positive number of seconds")
+const scale = Number(options.scale)
+if (!Number.isInteger(runs) || runs < 1 || runs > 100) throw new Error("--runs must be an integer in 1..100")
+if (!(scale > 0 && scale <= 10)) throw new Error("--scale must be in (0, 10]")
+const nodeMajor = Number(process.versions.node.split(".")[0])
+if (nodeMajor < 24) {
+  throw new Error(`Node ${process.versions.node}: the bench needs Node 24 (npm run bench uses node_modules/.bin/node)`)
+}
+
+const sized = (n: number, min: number) => Math.max(min, Math.round(n * scale))
+const params: Params = {
+  pingpongCount: sized(20_000, 100),
+  pingpongWarmup: sized(5_000, 100),
+  bulkBytes: sized(256, 1) * MiB,
+  bulkWarmupBytes: sized(32, 1) * MiB,
+  chunkSize: 64 * 1024,
+  connects: sized(2_000, 64),
+  connectsWarmup: sized(200, 64),
+  inFlight: 64,
+  idleConns: sized(1_000, 64)
+}
+
+// ------------------------------------------------------------------ pinning
+
+/**
+ * CPU pinning (`--pin`): `split` (default) puts the peer on CPU 0 and every
+ * client on CPU 1, so they never share a core and the scheduler cannot move
+ * them onto one mid-run (on this kind of VM, same-core and cross-core
+ * ping-pong differ by 2×, and unpinned runs flip between the two); `same`
+ * puts both on CPU 0; `none` leaves placement to the scheduler.
+ */
+const hasTaskset = (() => {
+  try {
+    return Fs.statSync("/usr/bin/taskset").isFile() || Fs.statSync("/bin/taskset").isFile()
+  } catch {
+    return false
+  }
+})()
+const pinMode = options.pin
+if (pinMode !== "split" && pinMode !== "same" && pinMode !== "none") throw new Error("--pin must be split, same or none")
+const pinning = pinMode === "none" || !hasTaskset || (pinMode === "split" && Os.availableParallelism() < 2)
+  ? { peer: undefined, client: undefined, text: "not pinned" }
+  : pinMode === "split"
+  ? { peer: "0", client: "1", text: "peer pinned to CPU 0, clients to CPU 1" }
+  : { peer: "0", client: "0", text: "peer and clients pinned to CPU 0" }
+
+// ---------------------------------------------------------------- workloads
+
+/** What each workload measures and which implementations run it. */
+interface WorkloadSpec {
+  readonly id: Workload
+  readonly title: string
+  readonly impls: ReadonlyArray<Impl>
+  /** The raw `node:net` figures this workload's ratios are taken against. */
+  readonly baseline: Workload
+  readonly figures: ReadonlyArray<Figure>
+  /** Run the client on the peer's core (see `--pin`). */
+  readonly sameCore?: boolean
+}
+
+interface Figure {
+  /** `value` or a key of `Result.metrics`. */
+  readonly key: string
+  readonly unit: string
+  /** Displayed value = raw value / divisor. */
+  readonly divisor?: number
+}
+
+const spec = (
+  id: Workload,
+  title: string,
+  impls: ReadonlyArray<Impl>,
+  figures: ReadonlyArray<Figure>,
+  extra: Partial<Pick<WorkloadSpec, "baseline" | "sameCore">> = {}
+): WorkloadSpec => ({ id, title, impls, figures, baseline: extra.baseline ?? id, ...extra })
+
+const all: ReadonlyArray<Impl> = impls
+const n = (x: number) => x.toLocaleString("en-US")
+const pingFigures: ReadonlyArray<Figure> = [
+  { key: "value", unit: "round-trips/s" },
+  { key: "p50us", unit: "p50 µs" },
+  { key: "p99us", unit: "p99 µs" },
+  { key: "heapPerOp", unit: "heap B/round-trip" }
+]
+const bulkFigures: ReadonlyArray<Figure> = [
+  { key: "value", unit: "MiB/s" },
+  { key: "heapPerMiB", unit: "heap KiB/MiB", divisor: 1024 }
+]
+const connectFigures: ReadonlyArray<Figure> = [
+  { key: "value", unit: "connects/s" },
+  { key: "heapPerOp", unit: "heap B/connect" }
+]
+const workloads: ReadonlyArray<WorkloadSpec> = [
+  spec("pingpong", `ping-pong 16 B, sequential ×${n(params.pingpongCount)}`, all, pingFigures),
+  spec("pingpong-into", "ping-pong, effect-tcp recvInto", ["tcp"], pingFigures, { baseline: "pingpong" }),
+  spec("pingpong-1core", "ping-pong, client on the peer's core", all, pingFigures, { sameCore: true }),
+  spec("bulk-send", `bulk send ${params.bulkBytes / MiB} MiB, 64 KiB chunks`, all, bulkFigures),
+  spec("bulk-recv", `bulk recv ${params.bulkBytes / MiB} MiB`, all, bulkFigures),
+  spec("bulk-recv-into", `bulk recv ${params.bulkBytes / MiB} MiB, recvInto`, ["tcp"], bulkFigures, {
+    baseline: "bulk-recv"
+  }),
+  spec("connect-seq", `connect + close ×${n(params.connects)}, sequential`, all, connectFigures),
+  spec("connect-par", `connect + close ×${n(params.connects)}, ${params.inFlight} in flight`, all, connectFigures),
+  spec("connect-seq-abort", `connect + abort ×${n(params.connects)}, sequential`, ["raw", "tcp"], connectFigures),
+  spec("connect-par-abort", `connect + abort ×${n(params.connects)}, ${params.inFlight} in flight`, ["raw", "tcp"], connectFigures),
+  spec("idle", `${n(params.idleConns)} idle open connections`, all, [
+    { key: "value", unit: "RSS KiB/conn", divisor: 1024 },
+    { key: "heapPerConn", unit: "JS heap B/conn" },
+    { key: "externalPerConn", unit: "external KiB/conn", divisor: 1024 }
+  ])
+]
+
+const listOption = (text: string | undefined): Set<string> | undefined =>
+  text === undefined ? undefined : new Set(text.split(",").map((s) => s.trim()).filter((s) => s.length > 0))
+const onlyWorkloads = listOption(options.only)
+const onlyImpls = listOption(options.impls)
+for (const id of onlyWorkloads ?? []) {
+  if (!workloads.some((w) => w.id === id)) throw new Error(`unknown workload ${id}`)
+}
+const selected = workloads.filter((w) =>
+  (onlyWorkloads === undefined || onlyWorkloads.has(w.id)) && (w.sameCore !== true || pinning.peer !== undefined)
+)
+const wanted = (impl: Impl) => onlyImpls === undefined || onlyImpls.has(impl)
+
+// ------------------------------------------------------------------ children
+
+const children = new Set<ChildProcess>()
+const killAll = () => {
+  for (const child of children) child.kill("SIGKILL")
+}
+process.on("exit", killAll)
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    killAll()
+    process.exit(130)
+  })
+}
+
+/**
+ * The children need about two descriptors per idle connection. When this
+ * process's soft `ulimit -n` is lower, children start under `prlimit`:
+ * raising only the soft limit when the hard one allows it, else both (which
+ * needs CAP_SYS_RESOURCE; checked once). If neither works the idle workload
+ * may fail with EMFILE, and is reported as failed.
+ */
+const fileLimits = (): { soft: number; hard: number } => {
+  const limits = Fs.readFileSync("/proc/self/limits", "utf8")
+  const match = /Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(limits)
+  const parse = (x: string | undefined) => (x === undefined || x === "unlimited" ? Number.POSITIVE_INFINITY : Number(x))
+  return { soft: parse(match?.[1]), hard: parse(match?.[2]) }
+}
+const needFiles = params.idleConns * 2 + 1024
+const limitPrefix = ((): Array<string> => {
+  const { soft, hard } = fileLimits()
+  if (soft >= needFiles) return []
+  if (hard >= needFiles) return ["prlimit", `--nofile=${needFiles}:`]
+  const both = ["prlimit", `--nofile=${needFiles}:${needFiles}`]
+  const probe = spawnSync(both[0] ?? "prlimit", [...both.slice(1), "true"], { stdio: "ignore" })
+  if (probe.status === 0) return both
+  process.stderr.write(`warning: ulimit -n is ${soft} and cannot be raised to ${needFiles}; the idle workload may fail\n`)
+  return []
+})()
+
+const command = (args: ReadonlyArray<string>, cpu: string | undefined): [string, Array<string>] => {
+  const pinned = cpu === undefined ? [] : ["taskset", "-c", cpu]
+  const limited = limitPrefix
+  const argv = [...pinned, ...limited, process.execPath, ...args]
+  return [argv[0] ?? process.execPath, argv.slice(1)]
+}
+
+/** The peer, controlled over IPC. */
+const startPeer = async () => {
+  const [file, args] = command([Path.join(here, "peer.ts")], pinning.peer)
+  const peer = spawn(file, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+  children.add(peer)
+  peer.on("exit", () => children.delete(peer))
+  const request = (message: { type: string }, expect: string): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`peer did not answer ${message.type} in time`)), 10_000)
+      const onMessage = (reply: unknown) => {
+        const type = typeof reply === "object" && reply !== null ? Reflect.get(reply, "type") : undefined
+        if (type === expect) done(undefined, reply)
+        else if (type === "error") done(new Error(`peer: ${String(Reflect.get(Object(reply), "error"))}`))
+      }
+      const onExit = () => done(new Error("peer exited"))
+      const done = (error: Error | undefined, reply?: unknown) => {
+        clearTimeout(timer)
+        peer.off("message", onMessage)
+        peer.off("exit", onExit)
+        if (error !== undefined) reject(error)
+        else resolve(reply)
+      }
+      peer.on("message", onMessage)
+      peer.once("exit", onExit)
+      if (message.type !== "") peer.send(message)
+    })
+  await request({ type: "" }, "ready")
+  return {
+    open: async (): Promise<Ports> => Reflect.get(Object(await request({ type: "open" }, "ports")), "ports") as Ports,
+    close: async (): Promise<void> => {
+      await request({ type: "close" }, "closed")
+    },
+    stop: () => {
+      peer.kill("SIGKILL")
+    }
+  }
+}
+
+const clientFile: Record<Impl, string> = {
+  raw: "client-raw.ts",
+  tcp: "client-tcp.ts",
+  socket: "client-socket.ts"
+}
+
+/** Runs one client child for one (implementation, workload, run); at most `limitMs`. */
+const runClient = (job: Job, cpu: string | undefined, limitMs: number): Promise<Result> =>
+  new Promise((resolve, reject) => {
+    const env = { ...process.env }
+    if (options["cpu-prof"] !== undefined) env["BENCH_CPU_PROF"] = Path.resolve(options["cpu-prof"])
+    if (options["heap-prof"] !== undefined) env["BENCH_HEAP_PROF"] = Path.resolve(options["heap-prof"])
+    const [file, args] = command(["--expose-gc", Path.join(here, clientFile[job.impl]), JSON.stringify(job)], cpu)
+    const child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], env })
+    children.add(child)
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
+    const timer = setTimeout(() => child.kill("SIGKILL"), limitMs)
+    child.on("error", reject)
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer)
+      children.delete(child)
+      if (options.verbose && stderr !== "") process.stderr.write(`[${job.impl} ${job.workload}] ${stderr}`)
+      const line = stdout.trim().split("\n").pop() ?? ""
+      if (code === 0 && line.startsWith("{")) return resolve(JSON.parse(line) as Result)
+      const why = signal === "SIGKILL" ? `killed after ${limitMs} ms` : `exit ${String(code ?? signal)}`
+      reject(new Error(`${why}: ${stderr.trim().split("\n").slice(0, 3).join(" | ")}`))
+    })
+  })
+
+// --------------------------------------------------------------- statistics
+
+interface Summary {
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  readonly runs: number
+}
+
+const median = (xs: ReadonlyArray<number>): number => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] ?? Number.NaN : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2
+}
+
+const summarize = (xs: ReadonlyArray<number>): Summary | undefined =>
+  xs.length === 0 ? undefined : { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), runs: xs.length }
+
+const fmt = (x: number): string => {
+  const a = Math.abs(x)
+  if (!Number.isFinite(x)) return "?"
+  if (a >= 1e6) return `${(x / 1e6).toFixed(a >= 1e7 ? 1 : 2)}M`
+  if (a >= 1e4) return `${(x / 1e3).toFixed(a >= 1e5 ? 0 : 1)}k`
+  if (a >= 100) return x.toFixed(0)
+  if (a >= 10) return x.toFixed(1)
+  return x.toFixed(2)
+}
+
+// ------------------------------------------------------------------ targets
+
+interface TableRow {
+  readonly workload: Workload
+  readonly title: string
+  readonly figure: string
+  readonly unit: string
+  readonly divisor: number
+  readonly baseline: Workload
+  readonly cells: Readonly<Record<string, (Summary & { readonly ratio: number | undefined }) | null>>
+}
+
+/**
+ * The issue's targets for effect-tcp, checked against this invocation's
+ * medians. Informational only: nothing fails on timing.
+ */
+interface Target {
+  readonly text: string
+  readonly workload: Workload
+  readonly figure: string
+  /** Compare the ratio to raw node:net, or the absolute median (in the figure's raw unit). */
+  readonly on: "ratio" | "value"
+  readonly op: ">=" | "<="
+  readonly limit: number
+  readonly show?: (median: number) => string
+}
+
+const slotTarget = 64 * 1024 + 4 * 1024
+const targets: ReadonlyArray<Target> = [
+  { text: "ping-pong round-trips/s ≥ 0.95× raw", workload: "pingpong", figure: "value", on: "ratio", op: ">=", limit: 0.95 },
+  { text: "  same, client on the peer's core", workload: "pingpong-1core", figure: "value", on: "ratio", op: ">=", limit: 0.95 },
+  { text: "ping-pong p99 ≤ 1.1× raw", workload: "pingpong", figure: "p99us", on: "ratio", op: "<=", limit: 1.1 },
+  { text: "  same, client on the peer's core", workload: "pingpong-1core", figure: "p99us", on: "ratio", op: "<=", limit: 1.1 },
+  { text: "bulk recvInto ≥ 1.3× raw 'data' events", workload: "bulk-recv-into", figure: "value", on: "ratio", op: ">=", limit: 1.3 },
+  { text: "bulk recv ≥ 1.0× raw", workload: "bulk-recv", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
+  { text: "bulk send ≥ 1.0× raw", workload: "bulk-send", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
+  {
+    text: "recvInto heap ≤ 1 KiB per MiB received",
+    workload: "bulk-recv-into",
+    figure: "heapPerMiB",
+    on: "value",
+    op: "<=",
+    limit: 1024,
+    show: (x) => `${fmt(x / 1024)} KiB/MiB`
+  },
+  { text: "connects/s ≥ 0.9× raw, sequential", workload: "connect-seq", figure: "value", on: "ratio", op: ">=", limit: 0.9 },
+  { text: "connects/s ≥ 0.9× raw, 64 in flight", workload: "connect-par", figure: "value", on: "ratio", op: ">=", limit: 0.9 },
+  {
+    text: "RSS per idle connection ≤ slot (64 KiB) + 4 KiB",
+    workload: "idle",
+    figure: "value",
+    on: "value",
+    op: "<=",
+    limit: slotTarget,
+    show: (x) => `${fmt(x / 1024)} KiB`
+  }
+]
+
+const targetReport = (table: ReadonlyArray<TableRow>): Array<string> => {
+  const lines = ["effect-tcp against the issue's targets (informational; medians of this invocation):"]
+  for (const target of targets) {
+    const row = table.find((r) => r.workload === target.workload && r.figure === target.figure)
+    const cell = row?.cells["tcp"]
+    if (row === undefined || cell === undefined || cell === null) continue
+    const measured = target.on === "ratio" ? cell.ratio : cell.median
+    if (measured === undefined) continue
+    const met = target.op === ">=" ? measured >= target.limit : measured <= target.limit
+    const shown = target.on === "ratio" ? `${measured.toFixed(2)}×` : (target.show ?? fmt)(measured)
+    lines.push(`  ${met ? "met    " : "not met"}  ${target.text.padEnd(50)} ${shown}`)
+  }
+  return lines
+}
+
+// --------------------------------------------------------------------- main
+
+interface RunRecord {
+  readonly impl: Impl
+  readonly workload: Workload
+  readonly run: number
+  readonly result?: Result
+  readonly error?: string
+}
+
+const cpuModel = (): string => {
+  try {
+    const info = Fs.readFileSync("/proc/cpuinfo", "utf8")
+    return /model name\s*:\s*(.+)/.exec(info)?.[1]?.trim() ?? Os.cpus()[0]?.model ?? "unknown"
+  } catch {
+    return Os.cpus()[0]?.model ?? "unknown"
+  }
+}
+
+const machine = {
+  cpu: cpuModel(),
+  cores: Os.availableParallelism(),
+  memoryGiB: Math.round(Os.totalmem() / 2 ** 30),
+  node: process.version,
+  os: `${Os.type()} ${Os.release()} ${Os.arch()}`,
+  date: new Date().toISOString()
+}
+
+const main = async () => {
+  console.log("effect-tcp bench: raw node:net vs effect-tcp vs effect/socket on 127.0.0.1")
+  console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB; ${machine.os}`)
+  console.log(`node ${machine.node}; ${machine.date}; ${runs} runs per cell, each a fresh child process; ${pinning.text}`)
+  console.log("")
+
+  const peer = await startPeer()
+  const records: Array<RunRecord> = []
+  let skipped = 0
+  try {
+    for (let run = 1; run <= runs; run++) {
+      const roundStart = performance.now()
+      for (const workload of selected) {
+        for (const impl of workload.impls) {
+          if (!wanted(impl)) continue
+          if (performance.now() - started > budgetMs) {
+            skipped += 1
+            continue
+          }
+          const ports = await peer.open()
+          const job: Job = { impl, workload: workload.id, host: HOST, ports, params }
+          try {
+            const cpu = workload.sameCore === true ? pinning.peer : pinning.client
+            const result = await runClient(job, cpu, 30_000)
+            records.push({ impl, workload: workload.id, run, result })
+          } catch (error) {
+            const message = error instanceof Error ? error.message : String(error)
+            records.push({ impl, workload: workload.id, run, error: message })
+            process.stderr.write(`  ${implNames[impl]} ${workload.id} run ${run}: ${message}\n`)
+          } finally {
+            await peer.close()
+          }
+        }
+      }
+      process.stderr.write(`round ${run}/${runs} done in ${((performance.now() - roundStart) / 1000).toFixed(1)} s\n`)
+    }
+  } finally {
+    peer.stop()
+  }
+
+  // Per (workload, impl, figure) summaries.
+  const figureValues = (impl: Impl, workload: Workload, key: string): Array<number> =>
+    records
+      .filter((r) => r.impl === impl && r.workload === workload && r.result !== undefined)
+      .map((r) => (key === "value" ? r.result?.value : r.result?.metrics[key]) ?? Number.NaN)
+      .filter((x) => Number.isFinite(x))
+
+  const columns = impls.filter(wanted)
+  const header = ["workload", "figure", ...columns.map((impl) => implNames[impl])]
+  const lines: Array<Array<string>> = []
+  const table: Array<TableRow> = []
+  for (const workload of selected) {
+    workload.figures.forEach((figure, index) => {
+      const divisor = figure.divisor ?? 1
+      const raw = summarize(figureValues("raw", workload.baseline, figure.key))
+      const cells = columns.map((impl) => {
+        const source = impl === "raw" ? workload.baseline : workload.id
+        if (impl !== "raw" && !workload.impls.includes(impl)) return { impl, text: "—" }
+        const s = summarize(figureValues(impl, source, figure.key))
+        if (s === undefined) return { impl, text: "n/a" }
+        const ratio = impl !== "raw" && raw !== undefined && raw.median !== 0 ? s.median / raw.median : undefined
+        const text = `${fmt(s.median / divisor)} (${fmt(s.min / divisor)}–${fmt(s.max / divisor)})` +
+          (ratio === undefined ? "" : ` ${ratio.toFixed(2)}×`)
+        return { impl, text, summary: s, ratio }
+      })
+      lines.push([index === 0 ? workload.title : "", figure.unit, ...cells.map((c) => c.text)])
+      table.push({
+        workload: workload.id,
+        title: workload.title,
+        figure: figure.key,
+        unit: figure.unit,
+        divisor,
+        baseline: workload.baseline,
+        cells: Object.fromEntries(
+          cells.map((c) => [c.impl, "summary" in c && c.summary !== undefined ? { ...c.summary, ratio: c.ratio } : null])
+        )
+      })
+    })
+  }
+
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? "").length)))
+  const row = (cells: ReadonlyArray<string>) =>
+    cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ").trimEnd()
+  console.log(row(header))
+  console.log(widths.map((w) => "-".repeat(w)).join("  "))
+  let previous = ""
+  for (const [i, line] of lines.entries()) {
+    if (i > 0 && line[0] !== "" && previous !== "") console.log("")
+    console.log(row(line))
+    previous = line[0] ?? previous
+  }
+
+  console.log("")
+  console.log(targetReport(table).join("\n"))
+
+  const elapsedS = (performance.now() - started) / 1000
+  const failures = records.filter((r) => r.error !== undefined)
+  console.log(`
+Each cell: median over ${runs} runs (min–max), then the ratio of that median to raw node:net's
+median in this invocation (rows without a raw run of their own use raw's row above: recvInto
+rows against raw 'data' events). Higher is better for /s figures; lower for latency, heap, RSS.
+- round-trips/s: 16-byte request, 16-byte echo, one at a time, ${n(params.pingpongCount)} timed after ${n(params.pingpongWarmup)} warm-up;
+  p50/p99 of the per-round-trip latencies (send to full reply) in the timed section. raw: write
+  on each 'data' event; effect-tcp: send + recv(16) (recvInto row: into one reused 16-byte
+  buffer); effect/socket: writer.write + reader.pull. noDelay on for all.
+  "client on the peer's core": the same, with the client pinned to the peer's CPU. On VMs a
+  cross-core wake-up is slow (here it roughly doubles a round trip and makes p99 noisy), which
+  hides client CPU cost; on one core each round trip costs client CPU + peer CPU, so this row
+  shows client overhead undiluted.
+- MiB/s: ${params.bulkBytes / MiB} MiB timed after ${params.bulkWarmupBytes / MiB} MiB warm-up on the same connection, 64 KiB chunks. send:
+  client to peer, which discards and acks with 8 bytes at the end (the clock stops at the ack).
+  recv: the peer writes 64 KiB chunks (one buffer, 'drain' backpressure); the clock stops at the
+  last byte. raw: write + 'drain' / 'data' events; effect-tcp: send(64 KiB) / recv(65536) /
+  recvInto(one reused 64 KiB buffer); effect/socket: writer.write / reader.pull.
+- heap: bytes allocated on the V8 heap in the timed section, per unit, from v8.GCProfiler: per
+  heap space, the growth between consecutive GCs (used before a GC − used after the previous
+  one), plus the growth after the last GC. JS heap only: Buffer contents (ArrayBuffer backing
+  stores) live outside it, so recv(65536)'s fresh 64 KiB per call does not show here.
+- connects/s: ${n(params.connects)} connects timed after ${n(params.connectsWarmup)} warm-up, to a peer listener that ends its side
+  on the client's FIN. The clock stops when the client process holds no TCP handle any more,
+  so closes finishing in the background count for everyone. close: raw end() + resume();
+  effect-tcp Effect.scoped(TcpClient.connect) (FIN now, the graceful rest in the background);
+  effect/socket Effect.scoped(makeNet + reader) (destroySoon). abort: raw destroy(); effect-tcp
+  socket.abort inside Effect.scoped.
+- idle: growth of process.memoryUsage().rss from before to after opening ${n(params.idleConns)} connections (${params.inFlight} at
+  a time, settled 200 ms, full GCs before both readings), per connection; nothing reading:
+  raw net.connect; effect-tcp TcpClient.connect (TcpNode.layer: 64 KiB slots from a pool);
+  effect/socket makeNet + reader + writer. JS heap (heapUsed) and external (off-heap memory
+  V8 knows of, incl. ArrayBuffers) likewise. RSS counts only touched pages.
+- —: the API has no such operation. n/a: every run failed (see stderr / the JSON).
+Peer: one raw node:net process (peer.ts) for every implementation, fresh listeners per run;
+${pinning.text}. Each (implementation, workload, run) is a fresh child process.
+${skipped === 0 ? "" : `Time budget (${options.budget} s) used up: ${skipped} run(s) skipped, some cells have fewer than ${runs} runs.\n`}${failures.length === 0 ? "All runs succeeded." : `${failures.length} run(s) failed: ${failures.map((f) => `${f.impl}/${f.workload}#${f.run}`).join(", ")}`}
+Elapsed: ${elapsedS.toFixed(1)} s (budget: 5 minutes including npm ci).`)
+
+  const jsonPath = Path.resolve(options.json)
+  Fs.writeFileSync(
+    jsonPath,
+    `${JSON.stringify({ machine, runs, scale, params, elapsedS, table, records }, null, 2)}\n`
+  )
+  console.log(`Results written to ${Path.relative(process.cwd(), jsonPath) || jsonPath}.`)
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    killAll()
+    console.error(error)
+    process.exit(1)
+  }
+)
