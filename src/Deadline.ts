@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import { Clock, Duration, Effect, Option } from "effect"
+import { checkedDuration } from "./internal/options.ts"
 import * as TcpError from "./TcpError.ts"
 
 /**
@@ -120,8 +121,8 @@ export const resolve = (
     return Effect.fail(TcpError.invalid(syscall, `deadline must be -1, 0 or a time in ms, got ${String(deadline)}`, address))
   }
   if (timeout === undefined) return Effect.succeed(deadline ?? never)
-  const duration = Duration.fromInput(timeout)
-  if (Option.isNone(duration) || Duration.isNegative(duration.value)) {
+  const duration = checkedDuration(timeout)
+  if (Option.isNone(duration)) {
     return Effect.fail(TcpError.invalid(syscall, `timeout must be a non-negative duration`, address))
   }
   if (!Duration.isFinite(duration.value)) return Effect.succeed(deadline ?? never)

@@ -12,7 +12,7 @@ import * as NodeDns from "@effect/platform-node/NodeDns"
 import * as Deadline from "./Deadline.ts"
 import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, resolve, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
-import { applySettings, resolveSettings, type SocketSettings } from "./internal/options.ts"
+import { applySettings, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
@@ -204,7 +204,7 @@ const make = (pool: Pool, resolver: AddressResolver.AddressResolver["Service"]):
       const endpoint = yield* Effect.fromResult(parse(address, "connect", false))
       const text = NetAddress.isInetAddress(endpoint) ? NetAddress.formatInet(endpoint) : Host.formatHostPort(endpoint)
       const settings = yield* Effect.fromResult(resolveSettings(options, "connect", text))
-      const family = options?.family ?? "any"
+      const family = orDefault(options?.family, "any")
       if (!isFamily(family)) return yield* TcpError.invalid("connect", `family must be "ipv4", "ipv6" or "any"`, text)
       const deadline = yield* Deadline.resolve(options, "connect", text)
       const targets = yield* resolve(endpoint, resolver, family, deadline, "connect")

@@ -23,7 +23,7 @@ import * as Net from "node:net"
 import * as Deadline from "./Deadline.ts"
 import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
-import { applySettings, resolveSettings, type SocketSettings } from "./internal/options.ts"
+import { applySettings, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
 import { suspend } from "./internal/wait.ts"
 import * as TcpError from "./TcpError.ts"
@@ -276,8 +276,8 @@ const accept = Effect.fn("TcpListener.accept")(function*(self: TcpListener, opti
 })
 
 const validate = (options: ListenOptions | undefined, text: string) => {
-  const backlog = options?.backlog ?? 511
-  const pending = options?.pending ?? backlog
+  const backlog = orDefault(options?.backlog, 511)
+  const pending = orDefault(options?.pending, backlog)
   if (!isCount(backlog, 1) || !isCount(pending, 0)) {
     return Effect.fail(TcpError.invalid("listen", "backlog must be >= 1 and pending >= 0", text))
   }

@@ -197,10 +197,15 @@ const receive = (
  * the zeroing. Neither shares Node's buffer pool, so `result.buffer` never
  * exposes other bytes.
  */
-const allocate = (n: number): Uint8Array => {
+const allocate = (n: number): Uint8Array | undefined => {
   if (n < 4096) return new Uint8Array(n)
-  const slow = Buffer.allocUnsafeSlow(n)
-  return new Uint8Array(slow.buffer, slow.byteOffset, n)
+  try {
+    const slow = Buffer.allocUnsafeSlow(n)
+    return new Uint8Array(slow.buffer, slow.byteOffset, n)
+  } catch {
+    // A length Node allows but memory cannot hold: the caller's error, not a defect.
+    return undefined
+  }
 }
 
 const isSocketFirst = (args: IArguments) => isTcpSocket(args[0])
@@ -281,7 +286,9 @@ export const recv: {
       )
     }
     const bytes = allocate(n)
-    return Effect.as(receive(self, [bytes], n, options), bytes)
+    return bytes === undefined
+      ? Effect.fail(TcpError.invalid("recv", `cannot allocate ${n} bytes`, implOf(self).conn.address))
+      : Effect.as(receive(self, [bytes], n, options), bytes)
   })
 )
 

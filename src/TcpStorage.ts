@@ -14,6 +14,7 @@
 import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import * as Deadline from "./Deadline.ts"
+import { orDefault } from "./internal/options.ts"
 import { type OnExhausted, Pool, SlotHandle, type Stats as PoolStats } from "./internal/pool.ts"
 import type * as TcpError from "./TcpError.ts"
 
@@ -124,9 +125,9 @@ export class TcpStorage extends Context.Service<TcpStorage, {
 const isSize = (n: number, min: number) => Number.isSafeInteger(n) && n >= min
 
 const make = Effect.fnUntraced(function*(options?: Options) {
-  const slots = options?.slots ?? defaults.slots
-  const bufferSize = options?.bufferSize ?? defaults.bufferSize
-  const onExhausted = options?.onExhausted ?? defaults.onExhausted
+  const slots = orDefault(options?.slots, defaults.slots)
+  const bufferSize = orDefault(options?.bufferSize, defaults.bufferSize)
+  const onExhausted = orDefault(options?.onExhausted, defaults.onExhausted)
   if (!isSize(slots, 1) || !isSize(bufferSize, 1024) || (onExhausted !== "wait" && onExhausted !== "fail")) {
     return yield* Effect.die(
       new RangeError(`TcpStorage.layer: slots >= 1, bufferSize >= 1024, onExhausted "wait" | "fail"; got ${

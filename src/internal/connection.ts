@@ -540,9 +540,17 @@ const reported = <T extends TcpError.Tag>(
   tags: ReadonlySet<T>
 ): Extract<TcpError.TcpError, { readonly _tag: T }> | TcpError.SystemError =>
   TcpError.narrow(
-    failure.syscall === syscall ? failure : TcpError.fromCode(failure.errno, syscall, failure.address),
+    failure.syscall === syscall ? failure : TcpError.fromCode(asSeenBy(failure.errno, tags), syscall, failure.address),
     tags
   )
+
+/**
+ * EPIPE is how a write learns the peer is gone; a call that does not report
+ * BrokenPipe (recv, close) sees the same fact as a reset connection, as
+ * libdill's tcp_close does.
+ */
+const asSeenBy = (errno: string, tags: ReadonlySet<TcpError.Tag>): string =>
+  errno === "EPIPE" && !tags.has("BrokenPipe") ? "ECONNRESET" : errno
 
 /** The bytes a read had gathered, as one array. */
 const collect = (read: PendingRead): Uint8Array => {

@@ -18,10 +18,26 @@ export interface ResolvedSettings {
 
 const defaultCloseTimeout = Duration.seconds(1)
 
+/**
+ * An option's value, or `fallback` when it was left out. Only `undefined`
+ * means "left out": `null` is a value like any other, and gets checked.
+ */
+export const orDefault = <A, B>(value: A | undefined, fallback: B): A | B => value === undefined ? fallback : value
+
+/**
+ * A duration a caller gave, if it is one: non-negative and not NaN (Effect
+ * reads a NaN number as zero, which would turn a typo into "immediately").
+ */
+export const checkedDuration = (input: unknown): Option.Option<Duration.Duration> => {
+  if (typeof input === "number" && Number.isNaN(input)) return Option.none()
+  return Option.filter(
+    Duration.fromInput(input as Duration.Input),
+    (d) => !Duration.isNegative(d)
+  )
+}
+
 const duration = (input: Duration.Input | undefined, fallback: Duration.Duration): Option.Option<Duration.Duration> =>
-  input === undefined
-    ? Option.some(fallback)
-    : Option.filter(Duration.fromInput(input), (d) => !Duration.isNegative(d) && Duration.isFinite(d))
+  input === undefined ? Option.some(fallback) : Option.filter(checkedDuration(input), Duration.isFinite)
 
 /** Checks socket settings, filling in defaults (`noDelay` on: exact request/response traffic suffers from Nagle). */
 export const resolveSettings = (
@@ -29,13 +45,13 @@ export const resolveSettings = (
   syscall: string,
   address?: string
 ): Result.Result<ResolvedSettings, TcpError.InvalidArgument> => {
-  const noDelay = options?.noDelay ?? true
+  const noDelay = orDefault(options?.noDelay, true)
   if (typeof noDelay !== "boolean") return Result.fail(TcpError.invalid(syscall, "noDelay must be a boolean", address))
   const closeTimeout = duration(options?.closeTimeout, defaultCloseTimeout)
   if (Option.isNone(closeTimeout)) {
     return Result.fail(TcpError.invalid(syscall, "closeTimeout must be a finite, non-negative duration", address))
   }
-  const keepAliveInput = options?.keepAlive ?? false
+  const keepAliveInput = orDefault(options?.keepAlive, false)
   let keepAlive: number | false = false
   if (keepAliveInput === true) keepAlive = 0
   else if (keepAliveInput !== false) {

@@ -1,0 +1,152 @@
+/**
+ * Fixtures shared by the fault suites in test/faults/: child processes with
+ * a bounded life, outcome classification (success, typed error,
+ * interruption, defect), and checks that every slot came back.
+ */
+import { assert } from "@effect/vitest"
+import { Cause, Effect, Exit } from "effect"
+import type { Layer, Scope } from "effect"
+import { spawn, spawnSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import type { TcpClient, TcpError, TcpStorage } from "../../src/index.ts"
+import { expectPoolIdle } from "../helpers.ts"
+
+export const KiB = 1024
+export const MiB = 1024 * 1024
+
+export type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
+
+/**
+ * Runs `body` in its own scope on `layer`, then checks, while the layer is
+ * still alive, that every slot went back to the pool.
+ */
+export const withPool = <A, E>(
+  layer: Layer.Layer<Tcp>,
+  body: Effect.Effect<A, E, Tcp | Scope.Scope>
+): Effect.Effect<A, E> =>
+  Effect.gen(function*() {
+    const result = yield* Effect.scoped(body)
+    yield* expectPoolIdle
+    return result
+  }).pipe(Effect.provide(layer))
+
+export interface ProcessResult {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/**
+ * Runs a command to completion, collecting its output; killed (SIGKILL) after
+ * `timeoutMs` or when the calling fiber is interrupted.
+ */
+export const runProcess = (
+  command: string,
+  args: ReadonlyArray<string>,
+  timeoutMs: number
+): Effect.Effect<ProcessResult, Error> =>
+  Effect.callback<ProcessResult, Error>((resume) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString()
+    })
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString()
+    })
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
+    child.once("error", (e) => {
+      clearTimeout(timer)
+      resume(Effect.fail(e))
+    })
+    child.once("close", (code, signal) => {
+      clearTimeout(timer)
+      resume(Effect.succeed({ code, signal, stdout, stderr }))
+    })
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      child.kill("SIGKILL")
+    })
+  })
+
+/** Whether `command args...` can be run and exits 0; else why not. */
+export const commandWorks = (command: string, args: ReadonlyArray<string>): string | undefined => {
+  const probe = spawnSync(command, args, { encoding: "utf8", timeout: 5000 })
+  if (probe.error !== undefined) return `${command}: ${probe.error.message}`
+  if (probe.status !== 0) return `${command} ${args.join(" ")} exited ${String(probe.status)}: ${probe.stderr.trim()}`
+  return undefined
+}
+
+/** How an operation ended. */
+export type Outcome =
+  | { readonly kind: "success" }
+  | { readonly kind: "interrupted" }
+  | { readonly kind: "error"; readonly tag: string; readonly error: unknown }
+  | { readonly kind: "defect"; readonly cause: string }
+
+export const classify = <A, E>(exit: Exit.Exit<A, E>): Outcome => {
+  if (Exit.isSuccess(exit)) return { kind: "success" }
+  const cause = exit.cause
+  if (Cause.hasDies(cause)) return { kind: "defect", cause: Cause.pretty(cause) }
+  const failure = cause.reasons.find((r) => r._tag === "Fail")
+  if (failure !== undefined && failure._tag === "Fail") {
+    const error: unknown = failure.error
+    const tag = typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "untagged"
+    return { kind: "error", tag, error }
+  }
+  if (Cause.hasInterruptsOnly(cause)) return { kind: "interrupted" }
+  return { kind: "defect", cause: Cause.pretty(cause) }
+}
+
+/**
+ * Runs the effect `make` builds (a throw while building it counts too) and
+ * asserts it failed with one of `tags` as a typed error: not a success, not
+ * a defect, not an interruption. Returns the error.
+ */
+export const failsWith = <A, E extends { readonly _tag: string }, R>(
+  make: () => Effect.Effect<A, E, R>,
+  tags: string | ReadonlyArray<string>,
+  label = ""
+): Effect.Effect<E, never, R> =>
+  Effect.gen(function*() {
+    const wanted = typeof tags === "string" ? [tags] : tags
+    const exit = yield* Effect.exit(Effect.suspend(make))
+    if (Exit.isSuccess(exit)) return assert.fail(`${label}: expected ${wanted.join("|")}, got success`)
+    const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
+    if (failure === undefined || failure._tag !== "Fail" || Cause.hasDies(exit.cause)) {
+      return assert.fail(`${label}: expected ${wanted.join("|")}, got ${Cause.pretty(exit.cause)}`)
+    }
+    assert.include(wanted, failure.error._tag, `${label}: ${String(failure.error)}`)
+    return failure.error
+  })
+
+export const sha256 = (...parts: ReadonlyArray<Uint8Array>): string => {
+  const hash = createHash("sha256")
+  for (const part of parts) hash.update(part)
+  return hash.digest("hex")
+}
+
+/** Resident set size of this process, in bytes. */
+export const rss = (): number => process.memoryUsage.rss()
+
+/** Polls `condition` every 10 ms for at most `ms` (real time); fails the test if it never holds. */
+export const waitUntil = (condition: () => boolean, what: string, ms = 3000): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const until = Date.now() + ms
+    while (!condition()) {
+      if (Date.now() > until) return assert.fail(`timed out after ${ms} ms waiting until ${what}`)
+      yield* Effect.sleep("10 millis")
+    }
+  })
+
+/** `failsWith(make, "PeerClosed")`, narrowed: the error with the bytes that did arrive. */
+export const failsPeerClosed = <A, R>(
+  make: () => Effect.Effect<A, TcpError.RecvError, R>,
+  label = ""
+): Effect.Effect<TcpError.PeerClosed, never, R> =>
+  Effect.map(
+    failsWith(make, "PeerClosed", label),
+    (error) => error._tag === "PeerClosed" ? error : assert.fail(`${label}: expected PeerClosed, got ${error._tag}`)
+  )
