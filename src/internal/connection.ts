@@ -53,7 +53,6 @@ const EMPTY = Buffer.alloc(0)
  */
 export class Connection {
   readonly socket: Net.Socket
-  readonly slot: SlotMemory
   /** `host:port` of the peer, for error messages, where known. */
   address: string | undefined
   readonly recvGate = new Gate()
@@ -82,7 +81,6 @@ export class Connection {
   private finWaiter: Resume<TcpError.CloseError> | undefined
 
   constructor(slot: SlotMemory, address: string | undefined, onRelease: () => void, options: Net.SocketConstructorOpts) {
-    this.slot = slot
     this.buffer = slot.buffer
     this.region = slot.buffer
     this.address = address
@@ -95,10 +93,6 @@ export class Connection {
     this.socket.on("end", () => this.onEnd())
     this.socket.on("error", (error) => this.onError(error))
     this.socket.on("close", () => this.onClose())
-  }
-
-  get isOpen(): boolean {
-    return this.phase === "open"
   }
 
   // ---------------------------------------------------------------- inbound
@@ -398,7 +392,9 @@ export class Connection {
   }
 
   private onError(cause: Error): void {
-    const failure = TcpError.fromUnknown(cause, Reflect.get(cause, "syscall") === "write" ? "send" : "recv", this.address)
+    const syscall = Reflect.get(cause, "syscall")
+    const outbound = syscall === "write" || syscall === "writev" || syscall === "shutdown"
+    const failure = TcpError.fromUnknown(cause, outbound ? "send" : "recv", this.address)
     this.failure ??= failure
     if (this.reader !== undefined) this.serve(this.reader)
     const writer = this.writer
