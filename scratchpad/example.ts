@@ -22,25 +22,18 @@ import { Deadline, TcpClient, TcpError, TcpListener, TcpNode, TcpSocket } from "
 const text = new TextEncoder()
 const show = (bytes: Uint8Array) => JSON.stringify(new TextDecoder().decode(bytes))
 
-/** Echoes 3-byte messages back until the peer finishes, then closes. */
+/** Echoes 3-byte messages back until the peer finishes (serve then closes the socket). */
 const echo = (socket: TcpSocket.TcpSocket): Effect.Effect<void, TcpError.TcpError> =>
   socket.recv(3).pipe(
     Effect.flatMap((bytes) => socket.send(bytes)),
     Effect.forever,
-    Effect.catchTag("PeerClosed", (closed) => socket.send(closed.bytes)),
-    Effect.andThen(socket.close())
+    Effect.catchTag("PeerClosed", (closed) => socket.send(closed.bytes))
   )
 
-/**
- * An echo listener on 127.0.0.1, serving until the scope closes: 16 acceptor
- * fibers, each socket scoped to the handler that serves it.
- */
+/** An echo listener on 127.0.0.1, serving until the scope closes. */
 const echoListener = Effect.gen(function*() {
   const listener = yield* TcpListener.listen("127.0.0.1:0")
-  const serveOne = listener.accept().pipe(Effect.flatMap(echo), Effect.scoped, Effect.ignore)
-  yield* Effect.forkScoped(
-    Effect.all(Array.from({ length: 16 }, () => Effect.forever(serveOne)), { concurrency: "unbounded" })
-  )
+  yield* Effect.forkScoped(listener.pipe(TcpListener.serve(echo)))
   return `127.0.0.1:${listener.port}`
 })
 

@@ -16,8 +16,9 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, Predicate } from "effect"
+import { Cause, Duration, Effect, Exit, Function as Fn, Option, Predicate, Scope as ScopeModule, Semaphore } from "effect"
 import type { Scope } from "effect"
+import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { NetAddress } from "effect/net"
 import * as Net from "node:net"
 import * as Deadline from "./Deadline.ts"
@@ -51,7 +52,7 @@ export const TypeId: "~effect-tcp/TcpListener" = "~effect-tcp/TcpListener"
  * ```
  * @since 0.1.0
  */
-export interface TcpListener {
+export interface TcpListener extends Pipeable {
   readonly [TypeId]: typeof TypeId
   /** The bound address (with the port the kernel picked for port 0). */
   readonly address: NetAddress.InetAddress
@@ -152,6 +153,10 @@ class TcpListenerImpl implements TcpListener {
 
   get port(): number {
     return this.address.port
+  }
+
+  pipe() {
+    return pipeArguments(this, arguments)
   }
 
   accept(options?: AcceptOptions) {
@@ -381,3 +386,107 @@ export const fromFd = Effect.fn("TcpListener.fromFd")(
     return yield* open((server) => server.listen({ fd }), storage.pool, pending, text)
   }
 )
+
+/**
+ * Options for `serve`: how many connections are handled at once (default
+ * `"unbounded"`; past it, connections wait in the listener's `pending`
+ * queue and then the kernel's backlog), and the options of each `accept`.
+ *
+ * @example
+ * ```ts
+ * import type { TcpListener } from "effect-tcp"
+ * const options: TcpListener.ServeOptions = { concurrency: 256, noDelay: true }
+ * ```
+ * @since 0.1.0
+ */
+export interface ServeOptions extends Omit<AcceptOptions, "storage"> {
+  readonly concurrency?: number | "unbounded" | undefined
+}
+
+const isServeOptions = (args: IArguments) => isTcpListener(args[0])
+
+/**
+ * Accepts connections until the listener closes, running `handler` on each
+ * in a scope of its own: when the handler succeeds the socket closes
+ * gracefully, when it fails or is interrupted the socket is aborted. A
+ * handler's failure is logged and ends only its own connection. Accept
+ * errors that can pass (`TooManyOpenFiles`, `SystemFileLimit`,
+ * `OutOfMemory`, ...) are logged and retried with a growing pause (up to
+ * 1 s); `serve` ends when the listener is closed, and fails only on
+ * invalid options. Interrupting `serve` aborts every connection it handles.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpListener, TcpNode } from "effect-tcp"
+ * const echo = Effect.gen(function*() {
+ *   const listener = yield* TcpListener.listen("127.0.0.1:7000")
+ *   yield* listener.pipe(TcpListener.serve((socket) =>
+ *     socket.recv(4).pipe(Effect.flatMap((bytes) => socket.send(bytes)), Effect.forever), { concurrency: 64 }))
+ * }).pipe(Effect.scoped, Effect.provide(TcpNode.layer))
+ * ```
+ * @since 0.1.0
+ */
+export const serve: {
+  <E, R>(
+    handler: (socket: TcpSocket.TcpSocket) => Effect.Effect<unknown, E, R>,
+    options?: ServeOptions
+  ): (self: TcpListener) => Effect.Effect<void, TcpError.InvalidArgument, Exclude<R, Scope.Scope>>
+  <E, R>(
+    self: TcpListener,
+    handler: (socket: TcpSocket.TcpSocket) => Effect.Effect<unknown, E, R>,
+    options?: ServeOptions
+  ): Effect.Effect<void, TcpError.InvalidArgument, Exclude<R, Scope.Scope>>
+} = Fn.dual(
+  isServeOptions,
+  Effect.fn("TcpListener.serve")(function*<E, R>(
+    self: TcpListener,
+    handler: (socket: TcpSocket.TcpSocket) => Effect.Effect<unknown, E, R>,
+    options?: ServeOptions
+  ): Effect.fn.Return<void, TcpError.InvalidArgument, Exclude<R, Scope.Scope>> {
+    const concurrency = orDefault(options?.concurrency, "unbounded")
+    if (concurrency !== "unbounded" && !isCount(concurrency, 1)) {
+      return yield* TcpError.invalid("serve", `concurrency must be a positive integer or "unbounded"`, implOf(self).text)
+    }
+    const permits = concurrency === "unbounded" ? undefined : Semaphore.makeUnsafe(concurrency)
+    return yield* Effect.scoped(serveLoop(self, handler, options, permits))
+  })
+)
+
+const maxPause = Duration.seconds(1)
+
+const serveLoop = <E, R>(
+  self: TcpListener,
+  handler: (socket: TcpSocket.TcpSocket) => Effect.Effect<unknown, E, R>,
+  options: ServeOptions | undefined,
+  permits: Semaphore.Semaphore | undefined
+): Effect.Effect<void, TcpError.InvalidArgument, Exclude<R, Scope.Scope> | Scope.Scope> =>
+  Effect.gen(function*() {
+    const serverScope = yield* Effect.scope
+    const release = permits === undefined ? Effect.void : Semaphore.release(permits, 1)
+    let pause = Duration.millis(10)
+    while (true) {
+      if (permits !== undefined) yield* Semaphore.take(permits, 1)
+      const connection = yield* ScopeModule.fork(serverScope)
+      const accepted = yield* Effect.exit(ScopeModule.provide(self.accept(options), connection))
+      if (Exit.isFailure(accepted)) {
+        yield* ScopeModule.close(connection, accepted)
+        yield* release
+        const error = Cause.findErrorOption(accepted.cause)
+        if (Option.isNone(error) || error.value._tag === "Closed") return
+        if (error.value._tag === "InvalidArgument") return yield* error.value
+        yield* Effect.logWarning("TcpListener.serve: accept failed, retrying", error.value.message)
+        yield* Effect.sleep(pause)
+        pause = Duration.min(Duration.times(pause, 2), maxPause)
+        continue
+      }
+      pause = Duration.millis(10)
+      yield* ScopeModule.provide(handler(accepted.value), connection).pipe(
+        Effect.onExit((exit) => Effect.andThen(ScopeModule.close(connection, exit), release)),
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("TcpListener.serve: handler failed", cause)
+        ),
+        Effect.forkIn(serverScope)
+      )
+    }
+  })

@@ -11,6 +11,7 @@
  */
 import { Duration, Effect, Function as Fn, Predicate, Result } from "effect"
 import type { Scope } from "effect"
+import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import type { NetAddress } from "effect/net"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "./Deadline.ts"
@@ -42,7 +43,7 @@ export const TypeId: "~effect-tcp/TcpSocket" = "~effect-tcp/TcpSocket"
  * ```
  * @since 0.1.0
  */
-export interface TcpSocket {
+export interface TcpSocket extends Pipeable {
   readonly [TypeId]: typeof TypeId
   /**
    * libdill's `bsend`: completes once every byte is accepted by the kernel,
@@ -154,6 +155,9 @@ class TcpSocketImpl implements TcpSocket {
   }
   toString() {
     return `TcpSocket(${this.conn.address ?? "?"})`
+  }
+  pipe() {
+    return pipeArguments(this, arguments)
   }
 }
 
