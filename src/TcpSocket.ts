@@ -124,25 +124,25 @@ class TcpSocketImpl implements TcpSocket {
     this.closeTimeout = closeTimeout
   }
   send(bytes: Uint8Array, options?: Deadline.Options) {
-    return send(this, bytes, options)
+    return sendImpl(this, bytes, options)
   }
   sendv(chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
-    return sendv(this, chunks, options)
+    return sendvImpl(this, chunks, options)
   }
   recv(n: number, options?: Deadline.Options) {
-    return recv(this, n, options)
+    return recvImpl(this, n, options)
   }
   recvInto(buffer: Uint8Array, options?: Deadline.Options) {
-    return recvInto(this, buffer, options)
+    return recvIntoImpl(this, buffer, options)
   }
   recvv(buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
-    return recvv(this, buffers, options)
+    return recvvImpl(this, buffers, options)
   }
   done(options?: Deadline.Options) {
-    return done(this, options)
+    return doneImpl(this, options)
   }
   close(options?: Deadline.Options) {
-    return close(this, options)
+    return closeImpl(this, options)
   }
   get abort() {
     return this.conn.abort
@@ -161,8 +161,6 @@ class TcpSocketImpl implements TcpSocket {
   }
 }
 
-const implOf = (self: TcpSocket): TcpSocketImpl => self as TcpSocketImpl
-
 /**
  * Runs `f` with the call's deadline. The common cases (no options, or only
  * an absolute deadline) need no clock and stay synchronous.
@@ -178,21 +176,21 @@ const withDeadline = <A, E>(
     : Effect.flatMap(Deadline.resolve(options, syscall, address), f)
 
 const transmit = (
-  self: TcpSocket,
+  self: TcpSocketImpl,
   chunks: ReadonlyArray<Uint8Array>,
   options: Deadline.Options | undefined
 ): Effect.Effect<void, TcpError.SendError> => {
-  const conn = implOf(self).conn
+  const conn = self.conn
   return withDeadline(options, "send", conn.address, (deadline) => conn.send(chunks, deadline))
 }
 
 const receive = (
-  self: TcpSocket,
+  self: TcpSocketImpl,
   targets: ReadonlyArray<Uint8Array>,
   total: number,
   options: Deadline.Options | undefined
 ): Effect.Effect<void, TcpError.RecvError> => {
-  const conn = implOf(self).conn
+  const conn = self.conn
   return withDeadline(options, "recv", conn.address, (deadline) => conn.recv(targets, total, deadline))
 }
 
@@ -211,6 +209,56 @@ const allocate = (n: number): Uint8Array | undefined => {
     return undefined
   }
 }
+
+// The library's own sockets: validation, deadlines and spans around a Connection.
+
+const sendImpl = Effect.fn("TcpSocket.send")((self: TcpSocketImpl, bytes: Uint8Array, options?: Deadline.Options) =>
+  isBytes(bytes)
+    ? transmit(self, [bytes], options)
+    : Effect.fail(TcpError.invalid("send", "expected a Uint8Array", self.conn.address))
+)
+
+const sendvImpl = Effect.fn("TcpSocket.sendv")(
+  (self: TcpSocketImpl, chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => {
+    const checked = checkChunks(chunks, "send", self.conn.address)
+    return Result.isFailure(checked) ? Effect.fail(checked.failure) : transmit(self, chunks, options)
+  }
+)
+
+const recvImpl = Effect.fn("TcpSocket.recv")((self: TcpSocketImpl, n: number, options?: Deadline.Options) => {
+  if (!Number.isSafeInteger(n) || n < 0 || n > kMaxLength) {
+    return Effect.fail(TcpError.invalid("recv", `length must be an integer in 0..${kMaxLength}`, self.conn.address))
+  }
+  const bytes = allocate(n)
+  return bytes === undefined
+    ? Effect.fail(TcpError.invalid("recv", `cannot allocate ${n} bytes`, self.conn.address))
+    : Effect.as(receive(self, [bytes], n, options), bytes)
+})
+
+const recvIntoImpl = Effect.fn("TcpSocket.recvInto")(
+  (self: TcpSocketImpl, buffer: Uint8Array, options?: Deadline.Options) =>
+    isBytes(buffer)
+      ? receive(self, [buffer], buffer.length, options)
+      : Effect.fail(TcpError.invalid("recv", "expected a Uint8Array", self.conn.address))
+)
+
+const recvvImpl = Effect.fn("TcpSocket.recvv")(
+  (self: TcpSocketImpl, buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => {
+    const total = checkChunks(buffers, "recv", self.conn.address)
+    return Result.isFailure(total) ? Effect.fail(total.failure) : receive(self, buffers, total.success, options)
+  }
+)
+
+const doneImpl = Effect.fn("TcpSocket.done")((self: TcpSocketImpl, options?: Deadline.Options) =>
+  withDeadline(options, "done", self.conn.address, (deadline) => self.conn.done(deadline))
+)
+
+const closeImpl = Effect.fn("TcpSocket.close")(function*(self: TcpSocketImpl, options?: Deadline.Options) {
+  const deadline = options?.deadline === undefined && options?.timeout === undefined
+    ? yield* Deadline.after(self.closeTimeout)
+    : yield* Deadline.resolve(options, "close", self.conn.address)
+  return yield* self.conn.close(deadline)
+})
 
 const isSocketFirst = (args: IArguments) => isTcpSocket(args[0])
 
@@ -231,11 +279,7 @@ export const send: {
   (self: TcpSocket, bytes: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.send")((self: TcpSocket, bytes: Uint8Array, options?: Deadline.Options) =>
-    isBytes(bytes)
-      ? transmit(self, [bytes], options)
-      : Effect.fail(TcpError.invalid("send", "expected a Uint8Array", implOf(self).conn.address))
-  )
+  (self: TcpSocket, bytes: Uint8Array, options?: Deadline.Options) => self.send(bytes, options)
 )
 
 /**
@@ -261,10 +305,7 @@ export const sendv: {
   ): Effect.Effect<void, TcpError.SendError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.sendv")((self: TcpSocket, chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => {
-    const checked = checkChunks(chunks, "send", implOf(self).conn.address)
-    return Result.isFailure(checked) ? Effect.fail(checked.failure) : transmit(self, chunks, options)
-  })
+  (self: TcpSocket, chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => self.sendv(chunks, options)
 )
 
 /**
@@ -283,17 +324,7 @@ export const recv: {
   (self: TcpSocket, n: number, options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.recv")((self: TcpSocket, n: number, options?: Deadline.Options) => {
-    if (!Number.isSafeInteger(n) || n < 0 || n > kMaxLength) {
-      return Effect.fail(
-        TcpError.invalid("recv", `length must be an integer in 0..${kMaxLength}`, implOf(self).conn.address)
-      )
-    }
-    const bytes = allocate(n)
-    return bytes === undefined
-      ? Effect.fail(TcpError.invalid("recv", `cannot allocate ${n} bytes`, implOf(self).conn.address))
-      : Effect.as(receive(self, [bytes], n, options), bytes)
-  })
+  (self: TcpSocket, n: number, options?: Deadline.Options) => self.recv(n, options)
 )
 
 /**
@@ -313,11 +344,7 @@ export const recvInto: {
   (self: TcpSocket, buffer: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.RecvError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.recvInto")((self: TcpSocket, buffer: Uint8Array, options?: Deadline.Options) =>
-    isBytes(buffer)
-      ? receive(self, [buffer], buffer.length, options)
-      : Effect.fail(TcpError.invalid("recv", "expected a Uint8Array", implOf(self).conn.address))
-  )
+  (self: TcpSocket, buffer: Uint8Array, options?: Deadline.Options) => self.recvInto(buffer, options)
 )
 
 /**
@@ -343,10 +370,7 @@ export const recvv: {
   ): Effect.Effect<void, TcpError.RecvError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.recvv")((self: TcpSocket, buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => {
-    const total = checkChunks(buffers, "recv", implOf(self).conn.address)
-    return Result.isFailure(total) ? Effect.fail(total.failure) : receive(self, buffers, total.success, options)
-  })
+  (self: TcpSocket, buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => self.recvv(buffers, options)
 )
 
 /**
@@ -365,10 +389,7 @@ export const done: {
   (self: TcpSocket, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.done")((self: TcpSocket, options?: Deadline.Options) => {
-    const conn = implOf(self).conn
-    return withDeadline(options, "done", conn.address, (deadline) => conn.done(deadline))
-  })
+  (self: TcpSocket, options?: Deadline.Options) => self.done(options)
 )
 
 /**
@@ -387,13 +408,7 @@ export const close: {
   (self: TcpSocket, options?: Deadline.Options): Effect.Effect<void, TcpError.CloseError>
 } = Fn.dual(
   isSocketFirst,
-  Effect.fn("TcpSocket.close")(function*(self: TcpSocket, options?: Deadline.Options) {
-    const impl = implOf(self)
-    const deadline = options?.deadline === undefined && options?.timeout === undefined
-      ? yield* Deadline.after(impl.closeTimeout)
-      : yield* Deadline.resolve(options, "close", impl.conn.address)
-    return yield* impl.conn.close(deadline)
-  })
+  (self: TcpSocket, options?: Deadline.Options) => self.close(options)
 )
 
 /**

@@ -52,3 +52,11 @@ export * as TcpListener from "./TcpListener.ts"
  * @since 0.1.0
  */
 export * as TcpNode from "./TcpNode.ts"
+
+/**
+ * An in-memory client and scripted peers for testing applications: no
+ * sockets, any error injected, deadlines on `TestClock`.
+ *
+ * @since 0.1.0
+ */
+export * as TcpTest from "./TcpTest.ts"

@@ -23,6 +23,18 @@ const describe = (address: unknown): string => {
   }
 }
 
+const endpointFrom = (address: unknown): Result.Result<Endpoint, NetAddress.NetAddressError> => {
+  const invalid = () => Result.fail(new NetAddress.NetAddressError({ input: address, message: "expected host:port" }))
+  if (NetAddress.isInetAddress(address)) return Result.succeed(address)
+  if (typeof address !== "string" && (typeof address !== "object" || address === null)) return invalid()
+  try {
+    return Host.hostPortFromInput(address as Host.HostPortInput)
+  } catch {
+    // Effect's parser can throw on values no type allows (a Symbol host, say): still just invalid.
+    return invalid()
+  }
+}
+
 /**
  * Checks an address without resolving it. Port `0` means "pick one" and is
  * only allowed where `portZero` says so (listen).
@@ -33,11 +45,7 @@ export const parse = (
   portZero: boolean
 ): Result.Result<Endpoint, TcpError.InvalidArgument> => {
   const text = describe(address)
-  const endpoint: Result.Result<Endpoint, NetAddress.NetAddressError> = NetAddress.isInetAddress(address)
-    ? Result.succeed(address)
-    : typeof address === "string" || (typeof address === "object" && address !== null)
-    ? Host.hostPortFromInput(address)
-    : Result.fail(new NetAddress.NetAddressError({ input: address, message: "expected host:port" }))
+  const endpoint = endpointFrom(address)
   if (Result.isFailure(endpoint)) return Result.fail(TcpError.invalid(syscall, endpoint.failure.message, text))
   if (endpoint.success.port === 0 && !portZero) {
     return Result.fail(TcpError.invalid(syscall, "port must be 1..65535", text))
@@ -111,7 +119,9 @@ export const isTcpDescriptor = (fd: number): boolean | undefined => {
 }
 
 /** `host:port` (`[v6]:port`) of a Node socket's peer, or `undefined` when Node cannot tell. */
-export const peerOf = (socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }): string | undefined => {
+export const peerOf = (
+  socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }
+): string | undefined => {
   const host = socket.remoteAddress
   const port = socket.remotePort
   if (host === undefined || port === undefined) return undefined

@@ -30,10 +30,12 @@ export const orDefault = <A, B>(value: A | undefined, fallback: B): A | B => val
  */
 export const checkedDuration = (input: unknown): Option.Option<Duration.Duration> => {
   if (typeof input === "number" && Number.isNaN(input)) return Option.none()
-  return Option.filter(
-    Duration.fromInput(input as Duration.Input),
-    (d) => !Duration.isNegative(d)
-  )
+  try {
+    return Option.filter(Duration.fromInput(input as Duration.Input), (d) => !Duration.isNegative(d))
+  } catch {
+    // Effect's parser can throw on values no type allows (a Symbol, say): still just invalid.
+    return Option.none()
+  }
 }
 
 const duration = (input: Duration.Input | undefined, fallback: Duration.Duration): Option.Option<Duration.Duration> =>
