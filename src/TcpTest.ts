@@ -40,6 +40,7 @@ import { pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "./Deadline.ts"
 import { parse } from "./internal/address.ts"
+import { gather } from "./internal/bytes.ts"
 import { resolveSettings } from "./internal/options.ts"
 import { Gate, suspend } from "./internal/wait.ts"
 import * as TcpClient from "./TcpClient.ts"
@@ -377,15 +378,7 @@ class Fill {
 
   /** The bytes received so far, as one array. */
   collect(): Uint8Array {
-    const bytes = new Uint8Array(this.filled)
-    let offset = 0
-    for (const target of this.targets) {
-      if (offset === this.filled) break
-      const n = Math.min(target.length, this.filled - offset)
-      bytes.set(target.subarray(0, n), offset)
-      offset += n
-    }
-    return bytes
+    return gather(this.targets, this.filled)
   }
 }
 

@@ -4,13 +4,13 @@
  * loopback sockets (ours on both ends, or a plain node:net peer).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, pipe, Result } from "effect"
+import { Effect, Exit, Fiber, pipe, Result } from "effect"
 import { NetAddress } from "effect/net"
 import { TestClock } from "effect/testing"
 import { createHash, randomBytes } from "node:crypto"
 import type * as Net from "node:net"
 import { Deadline, TcpClient, TcpListener, TcpNode, TcpSocket, TcpStorage } from "../src/index.ts"
-import { checkFdLeaks, expectPoolIdle, rawServer, readAll, TestTcp, withTcp } from "./helpers.ts"
+import { checkFdLeaks, expectPoolIdle, failsWith, rawServer, readAll, TestTcp, withTcp } from "./helpers.ts"
 
 // ---------------------------------------------------------------- fixtures
 
@@ -96,28 +96,6 @@ const sha = (...parts: ReadonlyArray<Uint8Array>): string => {
 }
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
-
-/**
- * Runs the effect `make` builds (a throw while building it counts too) and
- * asserts it failed with one of `tags` as a typed error: not a success, not a
- * defect, not an interruption. Returns the error.
- */
-const failsWith = <A, E extends { readonly _tag: string }, R>(
-  make: () => Effect.Effect<A, E, R>,
-  tags: string | ReadonlyArray<string>,
-  label = ""
-): Effect.Effect<E, never, R> =>
-  Effect.gen(function*() {
-    const wanted = typeof tags === "string" ? [tags] : tags
-    const exit = yield* Effect.exit(Effect.suspend(make))
-    if (Exit.isSuccess(exit)) return assert.fail(`${label}: expected ${wanted.join("|")}, got success`)
-    const error = Exit.findError(exit)
-    if (Result.isFailure(error)) {
-      return assert.fail(`${label}: expected ${wanted.join("|")}, got ${Cause.pretty(exit.cause)}`)
-    }
-    assert.include(wanted, error.success._tag, `${label}: ${String(error.success)}`)
-    return error.success
-  })
 
 /** Polls `cond` every 10 ms for up to 3 s, then asserts it. */
 const eventually = (cond: () => boolean, what: string): Effect.Effect<void> =>

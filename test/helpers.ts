@@ -2,7 +2,7 @@
  * Shared fixtures for the test suite: real sockets on loopback only.
  */
 import { assert } from "@effect/vitest"
-import { Effect, Schedule } from "effect"
+import { Cause, Effect, Exit, Schedule } from "effect"
 import type { Layer, Scope } from "effect"
 import { spawn } from "node:child_process"
 import { readdirSync } from "node:fs"
@@ -204,4 +204,26 @@ export const fullBacklog: Effect.Effect<{ readonly port: number; readonly addres
     }
     yield* Effect.sleep("200 millis")
     return { port, address: `127.0.0.1:${port}` }
+  })
+
+/**
+ * Runs the effect `make` builds (a throw while building it counts too) and
+ * asserts it failed with one of `tags` as a typed error: not a success, not
+ * a defect, not an interruption. Returns the error.
+ */
+export const failsWith = <A, E extends { readonly _tag: string }, R>(
+  make: () => Effect.Effect<A, E, R>,
+  tags: string | ReadonlyArray<string>,
+  label = ""
+): Effect.Effect<E, never, R> =>
+  Effect.gen(function*() {
+    const wanted = typeof tags === "string" ? [tags] : tags
+    const exit = yield* Effect.exit(Effect.suspend(make))
+    if (Exit.isSuccess(exit)) return assert.fail(`${label}: expected ${wanted.join("|")}, got success`)
+    const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
+    if (failure === undefined || failure._tag !== "Fail" || Cause.hasDies(exit.cause)) {
+      return assert.fail(`${label}: expected ${wanted.join("|")}, got ${Cause.pretty(exit.cause)}`)
+    }
+    assert.include(wanted, failure.error._tag, `${label}: ${String(failure.error)}`)
+    return failure.error
   })

@@ -3,6 +3,7 @@ import type { Scope } from "effect"
 import * as Net from "node:net"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
+import { gather } from "./bytes.ts"
 import type { SlotMemory } from "./pool.ts"
 import { Gate, suspend } from "./wait.ts"
 
@@ -549,14 +550,4 @@ const asSeenBy = (errno: string, tags: ReadonlySet<TcpError.Tag>): string =>
   errno === "EPIPE" && !tags.has("BrokenPipe") ? "ECONNRESET" : errno
 
 /** The bytes a read had gathered, as one array. */
-const collect = (read: PendingRead): Uint8Array => {
-  const bytes = new Uint8Array(read.filled)
-  let offset = 0
-  for (const target of read.targets) {
-    if (offset === read.filled) break
-    const n = Math.min(target.length, read.filled - offset)
-    bytes.set(target.subarray(0, n), offset)
-    offset += n
-  }
-  return bytes
-}
+const collect = (read: PendingRead): Uint8Array => gather(read.targets, read.filled)

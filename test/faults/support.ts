@@ -9,26 +9,19 @@ import type { Layer, Scope } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import type { TcpClient, TcpError, TcpStorage } from "../../src/index.ts"
-import { expectPoolIdle } from "../helpers.ts"
+import { failsWith, withTcp } from "../helpers.ts"
+export { failsWith } from "../helpers.ts"
 
 export const KiB = 1024
 export const MiB = 1024 * 1024
 
 export type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
 
-/**
- * Runs `body` in its own scope on `layer`, then checks, while the layer is
- * still alive, that every slot went back to the pool.
- */
+/** `withTcp` with the layer first, as the fault tests read best. */
 export const withPool = <A, E>(
   layer: Layer.Layer<Tcp>,
   body: Effect.Effect<A, E, Tcp | Scope.Scope>
-): Effect.Effect<A, E> =>
-  Effect.gen(function*() {
-    const result = yield* Effect.scoped(body)
-    yield* expectPoolIdle
-    return result
-  }).pipe(Effect.provide(layer))
+): Effect.Effect<A, E> => withTcp(body, layer)
 
 export interface ProcessResult {
   readonly code: number | null
@@ -99,28 +92,6 @@ export const classify = <A, E>(exit: Exit.Exit<A, E>): Outcome => {
   if (Cause.hasInterruptsOnly(cause)) return { kind: "interrupted" }
   return { kind: "defect", cause: Cause.pretty(cause) }
 }
-
-/**
- * Runs the effect `make` builds (a throw while building it counts too) and
- * asserts it failed with one of `tags` as a typed error: not a success, not
- * a defect, not an interruption. Returns the error.
- */
-export const failsWith = <A, E extends { readonly _tag: string }, R>(
-  make: () => Effect.Effect<A, E, R>,
-  tags: string | ReadonlyArray<string>,
-  label = ""
-): Effect.Effect<E, never, R> =>
-  Effect.gen(function*() {
-    const wanted = typeof tags === "string" ? [tags] : tags
-    const exit = yield* Effect.exit(Effect.suspend(make))
-    if (Exit.isSuccess(exit)) return assert.fail(`${label}: expected ${wanted.join("|")}, got success`)
-    const failure = exit.cause.reasons.find((r) => r._tag === "Fail")
-    if (failure === undefined || failure._tag !== "Fail" || Cause.hasDies(exit.cause)) {
-      return assert.fail(`${label}: expected ${wanted.join("|")}, got ${Cause.pretty(exit.cause)}`)
-    }
-    assert.include(wanted, failure.error._tag, `${label}: ${String(failure.error)}`)
-    return failure.error
-  })
 
 export const sha256 = (...parts: ReadonlyArray<Uint8Array>): string => {
   const hash = createHash("sha256")
