@@ -246,8 +246,6 @@ class TcpListenerImpl implements TcpListener {
   }
 }
 
-const implOf = (self: TcpListener): TcpListenerImpl => self as TcpListenerImpl
-
 /** Moves an accepted, still paused handle into a socket that reads into `slot`. */
 const adoptHandle = (raw: Net.Socket, conn: (options: Net.SocketConstructorOpts) => Connection): Connection => {
   const handle: unknown = Reflect.get(raw, "_handle")
@@ -259,8 +257,7 @@ const adoptHandle = (raw: Net.Socket, conn: (options: Net.SocketConstructorOpts)
   return conn(options)
 }
 
-const accept = Effect.fn("TcpListener.accept")(function*(self: TcpListener, options?: AcceptOptions) {
-  const listener = implOf(self)
+const accept = Effect.fn("TcpListener.accept")(function*(listener: TcpListenerImpl, options?: AcceptOptions) {
   const settings = yield* Effect.fromResult(resolveSettings(options, "accept", listener.text))
   const deadline = yield* Deadline.resolve(options, "accept", listener.text)
   return yield* Effect.uninterruptibleMask((restore) =>
@@ -446,7 +443,8 @@ export const serve: {
   ): Effect.fn.Return<void, TcpError.InvalidArgument, Exclude<R, Scope.Scope>> {
     const concurrency = orDefault(options?.concurrency, "unbounded")
     if (concurrency !== "unbounded" && !isCount(concurrency, 1)) {
-      return yield* TcpError.invalid("serve", `concurrency must be a positive integer or "unbounded"`, implOf(self).text)
+      const address = NetAddress.formatInet(self.address)
+      return yield* TcpError.invalid("serve", `concurrency must be a positive integer or "unbounded"`, address)
     }
     const permits = concurrency === "unbounded" ? undefined : Semaphore.makeUnsafe(concurrency)
     return yield* Effect.scoped(serveLoop(self, handler, options, permits))
