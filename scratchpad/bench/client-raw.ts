@@ -8,15 +8,15 @@ import {
   ACK_BYTES,
   awaitHandlesClosed,
   clientMain,
-  collect,
+  perConnection,
+  settledMemory,
   encodeLength,
   type Job,
   latencyMetrics,
   measure,
   MiB,
   openTcpHandles,
-  type Result,
-  sleep
+  type Result
 } from "./common.ts"
 
 const connect = (host: string, port: number): Promise<Net.Socket> =>
@@ -180,10 +180,7 @@ const run = async (job: Job): Promise<Result> => {
       // Warm the code paths, then measure RSS around `idleConns` open connections.
       const warm = await Promise.all(Array.from({ length: 8 }, () => connect(host, job.ports.idle)))
       for (const socket of warm) socket.destroy()
-      await sleep(50)
-      collect()
-      collect()
-      const before = process.memoryUsage()
+      const before = await settledMemory(50)
       const t0 = performance.now()
       const sockets: Array<Net.Socket> = []
       for (let i = 0; i < p.idleConns; i += p.inFlight) {
@@ -192,20 +189,9 @@ const run = async (job: Job): Promise<Result> => {
       }
       const elapsedMs = performance.now() - t0
       for (const socket of sockets) socket.on("error", () => {})
-      await sleep(200)
-      collect()
-      collect()
-      const after = process.memoryUsage()
+      const after = await settledMemory(200)
       for (const socket of sockets) socket.destroy()
-      const n = p.idleConns
-      return {
-        value: (after.rss - before.rss) / n,
-        metrics: {
-          heapPerConn: (after.heapUsed - before.heapUsed) / n,
-          externalPerConn: (after.external - before.external) / n
-        },
-        elapsedMs
-      }
+      return perConnection(before, after, p.idleConns, elapsedMs)
     }
   }
 }

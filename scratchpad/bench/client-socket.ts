@@ -16,14 +16,14 @@ import {
   allocationMeter,
   awaitHandlesClosed,
   clientMain,
-  collect,
+  perConnection,
+  settledMemory,
   encodeLength,
   type Job,
   latencyMetrics,
   MiB,
   openTcpHandles,
   type Result,
-  sleep,
   startProfile
 } from "./common.ts"
 
@@ -152,29 +152,15 @@ const program = (job: Job): Effect.Effect<Result, Socket.SocketError | Error> =>
         yield* Effect.scoped(Effect.forEach(Array.from({ length: 8 }), () => open(host, job.ports.idle)))
         yield* handlesClosed(baseline)
         return yield* Effect.scoped(Effect.gen(function*() {
-          yield* Effect.promise(() => sleep(50))
-          collect()
-          collect()
-          const before = process.memoryUsage()
+          const before = yield* Effect.promise(() => settledMemory(50))
           const t0 = performance.now()
           yield* Effect.forEach(Array.from({ length: p.idleConns }), () => open(host, job.ports.idle), {
             concurrency: p.inFlight,
             discard: true
           })
           const elapsedMs = performance.now() - t0
-          yield* Effect.promise(() => sleep(200))
-          collect()
-          collect()
-          const after = process.memoryUsage()
-          const n = p.idleConns
-          return {
-            value: (after.rss - before.rss) / n,
-            metrics: {
-              heapPerConn: (after.heapUsed - before.heapUsed) / n,
-              externalPerConn: (after.external - before.external) / n
-            },
-            elapsedMs
-          }
+          const after = yield* Effect.promise(() => settledMemory(200))
+          return perConnection(before, after, p.idleConns, elapsedMs)
         }))
       })
   }

@@ -175,6 +175,29 @@ export const collect = (): void => {
 /** Resolves after `ms`; for settling between phases. */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Memory figures after `settleMs` and two full GCs, so only what is still held counts. */
+export const settledMemory = async (settleMs: number): Promise<NodeJS.MemoryUsage> => {
+  await sleep(settleMs)
+  collect()
+  collect()
+  return process.memoryUsage()
+}
+
+/** The idle-connections result: growth of RSS (the figure), JS heap and external memory, per connection. */
+export const perConnection = (
+  before: NodeJS.MemoryUsage,
+  after: NodeJS.MemoryUsage,
+  n: number,
+  elapsedMs: number
+): Result => ({
+  value: (after.rss - before.rss) / n,
+  metrics: {
+    heapPerConn: (after.heapUsed - before.heapUsed) / n,
+    externalPerConn: (after.external - before.external) / n
+  },
+  elapsedMs
+})
+
 /**
  * Waits until this process holds at most `baseline` TCP handles, polling
  * every turn of the event loop, for at most `limitMs`. Every connects
