@@ -9,7 +9,8 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Function as Fn, Predicate, Result } from "effect"
+import { Array as Arr, Duration, Effect, Function as Fn, Predicate, Result, Sink, Stream } from "effect"
+import * as Socket from "effect/socket/Socket"
 import type { Scope } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import type { NetAddress } from "effect/net"
@@ -66,6 +67,13 @@ export interface TcpSocket extends Pipeable {
   recvInto(buffer: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.RecvError>
   /** libdill's `brecvl`: fills each buffer in order, exactly. */
   recvv(buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options): Effect.Effect<void, TcpError.RecvError>
+  /**
+   * Whatever has arrived, between 1 and `max` bytes, waiting within the
+   * deadline for the first; `PeerClosed` (with no bytes) once the peer
+   * finished. libdill has no such call: it is for streams and adapters,
+   * where framing is someone else's job. Prefer the exact receives.
+   */
+  recvSome(max: number, options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvError>
   /**
    * libdill's `tcp_done`: sends FIN after the bytes already sent, and keeps
    * receiving. Sends afterwards fail with `BrokenPipe`.
@@ -137,6 +145,9 @@ class TcpSocketImpl implements TcpSocket {
   }
   recvv(buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
     return recvvImpl(this, buffers, options)
+  }
+  recvSome(max: number, options?: Deadline.Options) {
+    return recvSomeImpl(this, max, options)
   }
   done(options?: Deadline.Options) {
     return doneImpl(this, options)
@@ -247,6 +258,12 @@ const recvvImpl = Effect.fn("TcpSocket.recvv")(
     const total = checkChunks(buffers, "recv", self.conn.address)
     return Result.isFailure(total) ? Effect.fail(total.failure) : receive(self, buffers, total.success, options)
   }
+)
+
+const recvSomeImpl = Effect.fn("TcpSocket.recvSome")((self: TcpSocketImpl, max: number, options?: Deadline.Options) =>
+  Number.isSafeInteger(max) && max >= 1
+    ? withDeadline(options, "recv", self.conn.address, (deadline) => self.conn.recvSome(max, deadline))
+    : Effect.fail(TcpError.invalid("recv", "max must be a positive integer", self.conn.address))
 )
 
 const doneImpl = Effect.fn("TcpSocket.done")((self: TcpSocketImpl, options?: Deadline.Options) =>
@@ -423,6 +440,114 @@ export const close: {
  * @since 0.1.0
  */
 export const abort = (self: TcpSocket): Effect.Effect<void> => self.abort
+
+/**
+ * Receives what has arrived, up to `max` bytes (see `TcpSocket.recvSome`).
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * TcpSocket.recvSome(socket, 64 * 1024)
+ * ```
+ * @since 0.1.0
+ */
+export const recvSome: {
+  (max: number, options?: Deadline.Options): (self: TcpSocket) => Effect.Effect<Uint8Array, TcpError.RecvError>
+  (self: TcpSocket, max: number, options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvError>
+} = Fn.dual(
+  isSocketFirst,
+  (self: TcpSocket, max: number, options?: Deadline.Options) => self.recvSome(max, options)
+)
+
+/**
+ * The socket's inbound bytes as a stream of chunks (each at most
+ * `chunkSize`, default 64 KiB), ending at the peer's FIN. Pulling is the
+ * backpressure: nothing is read ahead beyond the socket's storage slot.
+ *
+ * @example
+ * ```ts
+ * import { Stream } from "effect"
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * const lines = TcpSocket.stream(socket).pipe(Stream.decodeText, Stream.splitLines)
+ * ```
+ * @since 0.1.0
+ */
+export const stream = (
+  self: TcpSocket,
+  options?: { readonly chunkSize?: number | undefined }
+): Stream.Stream<Uint8Array, Exclude<TcpError.RecvError, TcpError.PeerClosed>> => {
+  const chunkSize = options?.chunkSize ?? 64 * 1024
+  return Stream.unfold(undefined, () =>
+    self.recvSome(chunkSize).pipe(
+      Effect.map((bytes) => [bytes, undefined] as const),
+      Effect.catchTag("PeerClosed", () => Effect.succeed(undefined))
+    ))
+}
+
+/**
+ * A sink that sends every chunk it is given, in order, with `send`'s
+ * backpressure (each chunk is in the kernel before the next is taken).
+ *
+ * @example
+ * ```ts
+ * import { Stream } from "effect"
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * Stream.make(new Uint8Array([1, 2]), new Uint8Array([3])).pipe(Stream.run(TcpSocket.sink(socket)))
+ * ```
+ * @since 0.1.0
+ */
+export const sink = (self: TcpSocket): Sink.Sink<void, Uint8Array, never, TcpError.SendError> =>
+  Sink.forEachArray((chunks) => self.sendv(chunks))
+
+/**
+ * Effect's own `Socket` over this socket, so code written for
+ * `effect/socket` (RPC, protocols) runs over effect-tcp. The reader pulls
+ * what has arrived and fails with `SocketCloseError` 1000 at the peer's FIN;
+ * the writer sends with backpressure, a `CloseEvent` (or releasing the
+ * writer's scope) half-closes the socket (FIN), and a `CloseEvent` with a
+ * code above 1000 aborts it. Errors carry the tagged `TcpError` as their
+ * cause. The socket itself still lives in the scope it came from.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Socket } from "effect/socket"
+ * import { TcpClient, TcpSocket } from "effect-tcp"
+ * const program = Effect.gen(function*() {
+ *   const socket = TcpSocket.toSocket(yield* TcpClient.connect("127.0.0.1:7000"))
+ *   yield* Socket.toStream(socket).pipe(Stream.runForEach(Effect.log))
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export const toSocket = (self: TcpSocket): Socket.Socket => {
+  const readError = (cause: TcpError.RecvError) =>
+    cause._tag === "PeerClosed"
+      ? new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000 }) })
+      : new Socket.SocketError({ reason: new Socket.SocketReadError({ cause }) })
+  const writeError = (cause: TcpError.SendError) =>
+    new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
+  const bytes = (chunk: Uint8Array | string) => typeof chunk === "string" ? utf8.encode(chunk) : chunk
+  const pull = self.recvSome(64 * 1024).pipe(
+    Effect.map((chunk) => Arr.of(chunk)),
+    Effect.mapError(readError)
+  )
+  const write = (chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> =>
+    Socket.isCloseEvent(chunk)
+      ? chunk.code > 1000 ? self.abort : Effect.mapError(self.done(), writeError)
+      : Effect.mapError(self.send(bytes(chunk)), writeError)
+  const writeAll = (chunks: Arr.NonEmptyReadonlyArray<Uint8Array | string>) =>
+    Effect.mapError(self.sendv(chunks.map(bytes)), writeError)
+  return Socket.make({
+    reader: Effect.succeed({ pull, upgrade: Socket.SocketUpgradeError.unsupported }),
+    writer: Effect.acquireRelease(Effect.succeed({ write, writeAll }), () => Effect.ignore(self.done()))
+  })
+}
+
+const utf8 = new TextEncoder()
 
 /**
  * Hands a connection the library made to the current scope and returns the

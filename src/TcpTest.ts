@@ -753,6 +753,21 @@ class Link {
     return this.recvGate.run(guarded, deadline, onTimeout)
   }
 
+  recvSome(max: number, deadline: Deadline.Deadline): Effect.Effect<Uint8Array, TcpError.RecvError> {
+    const injected = this.injected.recv.shift()
+    if (injected !== undefined) return Effect.fail(injected)
+    const onTimeout = () => TcpError.timedOut("recv", this.address)
+    const step = (): Effect.Effect<Uint8Array, TcpError.RecvError> | undefined => {
+      if (this.phase !== "open") return Effect.fail(TcpError.closed("recv", this.address))
+      if (this.inboundBroken) return Effect.fail(reset("recv", this.address, "an earlier receive stopped halfway"))
+      if (this.peerReset) return Effect.fail(reset("recv", this.address))
+      if (this.down.size > 0) return Effect.succeed(this.down.take(max))
+      if (this.down.fin) return Effect.fail(TcpError.peerClosed("recv", new Uint8Array(0), this.address))
+      return undefined
+    }
+    return this.recvGate.run(this.world.until(deadline, onTimeout, step), deadline, onTimeout)
+  }
+
   /** FIN after what was sent, and discard inbound bytes from now on. */
   private beginClose(): void {
     this.phase = "closing"
@@ -1197,6 +1212,9 @@ class MemorySocket implements TcpSocket.TcpSocket {
   recvv(buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
     return socketReceive(this.link, bytesList(buffers), options)
   }
+  recvSome(max: number, options?: Deadline.Options) {
+    return socketRecvSome(this.link, max, options)
+  }
   done(options?: Deadline.Options) {
     return socketDone(this.link, options)
   }
@@ -1245,6 +1263,16 @@ const socketReceive = Effect.fn("TcpTest.recvInto")(
     }
     const deadline = yield* Deadline.resolve(options, "recv", link.address)
     return yield* link.recv(targets, targets.reduce((n, target) => n + target.length, 0), deadline)
+  }
+)
+
+const socketRecvSome = Effect.fn("TcpTest.recvSome")(
+  function*(link: Link, max: number, options?: Deadline.Options): Effect.fn.Return<Uint8Array, TcpError.RecvError> {
+    if (!Number.isSafeInteger(max) || max < 1) {
+      return yield* TcpError.invalid("recv", "max must be a positive integer", link.address)
+    }
+    const deadline = yield* Deadline.resolve(options, "recv", link.address)
+    return yield* link.recvSome(max, deadline)
   }
 )
 

@@ -28,10 +28,12 @@ type Resume<E> = (effect: Effect.Effect<void, E>) => void
 
 /** A receive in progress: bytes go into `targets` in order until `total`. */
 interface PendingRead {
-  readonly targets: ReadonlyArray<Uint8Array>
-  readonly total: number
+  targets: ReadonlyArray<Uint8Array>
+  total: number
   /** Up to the slot's size a read completes at once or consumes nothing. */
   readonly atomic: boolean
+  /** Takes whatever has arrived, up to `total` bytes, once there is at least one. */
+  readonly some: boolean
   filled: number
   resume: Resume<TcpError.RecvError> | undefined
 }
@@ -162,6 +164,10 @@ export class Connection {
   /** Moves a read forward; returns its outcome once it has one. */
   private step(read: PendingRead): Effect.Effect<void, TcpError.RecvError> | undefined {
     const buffered = this.end - this.start
+    if (read.some && buffered > 0 && read.targets.length === 0) {
+      read.total = Math.min(buffered, read.total)
+      read.targets = [new Uint8Array(read.total)]
+    }
     const wanted = read.total - read.filled
     if (buffered >= wanted) {
       this.copyOut(read, wanted)
@@ -191,15 +197,35 @@ export class Connection {
    * effect runs (inside `Effect.suspend` or an `Effect.fn` body).
    */
   recv(targets: ReadonlyArray<Uint8Array>, total: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
+    return this.read(() => this.newRead(targets, total, false), total, deadline)
+  }
+
+  /**
+   * What has arrived, up to `max` bytes, waiting until `deadline` for at
+   * least one; `PeerClosed` (with no bytes) once the peer finished. Call it
+   * while the effect runs.
+   */
+  recvSome(max: number, deadline: Deadline): Effect.Effect<Uint8Array, TcpError.RecvError> {
+    let read: PendingRead | undefined
+    const make = () => (read = this.newRead([], max, true))
+    return Effect.map(this.read(make, 1, deadline), () => read?.targets[0] ?? new Uint8Array(0))
+  }
+
+  private newRead(targets: ReadonlyArray<Uint8Array>, total: number, some: boolean): PendingRead {
+    return { targets, total, atomic: some || total <= this.buffer.length, some, filled: 0, resume: undefined }
+  }
+
+  /** Runs the read `make` builds once its turn comes; `needed` buffered bytes let it finish without the gate. */
+  private read(make: () => PendingRead, needed: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
     const onTimeout = () => TcpError.timedOut("recv", this.address)
-    if (this.recvGate.idle && (this.end - this.start >= total || this.eof || this.failure !== undefined)) {
+    if (this.recvGate.idle && (this.end - this.start >= needed || this.eof || this.failure !== undefined)) {
       // Nothing queued ahead and an outcome already known: no gate, no wait.
-      const begun = this.beginRead(targets, total)
+      const begun = this.beginRead(make)
       if (Effect.isEffect(begun)) return begun
     }
     return this.recvGate.run(
       Effect.suspend(() => {
-        const begun = this.beginRead(targets, total)
+        const begun = this.beginRead(make)
         return Effect.isEffect(begun) ? begun : this.awaitRead(begun, deadline)
       }),
       deadline,
@@ -208,17 +234,14 @@ export class Connection {
   }
 
   /** Starts a read: its outcome when there is one already, else the read to wait for. */
-  private beginRead(
-    targets: ReadonlyArray<Uint8Array>,
-    total: number
-  ): PendingRead | Effect.Effect<void, TcpError.RecvError> {
+  private beginRead(make: () => PendingRead): PendingRead | Effect.Effect<void, TcpError.RecvError> {
     if (this.phase !== "open") return Effect.fail(TcpError.closed("recv", this.address))
     if (this.inboundBroken) {
       return Effect.fail(
         TcpError.make(TcpError.ConnReset, "ECONNRESET", "recv", this.address, "an earlier receive stopped halfway")
       )
     }
-    const read: PendingRead = { targets, total, atomic: total <= this.buffer.length, filled: 0, resume: undefined }
+    const read = make()
     return this.step(read) ?? read
   }
 

@@ -1,0 +1,140 @@
+/**
+ * recvSome, stream, sink and the effect/socket adapter, on real loopback
+ * sockets against plain node:net peers.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Stream } from "effect"
+import * as Socket from "effect/socket/Socket"
+import { createHash, randomBytes } from "node:crypto"
+import type * as Net from "node:net"
+import { TcpClient, TcpSocket } from "../src/index.ts"
+import { checkFdLeaks, rawServer, readAll, withTcp } from "./helpers.ts"
+
+const T = { timeout: "3 seconds" } as const
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+
+/** A node:net peer whose first connection is handed to `onConnection`; our socket connected to it. */
+const connectedTo = (onConnection: (peer: Net.Socket) => void) =>
+  Effect.gen(function*() {
+    const server = yield* rawServer(onConnection)
+    return yield* TcpClient.connect(server.address, T)
+  })
+
+describe("TcpSocket streams", () => {
+  checkFdLeaks()
+
+  describe("recvSome", () => {
+    it.live("returns what has arrived, at most max, and PeerClosed with no bytes at the end", () =>
+      withTcp(Effect.gen(function*() {
+        const socket = yield* connectedTo((peer) => peer.end("hello world"))
+        yield* Effect.sleep("100 millis") // both the bytes and the FIN have arrived
+        assert.strictEqual(new TextDecoder().decode(yield* socket.recvSome(5, T)), "hello")
+        assert.strictEqual(new TextDecoder().decode(yield* socket.recvSome(100, T)), " world")
+        const error = yield* Effect.flip(socket.recvSome(100, T))
+        assert.strictEqual(error._tag, "PeerClosed")
+        assert.strictEqual(error._tag === "PeerClosed" ? error.bytes.length : -1, 0)
+      })))
+
+    it.live("waits for the first byte; deadline 0 with nothing here is TimedOut and consumes nothing", () =>
+      withTcp(Effect.gen(function*() {
+        let peer: Net.Socket | undefined
+        const socket = yield* connectedTo((p) => {
+          peer = p
+        })
+        const early = yield* Effect.flip(socket.recvSome(10, { deadline: 0 }))
+        assert.strictEqual(early._tag, "TimedOut")
+        const waiting = yield* Effect.forkChild(socket.recvSome(10, T))
+        yield* Effect.sleep("50 millis")
+        assert.isUndefined(waiting.pollUnsafe(), "still waiting for the first byte")
+        peer?.write("ab")
+        assert.strictEqual(new TextDecoder().decode(yield* Fiber.join(waiting)), "ab")
+      })))
+
+    it.live("an interrupted recvSome consumes nothing", () =>
+      withTcp(Effect.gen(function*() {
+        let peer: Net.Socket | undefined
+        const socket = yield* connectedTo((p) => {
+          peer = p
+        })
+        const waiting = yield* Effect.forkChild(socket.recvSome(10, T))
+        yield* Effect.sleep("30 millis")
+        yield* Fiber.interrupt(waiting)
+        peer?.write("xyz")
+        assert.strictEqual(new TextDecoder().decode(yield* socket.recv(3, T)), "xyz")
+      })))
+
+    it.live("max must be a positive integer", () =>
+      withTcp(Effect.gen(function*() {
+        const socket = yield* connectedTo(() => {})
+        for (const max of [0, -1, 1.5, Number.NaN]) {
+          const error = yield* Effect.flip(TcpSocket.recvSome(socket, max))
+          assert.strictEqual(error._tag, "InvalidArgument", `max ${max}`)
+        }
+      })))
+  })
+
+  it.live("stream delivers every byte in order in chunks of at most chunkSize, ending at the FIN", () =>
+    withTcp(Effect.gen(function*() {
+      const data = randomBytes(1024 * 1024)
+      const socket = yield* connectedTo((peer) => peer.end(data))
+      const chunks = yield* Stream.runCollect(TcpSocket.stream(socket, { chunkSize: 4096 }))
+      assert.strictEqual(sha256(Buffer.concat(chunks)), sha256(data))
+      assert.isTrue(chunks.every((c) => c.length >= 1 && c.length <= 4096))
+    })))
+
+  it.live("sink sends every chunk in order", () =>
+    withTcp(Effect.gen(function*() {
+      const data = randomBytes(512 * 1024)
+      let received: Effect.Effect<Buffer, Error> = Effect.die("no connection")
+      const socket = yield* connectedTo((peer) => {
+        received = readAll(peer)
+      })
+      const pieces = Array.from({ length: 64 }, (_, i) => data.subarray(i * 8192, (i + 1) * 8192))
+      yield* Stream.fromIterable(pieces).pipe(Stream.run(TcpSocket.sink(socket)))
+      yield* socket.done(T)
+      assert.strictEqual(sha256(yield* received), sha256(data))
+    })))
+
+  describe("toSocket (effect/socket)", () => {
+    it.live("reads what the peer sends, ending with SocketCloseError 1000 at its FIN", () =>
+      withTcp(Effect.gen(function*() {
+        const data = randomBytes(256 * 1024)
+        const socket = TcpSocket.toSocket(yield* connectedTo((peer) => peer.end(data)))
+        const chunks: Array<Uint8Array> = []
+        const error = yield* Effect.flip(Stream.runForEach(Socket.toStream(socket), (chunk) =>
+          Effect.sync(() => {
+            chunks.push(chunk)
+          })))
+        // Like NodeSocket's, the stream ends with a close error; every byte before it arrived.
+        assert.strictEqual(error.reason._tag, "SocketCloseError")
+        assert.strictEqual(error.reason._tag === "SocketCloseError" ? error.reason.code : 0, 1000)
+        assert.strictEqual(sha256(Buffer.concat(chunks)), sha256(data))
+      })))
+
+    it.live("the writer sends bytes and strings; a CloseEvent sends our FIN", () =>
+      withTcp(Effect.gen(function*() {
+        let received: Effect.Effect<Buffer, Error> = Effect.die("no connection")
+        const tcp = yield* connectedTo((peer) => {
+          received = readAll(peer)
+        })
+        const socket = TcpSocket.toSocket(tcp)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const writer = yield* socket.writer
+          yield* writer.write(new TextEncoder().encode("bytes,"))
+          yield* writer.writeAll(["and ", "strings"])
+          yield* writer.write(new Socket.CloseEvent())
+        }))
+        assert.strictEqual((yield* received).toString(), "bytes,and strings")
+      })))
+
+    it.live("a reset reaches the reader as SocketReadError carrying ConnReset", () =>
+      withTcp(Effect.gen(function*() {
+        // Reset once the connection is surely up (an immediate reset can beat the handshake: ConnReset on connect).
+        const socket = TcpSocket.toSocket(yield* connectedTo((peer) => setTimeout(() => peer.resetAndDestroy(), 50)))
+        const error = yield* Effect.flip(Effect.scoped(Effect.flatMap(socket.reader, (reader) => reader.pull)))
+        assert.strictEqual(error.reason._tag, "SocketReadError")
+        const cause = error.reason._tag === "SocketReadError" ? error.reason.cause : undefined
+        assert.strictEqual((cause as { readonly _tag?: string } | undefined)?._tag, "ConnReset")
+      })))
+  })
+})
