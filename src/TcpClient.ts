@@ -4,7 +4,8 @@
  *
  * @since 0.1.0
  */
-import { Array as Arr, Context, Duration, Effect, Exit, Layer, Option } from "effect"
+import { Array as Arr, Context, Duration, Effect, Exit, Latch, Layer, Option } from "effect"
+import * as Socket from "effect/socket/Socket"
 import type { Scope } from "effect"
 import { AddressResolver, Host, NetAddress } from "effect/net"
 import * as NodeAddressResolver from "@effect/platform-node/NodeAddressResolver"
@@ -12,6 +13,7 @@ import * as NodeDns from "@effect/platform-node/NodeDns"
 import * as Deadline from "./Deadline.ts"
 import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, resolve, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
+import { socketReader, socketWriter } from "./internal/socket.ts"
 import { applySettings, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
@@ -166,6 +168,89 @@ export const fromFd = (
   options?: FromFdOptions
 ): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, TcpClient | Scope.Scope> =>
   TcpClient.use((client) => client.fromFd(fd, options))
+
+/**
+ * Effect's own `effect/socket` `Socket`, connecting through the `TcpClient`
+ * in context: like `NodeSocket.makeNet`, each acquisition of its reader
+ * opens a connection in the reader's scope (a failed connect is a
+ * `SocketOpenError`, `"Timeout"` for `TimedOut`, with the tagged error as
+ * its cause), and its writer writes to the open one. See
+ * `TcpSocket.toSocket` for the rest of the mapping.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Socket } from "effect/socket"
+ * import { TcpClient, TcpNode } from "effect-tcp"
+ * const program = Effect.gen(function*() {
+ *   const socket = yield* TcpClient.makeSocket("127.0.0.1:7000", { timeout: "2 seconds" })
+ *   yield* Socket.toStream(socket).pipe(Stream.runForEach(Effect.log))
+ * }).pipe(Effect.provide(TcpNode.layer))
+ * ```
+ * @since 0.1.0
+ */
+export const makeSocket = (
+  address: TcpAddress,
+  options?: ConnectOptions
+): Effect.Effect<Socket.Socket, never, TcpClient> =>
+  TcpClient.use((client) =>
+    Effect.sync(() => {
+      let current: TcpSocket.TcpSocket | undefined
+      const open = Latch.makeUnsafe(false)
+      const reader = Effect.gen(function*() {
+        const socket = yield* client.connect(address, options).pipe(
+          Effect.mapError((cause) =>
+            new Socket.SocketError({
+              reason: new Socket.SocketOpenError({ kind: cause._tag === "TimedOut" ? "Timeout" : "Unknown", cause })
+            })
+          )
+        )
+        current = socket
+        open.openUnsafe()
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            current = undefined
+            open.closeUnsafe()
+          })
+        )
+        return socketReader(socket)
+      })
+      // Writes go to whichever connection the reader opened, once it has.
+      const connected = open.whenOpen(Effect.suspend(() =>
+        current === undefined
+          ? Effect.fail(
+            new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause: new Error("socket closed") }) })
+          )
+          : Effect.succeed(socketWriter(current))
+      ))
+      const writer = Effect.acquireRelease(
+        Effect.succeed<Socket.Writer>({
+          write: (chunk) => Effect.flatMap(connected, (writer) => writer.write(chunk)),
+          writeAll: (chunks) => Effect.flatMap(connected, (writer) => writer.writeAll(chunks))
+        }),
+        () => current === undefined ? Effect.void : Effect.ignore(current.done())
+      )
+      return Socket.make({ reader, writer })
+    })
+  )
+
+/**
+ * A layer providing `effect/socket`'s `Socket` service over effect-tcp: the
+ * one-layer swap for `NodeSocket.layerNet` in a `Socket`-based program.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { TcpClient, TcpNode } from "effect-tcp"
+ * // before: NodeSocket.layerNet({ host: "127.0.0.1", port: 7000 })
+ * const SocketLive = TcpClient.layerSocket("127.0.0.1:7000").pipe(Layer.provide(TcpNode.layer))
+ * ```
+ * @since 0.1.0
+ */
+export const layerSocket = (
+  address: TcpAddress,
+  options?: ConnectOptions
+): Layer.Layer<Socket.Socket, never, TcpClient> => Layer.effect(Socket.Socket, makeSocket(address, options))
 
 const isFamily = (u: unknown): u is Family => u === "ipv4" || u === "ipv6" || u === "any"
 

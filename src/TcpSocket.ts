@@ -9,8 +9,9 @@
  *
  * @since 0.1.0
  */
-import { Array as Arr, Duration, Effect, Function as Fn, Predicate, Result, Sink, Stream } from "effect"
+import { Duration, Effect, Function as Fn, Predicate, Result, Sink, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
+import { socketReader, socketWriter } from "./internal/socket.ts"
 import type { Scope } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import type { NetAddress } from "effect/net"
@@ -523,31 +524,12 @@ export const sink = (self: TcpSocket): Sink.Sink<void, Uint8Array, never, TcpErr
  * ```
  * @since 0.1.0
  */
-export const toSocket = (self: TcpSocket): Socket.Socket => {
-  const readError = (cause: TcpError.RecvError) =>
-    cause._tag === "PeerClosed"
-      ? new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000 }) })
-      : new Socket.SocketError({ reason: new Socket.SocketReadError({ cause }) })
-  const writeError = (cause: TcpError.SendError) =>
-    new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
-  const bytes = (chunk: Uint8Array | string) => typeof chunk === "string" ? utf8.encode(chunk) : chunk
-  const pull = self.recvSome(64 * 1024).pipe(
-    Effect.map((chunk) => Arr.of(chunk)),
-    Effect.mapError(readError)
-  )
-  const write = (chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> =>
-    Socket.isCloseEvent(chunk)
-      ? chunk.code > 1000 ? self.abort : Effect.mapError(self.done(), writeError)
-      : Effect.mapError(self.send(bytes(chunk)), writeError)
-  const writeAll = (chunks: Arr.NonEmptyReadonlyArray<Uint8Array | string>) =>
-    Effect.mapError(self.sendv(chunks.map(bytes)), writeError)
-  return Socket.make({
-    reader: Effect.succeed({ pull, upgrade: Socket.SocketUpgradeError.unsupported }),
-    writer: Effect.acquireRelease(Effect.succeed({ write, writeAll }), () => Effect.ignore(self.done()))
+export const toSocket = (self: TcpSocket): Socket.Socket =>
+  Socket.make({
+    reader: Effect.succeed(socketReader(self)),
+    writer: Effect.acquireRelease(Effect.succeed(socketWriter(self)), () => Effect.ignore(self.done()))
   })
-}
 
-const utf8 = new TextEncoder()
 
 /**
  * Hands a connection the library made to the current scope and returns the

@@ -8,7 +8,7 @@ import * as Socket from "effect/socket/Socket"
 import { createHash, randomBytes } from "node:crypto"
 import type * as Net from "node:net"
 import { TcpClient, TcpSocket } from "../src/index.ts"
-import { checkFdLeaks, rawServer, readAll, withTcp } from "./helpers.ts"
+import { checkFdLeaks, closedPort, rawServer, readAll, withTcp } from "./helpers.ts"
 
 const T = { timeout: "3 seconds" } as const
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
@@ -137,4 +137,49 @@ describe("TcpSocket streams", () => {
         assert.strictEqual((cause as { readonly _tag?: string } | undefined)?._tag, "ConnReset")
       })))
   })
+})
+
+describe("TcpClient.layerSocket (effect/socket's Socket service)", () => {
+  checkFdLeaks()
+
+  /** A Socket-based program, written for effect/socket only: send a line, read the echo until the peer's FIN. */
+  const socketProgram = Effect.gen(function*() {
+    const socket = yield* Socket.Socket
+    const received: Array<Uint8Array> = []
+    const reading = Effect.scoped(Effect.gen(function*() {
+      const pull = yield* Socket.readerBytes(socket)
+      for (let i = 0; i < 1000; i++) received.push(...(yield* pull)) // ends at the peer's FIN, long before
+    }))
+    const writing = Effect.scoped(Effect.gen(function*() {
+      const writer = yield* socket.writer
+      yield* writer.write("hello over effect-tcp")
+      yield* writer.write(new Socket.CloseEvent())
+    }))
+    const [closed] = yield* Effect.all([Effect.flip(reading), writing], { concurrency: 2 })
+    return { text: Buffer.concat(received).toString(), closed }
+  })
+
+  it.live("runs a Socket-based program over effect-tcp by swapping one layer", () =>
+    withTcp(Effect.gen(function*() {
+      const server = yield* rawServer((peer) => {
+        peer.on("data", (chunk: Buffer) => peer.write(chunk))
+        peer.on("end", () => peer.end())
+      })
+      const result = yield* socketProgram.pipe(
+        Effect.provide(TcpClient.layerSocket(server.address)),
+        Effect.timeout("5 seconds")
+      )
+      assert.strictEqual(result.text, "hello over effect-tcp")
+      assert.strictEqual(result.closed.reason._tag, "SocketCloseError")
+    })))
+
+  it.live("a refused connect is a SocketOpenError carrying ConnRefused", () =>
+    withTcp(Effect.gen(function*() {
+      const port = yield* closedPort
+      const socket = yield* TcpClient.makeSocket(`127.0.0.1:${port}`, T)
+      const error = yield* Effect.flip(Effect.scoped(socket.reader))
+      assert.strictEqual(error.reason._tag, "SocketOpenError")
+      const cause = error.reason._tag === "SocketOpenError" ? error.reason.cause : undefined
+      assert.strictEqual((cause as { readonly _tag?: string } | undefined)?._tag, "ConnRefused")
+    })))
 })
