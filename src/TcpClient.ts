@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Array as Arr, Context, Duration, Effect, Exit, Latch, Layer, Option } from "effect"
+import { Array as Arr, Config, Context, Duration, Effect, Exit, Latch, Layer, Option } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type { Scope } from "effect"
 import { AddressResolver, Host, NetAddress } from "effect/net"
@@ -98,20 +98,93 @@ export class TcpClient extends Context.Service<TcpClient, {
    * ```
    * @since 0.1.0
    */
-  static readonly layer: Layer.Layer<TcpClient, never, TcpStorage> = Layer.effect(
-    TcpClient,
-    Effect.gen(function*() {
-      const storage = yield* TcpStorage
-      const resolver = yield* Effect.serviceOption(AddressResolver.AddressResolver).pipe(
-        Effect.flatMap(Option.match({
-          onSome: Effect.succeed,
-          onNone: () => AddressResolver.AddressResolver.use(Effect.succeed).pipe(Effect.provide(systemResolver))
-        }))
-      )
-      return make(storage.pool, resolver)
-    })
+  static readonly layer: Layer.Layer<TcpClient, never, TcpStorage> = Layer.suspend(() => layerWith())
+
+  /**
+   * The Node client with defaults of your own: `connectTimeout` bounds every
+   * connect that gives neither a deadline nor a timeout.
+   *
+   * @example
+   * ```ts
+   * import { TcpClient } from "effect-tcp"
+   * const Client = TcpClient.TcpClient.layerWith({ connectTimeout: "3 seconds" })
+   * ```
+   * @since 0.1.0
+   */
+  static readonly layerWith = (defaults?: ClientDefaults): Layer.Layer<TcpClient, never, TcpStorage> =>
+    Layer.effect(
+      TcpClient,
+      Effect.gen(function*() {
+        const storage = yield* TcpStorage
+        const resolver = yield* Effect.serviceOption(AddressResolver.AddressResolver).pipe(
+          Effect.flatMap(Option.match({
+            onSome: Effect.succeed,
+            onNone: () => AddressResolver.AddressResolver.use(Effect.succeed).pipe(Effect.provide(systemResolver))
+          }))
+        )
+        return make(storage.pool, resolver, defaults?.connectTimeout)
+      })
+    )
+
+  /**
+   * The Node client configured from `Config`: `TCP_CONNECT_TIMEOUT` (a
+   * duration such as `"5 seconds"`, optional) is the default connect timeout.
+   *
+   * @example
+   * ```ts
+   * import { TcpClient } from "effect-tcp"
+   * const Client = TcpClient.TcpClient.layerConfig // TCP_CONNECT_TIMEOUT="2 seconds"
+   * ```
+   * @since 0.1.0
+   */
+  static readonly layerConfig: Layer.Layer<TcpClient, Config.ConfigError, TcpStorage> = Layer.unwrap(
+    Effect.map(
+      Config.option(Config.Duration("TCP_CONNECT_TIMEOUT")),
+      (timeout) => layerWith({ connectTimeout: Option.getOrUndefined(timeout) })
+    )
   )
 }
+
+/**
+ * Defaults for the client's calls.
+ *
+ * @example
+ * ```ts
+ * import type { TcpClient } from "effect-tcp"
+ * const defaults: TcpClient.ClientDefaults = { connectTimeout: "5 seconds" }
+ * ```
+ * @since 0.1.0
+ */
+export interface ClientDefaults {
+  readonly connectTimeout?: Duration.Input | undefined
+}
+
+/**
+ * `TcpClient.TcpClient.layerWith`: the Node client with defaults of your own.
+ *
+ * @example
+ * ```ts
+ * import { TcpClient } from "effect-tcp"
+ * const Client = TcpClient.layerWith({ connectTimeout: "3 seconds" })
+ * ```
+ * @since 0.1.0
+ */
+export const layerWith = (defaults?: ClientDefaults): Layer.Layer<TcpClient, never, TcpStorage> =>
+  TcpClient.layerWith(defaults)
+
+/**
+ * `TcpClient.TcpClient.layerConfig`: the Node client configured from `Config`.
+ *
+ * @example
+ * ```ts
+ * import { TcpClient } from "effect-tcp"
+ * const Client = TcpClient.layerConfig
+ * ```
+ * @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<TcpClient, Config.ConfigError, TcpStorage> = Layer.suspend(() =>
+  TcpClient.layerConfig
+)
 
 const systemResolver = NodeAddressResolver.layer.pipe(Layer.provide(NodeDns.layer))
 
@@ -252,6 +325,15 @@ export const layerSocket = (
   options?: ConnectOptions
 ): Layer.Layer<Socket.Socket, never, TcpClient> => Layer.effect(Socket.Socket, makeSocket(address, options))
 
+/** The call's own deadline or timeout, else the client's default timeout. */
+const withDefaultTimeout = (
+  options: ConnectOptions | undefined,
+  timeout: Duration.Input | undefined
+): Deadline.Options | undefined =>
+  timeout === undefined || options?.deadline !== undefined || options?.timeout !== undefined
+    ? options
+    : { timeout }
+
 const isFamily = (u: unknown): u is Family => u === "ipv4" || u === "ipv6" || u === "any"
 
 /** Tries `targets` in order; the first success wins, else the first error. */
@@ -264,7 +346,11 @@ const firstSuccess = <A, E>(
     attempt(Arr.headNonEmpty(targets))
   )
 
-const make = (pool: Pool, resolver: AddressResolver.AddressResolver["Service"]): TcpClient["Service"] => {
+const make = (
+  pool: Pool,
+  resolver: AddressResolver.AddressResolver["Service"],
+  connectTimeout: Duration.Input | undefined
+): TcpClient["Service"] => {
   /**
    * Runs `open` for a connection living in `slot`; on success the socket
    * goes to the current scope, on failure or interruption the slot goes back.
@@ -291,7 +377,7 @@ const make = (pool: Pool, resolver: AddressResolver.AddressResolver["Service"]):
       const settings = yield* Effect.fromResult(resolveSettings(options, "connect", text))
       const family = orDefault(options?.family, "any")
       if (!isFamily(family)) return yield* TcpError.invalid("connect", `family must be "ipv4", "ipv6" or "any"`, text)
-      const deadline = yield* Deadline.resolve(options, "connect", text)
+      const deadline = yield* Deadline.resolve(withDefaultTimeout(options, connectTimeout), "connect", text)
       const targets = yield* resolve(endpoint, resolver, family, deadline, "connect")
       yield* Effect.annotateCurrentSpan("tcp.address", text)
 

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer } from "effect"
+import { Config, Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import * as Deadline from "./Deadline.ts"
 import { orDefault } from "./internal/options.ts"
@@ -120,6 +120,31 @@ export class TcpStorage extends Context.Service<TcpStorage, {
    */
   static readonly layer = (options?: Options): Layer.Layer<TcpStorage> =>
     Layer.effect(TcpStorage, make(options))
+
+  /**
+   * A pool configured from `Config`: `TCP_POOL_SLOTS`, `TCP_BUFFER_SIZE`
+   * (integers) and `TCP_POOL_ON_EXHAUSTED` (`wait` or `fail`), each
+   * defaulting like `layer()`.
+   *
+   * @example
+   * ```ts
+   * import { TcpStorage } from "effect-tcp"
+   * const Storage = TcpStorage.TcpStorage.layerConfig // TCP_POOL_SLOTS=256 TCP_BUFFER_SIZE=16384
+   * ```
+   * @since 0.1.0
+   */
+  static readonly layerConfig: Layer.Layer<TcpStorage, Config.ConfigError> = Layer.unwrap(
+    Effect.map(
+      Config.all({
+        slots: Config.Int("TCP_POOL_SLOTS").pipe(Config.withDefault(defaults.slots)),
+        bufferSize: Config.Int("TCP_BUFFER_SIZE").pipe(Config.withDefault(defaults.bufferSize)),
+        onExhausted: Config.Literals(["wait", "fail"], "TCP_POOL_ON_EXHAUSTED").pipe(
+          Config.withDefault(defaults.onExhausted)
+        )
+      }),
+      (options) => TcpStorage.layer(options)
+    )
+  )
 }
 
 const isSize = (n: number, min: number) => Number.isSafeInteger(n) && n >= min
@@ -166,6 +191,18 @@ const make = Effect.fnUntraced(function*(options?: Options) {
  * @since 0.1.0
  */
 export const layer: (options?: Options) => Layer.Layer<TcpStorage> = TcpStorage.layer
+
+/**
+ * `TcpStorage.TcpStorage.layerConfig`: a pool configured from `Config`.
+ *
+ * @example
+ * ```ts
+ * import { TcpStorage } from "effect-tcp"
+ * const Storage = TcpStorage.layerConfig
+ * ```
+ * @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<TcpStorage, Config.ConfigError> = TcpStorage.layerConfig
 
 /**
  * Takes a slot from the pool for the current scope, waiting within the
