@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Array as Arr, Config, Context, Duration, Effect, Exit, Latch, Layer, Option } from "effect"
+import { Array as Arr, Config, Context, Duration, Effect, Exit, Latch, Layer, Option, Result } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type { Scope } from "effect"
 import { AddressResolver, Host, NetAddress } from "effect/net"
@@ -34,7 +34,10 @@ export type {
 /**
  * Options for `connect`: a deadline and/or timeout for the whole call (name
  * resolution, waiting for a storage slot, the handshake), the caller's own
- * storage slot, socket settings and the address family a name may resolve to.
+ * storage slot, socket settings, the address family a name may resolve to,
+ * and the local address and/or port to bind (an IP literal; port `0` or
+ * none lets the kernel pick). A name then resolves only to addresses of the
+ * local address's family.
  *
  * @example
  * ```ts
@@ -46,6 +49,8 @@ export type {
 export interface ConnectOptions extends Deadline.Options, SocketSettings {
   readonly storage?: TcpStorageModule.Slot | undefined
   readonly family?: Family | undefined
+  readonly localAddress?: string | undefined
+  readonly localPort?: number | undefined
 }
 
 /**
@@ -325,6 +330,30 @@ export const layerSocket = (
   options?: ConnectOptions
 ): Layer.Layer<Socket.Socket, never, TcpClient> => Layer.effect(Socket.Socket, makeSocket(address, options))
 
+/** What `localAddress` / `localPort` ask Node to bind, checked. */
+const localBinding = (
+  options: ConnectOptions | undefined,
+  text: string
+): Result.Result<
+  { readonly bind: { localAddress?: string; localPort?: number }; readonly family: Family | undefined } | undefined,
+  TcpError.InvalidArgument
+> => {
+  const localAddress = options?.localAddress
+  const localPort = options?.localPort
+  if (localAddress === undefined && localPort === undefined) return Result.succeed(undefined)
+  if (localPort !== undefined && !(Number.isSafeInteger(localPort) && localPort >= 0 && localPort <= 65535)) {
+    return Result.fail(TcpError.invalid("connect", "localPort must be 0..65535", text))
+  }
+  if (localAddress === undefined) return Result.succeed({ bind: { localPort }, family: undefined })
+  const ip = typeof localAddress === "string" ? NetAddress.ipFromString(localAddress) : undefined
+  if (ip === undefined || Result.isFailure(ip)) {
+    return Result.fail(TcpError.invalid("connect", "localAddress must be an IP address", text))
+  }
+  const family = NetAddress.isIpv4Address(ip.success) ? "ipv4" : "ipv6"
+  const bind = { localAddress: NetAddress.formatIp(ip.success), ...(localPort === undefined ? {} : { localPort }) }
+  return Result.succeed({ bind, family })
+}
+
 /** The call's own deadline or timeout, else the client's default timeout. */
 const withDefaultTimeout = (
   options: ConnectOptions | undefined,
@@ -375,8 +404,12 @@ const make = (
       const endpoint = yield* Effect.fromResult(parse(address, "connect", false))
       const text = NetAddress.isInetAddress(endpoint) ? NetAddress.formatInet(endpoint) : Host.formatHostPort(endpoint)
       const settings = yield* Effect.fromResult(resolveSettings(options, "connect", text))
-      const family = orDefault(options?.family, "any")
+      const local = yield* Effect.fromResult(localBinding(options, text))
+      const family = local?.family ?? orDefault(options?.family, "any")
       if (!isFamily(family)) return yield* TcpError.invalid("connect", `family must be "ipv4", "ipv6" or "any"`, text)
+      if (local?.family !== undefined && options?.family !== undefined && options.family !== "any" && options.family !== family) {
+        return yield* TcpError.invalid("connect", `localAddress is not an ${options.family} address`, text)
+      }
       const deadline = yield* Deadline.resolve(withDefaultTimeout(options, connectTimeout), "connect", text)
       const targets = yield* resolve(endpoint, resolver, family, deadline, "connect")
       yield* Effect.annotateCurrentSpan("tcp.address", text)
@@ -386,7 +419,8 @@ const make = (
           Effect.suspend(() => {
             const conn = new Connection(slot, NetAddress.formatInet(target), () => {}, {})
             applySettings(conn.socket, settings)
-            return restore(conn.connect({ host: nodeHost(target), port: target.port }, deadline)).pipe(
+            const to = { host: nodeHost(target), port: target.port, ...local?.bind }
+            return restore(conn.connect(to, deadline)).pipe(
               Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void),
               Effect.as(conn)
             )

@@ -723,3 +723,31 @@ describe("TcpClient", () => {
       }), 20_000)
   })
 })
+
+describe("TcpClient local binding", () => {
+  checkFdLeaks()
+
+  it.live("localAddress and localPort bind our end; the peer sees them", () =>
+    withTcp(Effect.gen(function*() {
+      const server = yield* echoServer()
+      const port = yield* closedPort
+      const socket = yield* TcpClient.connect(server.address, { timeout: "2 seconds", localAddress: "127.0.0.2", localPort: port })
+      const local = socket.localAddress
+      assert.isDefined(local)
+      assert.strictEqual(local === undefined ? "" : NetAddress.formatInet(local), `127.0.0.2:${port}`)
+      yield* roundTrip(socket, "bound")
+      yield* socket.close({ timeout: "2 seconds" })
+    })))
+
+  it.live("bad local bindings are InvalidArgument; a local address that is not ours is AddrNotAvail", () =>
+    withTcp(Effect.gen(function*() {
+      const server = yield* echoServer()
+      for (const options of [{ localAddress: "not-an-ip" }, { localPort: 70000 }, { localPort: -1 }, { localAddress: "::1", family: "ipv4" as const }]) {
+        const error = yield* Effect.flip(TcpClient.connect(server.address, { timeout: "2 seconds", ...options }))
+        assert.strictEqual(error._tag, "InvalidArgument", JSON.stringify(options))
+      }
+      // 192.0.2.1 (a documentation address) is on no interface here: the bind fails before any packet is sent.
+      const error = yield* Effect.flip(TcpClient.connect(server.address, { timeout: "2 seconds", localAddress: "192.0.2.1" }))
+      assert.strictEqual(error._tag, "AddrNotAvail")
+    })))
+})
