@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Array as Arr, Config, Context, Duration, Effect, Exit, Latch, Layer, Option, Result } from "effect"
+import { Array as Arr, Config, Context, Deferred, Duration, Effect, Exit, Latch, Layer, Option, Result } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type { Scope } from "effect"
 import { AddressResolver, Host, NetAddress } from "effect/net"
@@ -14,7 +14,7 @@ import * as Deadline from "./Deadline.ts"
 import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, resolve, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
 import { socketReader, socketWriter } from "./internal/socket.ts"
-import { applySettings, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
+import { applySettings, checkedDuration, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
@@ -51,6 +51,14 @@ export interface ConnectOptions extends Deadline.Options, SocketSettings {
   readonly family?: Family | undefined
   readonly localAddress?: string | undefined
   readonly localPort?: number | undefined
+  /**
+   * RFC 8305 ("happy eyeballs"): when a name resolves to several addresses,
+   * try them interleaving families, starting the next one after this delay
+   * (`true`: 250 ms) or as soon as the previous attempt failed; the first to
+   * connect wins and the others are closed. Off by default: addresses are
+   * then tried one after another.
+   */
+  readonly happyEyeballs?: boolean | Duration.Input | undefined
 }
 
 /**
@@ -365,6 +373,60 @@ const withDefaultTimeout = (
 
 const isFamily = (u: unknown): u is Family => u === "ipv4" || u === "ipv6" || u === "any"
 
+/**
+ * RFC 8305: attempts start one `delay` apart, or as soon as the one before
+ * failed; the first success wins and the others are interrupted (and so
+ * closed). Fails only when every attempt failed.
+ */
+const staggered = <A, E>(
+  targets: Arr.NonEmptyReadonlyArray<NetAddress.InetAddress>,
+  attempt: (target: NetAddress.InetAddress) => Effect.Effect<A, E>,
+  delay: Duration.Duration
+): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    const started = targets.map(() => Deferred.makeUnsafe<void>())
+    const failed = targets.map(() => Deferred.makeUnsafe<void>())
+    const runs = targets.map((target, i) => {
+      const previousStarted = started[i - 1]
+      const previousFailed = failed[i - 1]
+      const turn = previousStarted === undefined || previousFailed === undefined
+        ? Effect.void
+        : Effect.andThen(
+          Deferred.await(previousStarted),
+          Effect.raceFirst(Effect.sleep(delay), Deferred.await(previousFailed))
+        )
+      return turn.pipe(
+        Effect.andThen(Deferred.succeed(started[i] ?? Deferred.makeUnsafe<void>(), undefined)),
+        Effect.andThen(attempt(target)),
+        Effect.tapError(() => Deferred.succeed(failed[i] ?? Deferred.makeUnsafe<void>(), undefined))
+      )
+    })
+    return Effect.raceAll(runs)
+  })
+
+/** Orders addresses for happy eyeballs: families alternate, starting with the first one's. */
+const interleaved = (
+  targets: Arr.NonEmptyReadonlyArray<NetAddress.InetAddress>
+): Arr.NonEmptyReadonlyArray<NetAddress.InetAddress> => {
+  const first = Arr.headNonEmpty(targets)
+  const same = targets.filter((t) => t._tag === first._tag)
+  const other = targets.filter((t) => t._tag !== first._tag)
+  const out: Array<NetAddress.InetAddress> = []
+  for (let i = 0; i < Math.max(same.length, other.length); i++) {
+    const a = same[i]
+    const b = other[i]
+    if (a !== undefined) out.push(a)
+    if (b !== undefined) out.push(b)
+  }
+  return Arr.isReadonlyArrayNonEmpty(out) ? out : targets
+}
+
+const happyDelay = (input: boolean | Duration.Input | undefined): Option.Option<Duration.Duration> | undefined => {
+  if (input === undefined || input === false) return undefined
+  if (input === true) return Option.some(Duration.millis(250))
+  return Option.filter(checkedDuration(input), Duration.isFinite)
+}
+
 /** Tries `targets` in order; the first success wins, else the first error. */
 const firstSuccess = <A, E>(
   targets: Arr.NonEmptyReadonlyArray<NetAddress.InetAddress>,
@@ -414,11 +476,19 @@ const make = (
       const targets = yield* resolve(endpoint, resolver, family, deadline, "connect")
       yield* Effect.annotateCurrentSpan("tcp.address", text)
 
-      const attempt = (target: NetAddress.InetAddress, slot: SlotMemory) =>
+      const happy = happyDelay(options?.happyEyeballs)
+      if (happy !== undefined && Option.isNone(happy)) {
+        return yield* TcpError.invalid("connect", "happyEyeballs must be a boolean or a duration", text)
+      }
+
+      // Concurrent attempts share the slot, so each stays paused (reads
+      // nothing into it) until it has won.
+      const attempt = (target: NetAddress.InetAddress, slot: SlotMemory, paused: boolean) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.suspend(() => {
             const conn = new Connection(slot, NetAddress.formatInet(target), () => {}, {})
             applySettings(conn.socket, settings)
+            if (paused) conn.socket.pause()
             const to = { host: nodeHost(target), port: target.port, ...local?.bind }
             return restore(conn.connect(to, deadline)).pipe(
               Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void),
@@ -426,11 +496,19 @@ const make = (
             )
           })
         )
+      const race = (slot: SlotMemory): Effect.Effect<Connection, TcpError.ConnectError> =>
+        happy === undefined || targets.length === 1
+          ? firstSuccess(targets, (t) => attempt(t, slot, false))
+          : Effect.tap(
+            staggered(interleaved(targets), (t) => attempt(t, slot, true), happy.value),
+            // Starts the winner's reads, as Node does for a socket that connects unpaused.
+            (winner) => Effect.sync(() => winner.socket.read(0))
+          )
 
       return yield* Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
           restore(claim(pool, options?.storage, deadline, "connect", text)),
-          (slot) => adopt(slot, settings.closeTimeout, restore(firstSuccess(targets, (t) => attempt(t, slot))))
+          (slot) => adopt(slot, settings.closeTimeout, restore(race(slot)))
         )
       )
     }

@@ -751,3 +751,58 @@ describe("TcpClient local binding", () => {
       assert.strictEqual(error._tag, "AddrNotAvail")
     })))
 })
+
+describe("TcpClient happy eyeballs", () => {
+  checkFdLeaks()
+
+  /**
+   * The client with a resolver answering `name` with `ips` in that order.
+   * Provided alone (layers are memoized: a TcpClient.layer built earlier in
+   * the same provide would keep its resolver).
+   */
+  const resolving = (name: string, ips: ReadonlyArray<string>) =>
+    TcpClient.layer.pipe(
+      Layer.provide(Layer.succeed(
+        AddressResolver.AddressResolver,
+        AddressResolver.make(Result.getOrThrow(Dns.makeStatic({ hosts: { [name]: ips } })))
+      )),
+      Layer.provideMerge(TcpStorage.layer({ slots: 8, bufferSize: 16 * 1024 }))
+    )
+
+  it.live("a first address that hangs does not stop the second: it connects after the delay", () =>
+    Effect.gen(function*() {
+      const full = yield* fullBacklog // 127.0.0.1:P never completes a handshake
+      const listener = yield* TcpListener.listen(`[::1]:${full.port}`) // the same port on ::1 does
+      const socket = yield* TcpClient.connect(`dual.test:${full.port}`, {
+        timeout: "3 seconds",
+        happyEyeballs: "100 millis"
+      })
+      const remote = socket.remoteAddress
+      assert.strictEqual(remote === undefined ? "" : NetAddress.formatInet(remote), `[::1]:${full.port}`)
+      const accepted = yield* listener.accept({ timeout: "2 seconds" })
+      yield* socket.send(new TextEncoder().encode("hi"))
+      assert.strictEqual(new TextDecoder().decode(yield* accepted.recv(2, { timeout: "2 seconds" })), "hi")
+      yield* accepted.send(new TextEncoder().encode("yo"))
+      assert.strictEqual(new TextDecoder().decode(yield* socket.recv(2, { timeout: "2 seconds" })), "yo")
+      // Without happy eyeballs the hanging address holds the whole deadline.
+      const error = yield* Effect.flip(
+        Effect.scoped(TcpClient.connect(`dual.test:${full.port}`, { timeout: "300 millis" }))
+      )
+      assert.strictEqual(error._tag, "TimedOut")
+      yield* socket.abort
+      yield* accepted.abort
+      yield* expectPoolIdle
+    }).pipe(Effect.scoped, Effect.provide(resolving("dual.test", ["127.0.0.1", "::1"]))))
+
+  it.live("every address failing fails the connect; nothing is left open", () =>
+    Effect.gen(function*() {
+      const port = yield* closedPort
+      const error = yield* Effect.flip(
+        Effect.scoped(TcpClient.connect(`nowhere.test:${port}`, { timeout: "2 seconds", happyEyeballs: true }))
+      )
+      assert.strictEqual(error._tag, "ConnRefused")
+      const bad = yield* Effect.flip(TcpClient.connect(`127.0.0.1:${port}`, { happyEyeballs: "soon" as never }))
+      assert.strictEqual(bad._tag, "InvalidArgument")
+      yield* expectPoolIdle
+    }).pipe(Effect.scoped, Effect.provide(resolving("nowhere.test", ["127.0.0.1", "::1", "127.0.0.2"]))))
+})
