@@ -8,16 +8,16 @@
  * test needs a client that nobody here wrote.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Scope } from "effect"
+import { Effect, Exit, Fiber, Scope } from "effect"
 import { NetAddress } from "effect/net"
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { existsSync, readFileSync } from "node:fs"
 import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { Deadline, TcpClient, TcpError, TcpListener, TcpNode, TcpStorage } from "../src/index.ts"
 import type { TcpSocket } from "../src/index.ts"
-import { checkFdLeaks, closedPort, expectPoolIdle, openFds, rawServer, withTcp } from "./helpers.ts"
+import { checkFdLeaks, closedPort, expectPoolIdle, openFds, rawServer, runProcess, withTcp } from "./helpers.ts"
 
 // ---------------------------------------------------------------- fixtures
 
@@ -837,33 +837,12 @@ describe("TcpListener", () => {
         withTcp(Effect.gen(function*() {
           assert.isTrue(existsSync(emfileChild), emfileChild)
           const listener = yield* TcpListener.listen("127.0.0.1:0", { backlog: 511, pending: 300 })
-          const output = yield* Effect.acquireRelease(
-            Effect.sync(() =>
-              spawn("prlimit", ["--nofile=64:64", process.execPath, emfileChild, String(listener.port)], {
-                stdio: ["ignore", "pipe", "pipe"]
-              })
-            ),
-            (child) => Effect.sync(() => child.kill("SIGKILL"))
-          ).pipe(
-            Effect.flatMap((child) =>
-              Effect.callback<{ stdout: string; stderr: string; code: number | null }, Error>((resume) => {
-                let stdout = ""
-                let stderr = ""
-                child.stdout.on("data", (d: Buffer) => {
-                  stdout += d.toString()
-                })
-                child.stderr.on("data", (d: Buffer) => {
-                  stderr += d.toString()
-                })
-                child.once("error", (e) => resume(Effect.fail(e)))
-                child.once("close", (code) => resume(Effect.succeed({ stdout, stderr, code })))
-              })
-            ),
-            Effect.timeoutOrElse({
-              duration: Duration.seconds(20),
-              orElse: () => Effect.fail(new Error("the EMFILE child did not finish within 20 s"))
-            })
+          const output = yield* runProcess(
+            "prlimit",
+            ["--nofile=64:64", process.execPath, emfileChild, String(listener.port)],
+            20_000
           )
+          assert.isNull(output.signal, "the EMFILE child finished within 20 s")
           const lines = output.stdout.trim().split("\n").filter((l) => l.length > 0)
           assert.strictEqual(lines.length, 2, `child output: ${output.stdout}\nstderr: ${output.stderr}`)
           const exhausted: unknown = JSON.parse(lines[0] ?? "null")

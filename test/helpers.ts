@@ -227,3 +227,44 @@ export const failsWith = <A, E extends { readonly _tag: string }, R>(
     assert.include(wanted, failure.error._tag, `${label}: ${String(failure.error)}`)
     return failure.error
   })
+
+export interface ProcessResult {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/**
+ * Runs a command to completion, collecting its output; killed (SIGKILL) after
+ * `timeoutMs` or when the calling fiber is interrupted.
+ */
+export const runProcess = (
+  command: string,
+  args: ReadonlyArray<string>,
+  timeoutMs: number
+): Effect.Effect<ProcessResult, Error> =>
+  Effect.callback<ProcessResult, Error>((resume) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString()
+    })
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString()
+    })
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
+    child.once("error", (e) => {
+      clearTimeout(timer)
+      resume(Effect.fail(e))
+    })
+    child.once("close", (code, signal) => {
+      clearTimeout(timer)
+      resume(Effect.succeed({ code, signal, stdout, stderr }))
+    })
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      child.kill("SIGKILL")
+    })
+  })

@@ -6,11 +6,11 @@
 import { assert } from "@effect/vitest"
 import { Cause, Effect, Exit } from "effect"
 import type { Layer, Scope } from "effect"
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import type { TcpClient, TcpError, TcpStorage } from "../../src/index.ts"
 import { failsWith, withTcp } from "../helpers.ts"
-export { failsWith } from "../helpers.ts"
+export { failsWith, type ProcessResult, runProcess } from "../helpers.ts"
 
 export const KiB = 1024
 export const MiB = 1024 * 1024
@@ -23,46 +23,6 @@ export const withPool = <A, E>(
   body: Effect.Effect<A, E, Tcp | Scope.Scope>
 ): Effect.Effect<A, E> => withTcp(body, layer)
 
-export interface ProcessResult {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/**
- * Runs a command to completion, collecting its output; killed (SIGKILL) after
- * `timeoutMs` or when the calling fiber is interrupted.
- */
-export const runProcess = (
-  command: string,
-  args: ReadonlyArray<string>,
-  timeoutMs: number
-): Effect.Effect<ProcessResult, Error> =>
-  Effect.callback<ProcessResult, Error>((resume) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString()
-    })
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString()
-    })
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
-    child.once("error", (e) => {
-      clearTimeout(timer)
-      resume(Effect.fail(e))
-    })
-    child.once("close", (code, signal) => {
-      clearTimeout(timer)
-      resume(Effect.succeed({ code, signal, stdout, stderr }))
-    })
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      child.kill("SIGKILL")
-    })
-  })
 
 /** Whether `command args...` can be run and exits 0; else why not. */
 export const commandWorks = (command: string, args: ReadonlyArray<string>): string | undefined => {
