@@ -13,6 +13,7 @@ import * as NodeDns from "@effect/platform-node/NodeDns"
 import * as Deadline from "./Deadline.ts"
 import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, resolve, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
+import { observed } from "./internal/observe.ts"
 import { socketReader, socketWriter } from "./internal/socket.ts"
 import { applySettings, checkedDuration, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
@@ -511,7 +512,8 @@ const make = (
           (slot) => adopt(slot, settings.closeTimeout, restore(race(slot)))
         )
       )
-    }
+    },
+    (effect) => observed("connect", effect, pool)
   )
 
   const fromFd = Effect.fn("TcpClient.fromFd")(function*(fd: number, options?: FromFdOptions) {

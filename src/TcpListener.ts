@@ -24,6 +24,7 @@ import * as Net from "node:net"
 import * as Deadline from "./Deadline.ts"
 import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
+import { observed } from "./internal/observe.ts"
 import { applySettings, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
 import { suspend } from "./internal/wait.ts"
@@ -275,7 +276,11 @@ const accept = Effect.fn("TcpListener.accept")(function*(listener: TcpListenerIm
         )
     )
   )
-})
+}, (
+  effect: Effect.Effect<TcpSocket.TcpSocket, TcpError.AcceptError, Scope.Scope>,
+  listener: TcpListenerImpl,
+  _options?: AcceptOptions
+) => observed("accept", effect, listener.pool))
 
 const validate = (options: ListenOptions | undefined, text: string) => {
   const backlog = orDefault(options?.backlog, 511)

@@ -532,6 +532,14 @@ export const toSocket = (self: TcpSocket): Socket.Socket =>
 
 
 /**
+ * The connection behind one of the library's own sockets, for metrics.
+ *
+ * @internal
+ */
+export const connectionOf = (self: TcpSocket): Connection | undefined =>
+  self instanceof TcpSocketImpl ? self.conn : undefined
+
+/**
  * Hands a connection the library made to the current scope and returns the
  * socket users hold; used by `TcpClient` and `TcpListener`.
  *

@@ -47,6 +47,13 @@ export * as TcpClient from "./TcpClient.ts"
 export * as TcpListener from "./TcpListener.ts"
 
 /**
+ * Metrics for connections, bytes and the pool (off until `TcpMetrics.layer`).
+ *
+ * @since 0.1.0
+ */
+export * as TcpMetrics from "./TcpMetrics.ts"
+
+/**
  * Everything with defaults, in one layer.
  *
  * @since 0.1.0

@@ -80,6 +80,11 @@ export class Connection {
   private released = false
   /** Called once the socket is closed and Node no longer touches the slot. */
   onRelease: () => void
+  /** Bytes handed to Node and delivered to receives, for metrics. */
+  bytesSent = 0
+  bytesReceived = 0
+  /** Reports the byte counts when the connection is released (set when metrics are on). */
+  onReleased: ((figures: { readonly bytesSent: number; readonly bytesReceived: number }) => void) | undefined
   private readonly closeWaiters: Array<() => void> = []
   private finWaiter: Resume<TcpError.CloseError> | undefined
 
@@ -158,6 +163,7 @@ export class Connection {
       offset = 0
     }
     read.filled += count
+    this.bytesReceived += count
     this.consume(count)
   }
 
@@ -358,10 +364,17 @@ export class Connection {
     const socket = this.socket
     if (chunks.length === 1) {
       const only = chunks[0]
-      if (only !== undefined && only.length > 0) socket.write(only, this.onWritten)
+      if (only !== undefined && only.length > 0) {
+        socket.write(only, this.onWritten)
+        this.bytesSent += only.length
+      }
     } else {
       socket.cork()
-      for (const chunk of chunks) if (chunk.length > 0) socket.write(chunk, this.onWritten)
+      for (const chunk of chunks) {
+        if (chunk.length === 0) continue
+        socket.write(chunk, this.onWritten)
+        this.bytesSent += chunk.length
+      }
       socket.uncork()
     }
     if (socket.errored !== null) return Effect.fail(this.sendFailure(socket.errored))
@@ -451,6 +464,7 @@ export class Connection {
     if (this.released || !this.handleClosed || this.phase !== "closed") return
     this.released = true
     this.onRelease()
+    this.onReleased?.({ bytesSent: this.bytesSent, bytesReceived: this.bytesReceived })
   }
 
   /** Fails whatever is waiting on this connection with `Closed`. */

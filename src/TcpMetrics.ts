@@ -1,0 +1,226 @@
+/**
+ * Metrics for connections, bytes and the storage pool, with Effect's own
+ * `Metric` module. Off by default: provide `TcpMetrics.layer` to turn them
+ * on. Off, they cost one context read per connect or accept; byte counts are
+ * kept as plain integers on each connection either way and reported when it
+ * is released, so the data path does no metric work.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer, Metric } from "effect"
+import type { Exit } from "effect"
+import type * as TcpError from "./TcpError.ts"
+
+/**
+ * Whether the library records its metrics (default `false`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * const on = Effect.provideService(Effect.void, TcpMetrics.Enabled, true)
+ * ```
+ * @since 0.1.0
+ */
+export const Enabled: Context.Reference<boolean> = Context.Reference<boolean>("effect-tcp/TcpMetrics/Enabled", {
+  defaultValue: () => false
+})
+
+/**
+ * Turns the library's metrics on.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { TcpMetrics, TcpNode } from "effect-tcp"
+ * const Tcp = Layer.merge(TcpNode.layer, TcpMetrics.layer)
+ * ```
+ * @since 0.1.0
+ */
+export const layer: Layer.Layer<never> = Layer.succeed(Enabled, true)
+
+/**
+ * Connections opened, by `direction` (`connect` or `accept`).
+ *
+ * @example
+ * ```ts
+ * import { Effect, Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(TcpMetrics.connectionsOpened)
+ * ```
+ * @since 0.1.0
+ */
+export const connectionsOpened = Metric.counter("tcp_connections_opened_total", {
+  description: "TCP connections opened (connect and accept)",
+  incremental: true
+})
+
+/**
+ * Connections opened and not yet released.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(TcpMetrics.connectionsActive)
+ * ```
+ * @since 0.1.0
+ */
+export const connectionsActive = Metric.gauge("tcp_connections_active", {
+  description: "TCP connections open now"
+})
+
+/**
+ * Connects and accepts that failed, by the error's `tag`.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(Metric.withAttributes(TcpMetrics.connectionsFailed, { tag: "ConnRefused", direction: "connect" }))
+ * ```
+ * @since 0.1.0
+ */
+export const connectionsFailed = Metric.counter("tcp_connections_failed_total", {
+  description: "TCP connects and accepts that failed, by error tag",
+  incremental: true
+})
+
+/**
+ * Bytes handed to the kernel, counted when each connection is released.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(TcpMetrics.bytesSent)
+ * ```
+ * @since 0.1.0
+ */
+export const bytesSent = Metric.counter("tcp_bytes_sent_total", {
+  description: "bytes sent, counted when each connection is released",
+  incremental: true
+})
+
+/**
+ * Bytes delivered to receives, counted when each connection is released.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(TcpMetrics.bytesReceived)
+ * ```
+ * @since 0.1.0
+ */
+export const bytesReceived = Metric.counter("tcp_bytes_received_total", {
+  description: "bytes received, counted when each connection is released",
+  incremental: true
+})
+
+/**
+ * How long successful connects took (resolution, pool and handshake), in
+ * milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(TcpMetrics.connectDuration)
+ * ```
+ * @since 0.1.0
+ */
+export const connectDuration = Metric.histogram("tcp_connect_duration_ms", {
+  description: "duration of successful connects in milliseconds",
+  boundaries: Metric.exponentialBoundaries({ start: 0.125, factor: 2, count: 18 })
+})
+
+/**
+ * Storage slots held, as of the last connection opened or released.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(TcpMetrics.poolSlotsInUse)
+ * ```
+ * @since 0.1.0
+ */
+export const poolSlotsInUse = Metric.gauge("tcp_pool_slots_in_use", {
+  description: "storage pool slots held by sockets and scopes"
+})
+
+/**
+ * Callers waiting for a storage slot, as of the last connection opened or
+ * released.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(TcpMetrics.poolWaiters)
+ * ```
+ * @since 0.1.0
+ */
+export const poolWaiters = Metric.gauge("tcp_pool_waiters", {
+  description: "callers waiting for a storage slot"
+})
+
+/** What a connection reports when it is released. */
+export interface Released {
+  readonly bytesSent: number
+  readonly bytesReceived: number
+}
+
+/** The pool's figures at one moment. */
+interface PoolFigures {
+  readonly inUse: number
+  readonly waiting: number
+}
+
+/**
+ * Instruments one connect or accept: its outcome and duration when metrics
+ * are on, and a callback for when the connection is released (metrics are
+ * recorded then with the context captured now, since release happens
+ * outside any fiber). Returns the effect unchanged when metrics are off.
+ *
+ * @internal
+ */
+export const track = <A, E extends { readonly _tag: TcpError.Tag }, R>(
+  direction: "connect" | "accept",
+  effect: Effect.Effect<A, E, R>,
+  pool: () => PoolFigures,
+  onOpened: (value: A, released: (figures: Released) => void) => void
+): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.service(Enabled), (enabled) => {
+    if (!enabled) return effect
+    return Effect.contextWith((context: Context.Context<never>) => {
+      const started = performance.now()
+      const pools = (figures: PoolFigures) => {
+        poolSlotsInUse.updateUnsafe(figures.inUse, context)
+        poolWaiters.updateUnsafe(figures.waiting, context)
+      }
+      return Effect.onExit(effect, (exit: Exit.Exit<A, E>) =>
+        Effect.sync(() => {
+          if (exit._tag === "Success") {
+            Metric.withAttributes(connectionsOpened, { direction }).updateUnsafe(1, context)
+            connectionsActive.modifyUnsafe(1, context)
+            if (direction === "connect") connectDuration.updateUnsafe(performance.now() - started, context)
+            pools(pool())
+            onOpened(exit.value, (figures) => {
+              connectionsActive.modifyUnsafe(-1, context)
+              bytesSent.updateUnsafe(figures.bytesSent, context)
+              bytesReceived.updateUnsafe(figures.bytesReceived, context)
+              pools(pool())
+            })
+            return
+          }
+          const reason = exit.cause.reasons.find((r) => r._tag === "Fail")
+          if (reason !== undefined && reason._tag === "Fail") {
+            Metric.withAttributes(connectionsFailed, { tag: reason.error._tag, direction }).updateUnsafe(1, context)
+          }
+          pools(pool())
+        })
+      )
+    })
+  })
