@@ -12,7 +12,7 @@ import { Effect, Exit, Fiber, Scope } from "effect"
 import { NetAddress } from "effect/net"
 import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { existsSync, readFileSync } from "node:fs"
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from "node:fs"
 import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { Deadline, TcpClient, TcpError, TcpListener, TcpNode, TcpStorage } from "../src/index.ts"
@@ -862,4 +862,44 @@ describe("TcpListener", () => {
       30_000
     )
   })
+})
+
+describe("TcpListener.fromFd", () => {
+  checkFdLeaks()
+
+  const child = fileURLToPath(new URL("./fixtures/listener-fromfd-child.ts", import.meta.url))
+
+  it.live("adopts a listening descriptor inherited from a parent process", () =>
+    Effect.gen(function*() {
+      // python3 makes the listening socket and hands it to Node as descriptor 3
+      // (Node has no public way to pass a listening descriptor to a child).
+      const python = spawnSync("python3", ["--version"])
+      if (python.error !== undefined) return console.log(`skipped: python3 is not available (${python.error.message})`)
+      const script = [
+        "import os, socket, sys",
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(16)",
+        "os.dup2(s.fileno(), 3); os.set_inheritable(3, True)",
+        "os.execv(sys.argv[1], sys.argv[1:])"
+      ].join("\n")
+      const output = yield* runProcess("python3", ["-c", script, process.execPath, child], 20_000)
+      assert.isNull(output.signal, "the child finished within 20 s")
+      const result: unknown = JSON.parse(output.stdout.trim() || "null")
+      assert.deepInclude(result, { got: "over fd 3", inUse: 0 }, `stdout: ${output.stdout}\nstderr: ${output.stderr}`)
+      assert.match(String((result as { address?: unknown }).address), /^127\.0\.0\.1:\d+$/)
+    }))
+
+  it.live("a descriptor that is not a TCP socket is InvalidArgument, and stays open", () =>
+    withTcp(Effect.gen(function*() {
+      const fd = openSync(fileURLToPath(import.meta.url), "r")
+      try {
+        const error = yield* Effect.flip(TcpListener.fromFd(fd))
+        assert.strictEqual(error._tag, "InvalidArgument")
+        assert.isTrue(fstatSync(fd).isFile(), "the caller's descriptor is still open")
+      } finally {
+        closeSync(fd)
+      }
+      for (const bad of [-1, 1.5, Number.NaN]) {
+        assert.strictEqual((yield* Effect.flip(TcpListener.fromFd(bad)))._tag, "InvalidArgument")
+      }
+    })))
 })
