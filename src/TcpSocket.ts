@@ -87,6 +87,10 @@ export interface TcpSocket extends Pipeable {
    * and the error returned. Calls afterwards fail with `Closed`.
    */
   close(options?: Deadline.Options): Effect.Effect<void, TcpError.CloseError>
+  /** The inbound bytes as a stream of chunks, ending at the peer's FIN (see `TcpSocket.stream`). */
+  readonly stream: Stream.Stream<Uint8Array, Exclude<TcpError.RecvError, TcpError.PeerClosed>>
+  /** A sink sending every chunk it is given (see `TcpSocket.sink`). */
+  readonly sink: Sink.Sink<void, Uint8Array, never, TcpError.SendError>
   /** libdill's `hclose`: immediate close (RST if data is pending). Always succeeds. */
   readonly abort: Effect.Effect<void>
   /** This end's address. */
@@ -158,6 +162,12 @@ class TcpSocketImpl implements TcpSocket {
   }
   get abort() {
     return this.conn.abort
+  }
+  get stream(): Stream.Stream<Uint8Array, Exclude<TcpError.RecvError, TcpError.PeerClosed>> {
+    return stream(this)
+  }
+  get sink(): Sink.Sink<void, Uint8Array, never, TcpError.SendError> {
+    return sink(this)
   }
   get localAddress() {
     return fromNode(this.conn.socket.localAddress, this.conn.socket.localPort)

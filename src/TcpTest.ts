@@ -35,6 +35,7 @@
  * @since 0.1.0
  */
 import { Context, Duration, Effect, Exit, Layer, Predicate, Result, Scope } from "effect"
+import type { Sink, Stream } from "effect"
 import { Host, NetAddress } from "effect/net"
 import { pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
@@ -1223,6 +1224,12 @@ class MemorySocket implements TcpSocket.TcpSocket {
   }
   get abort() {
     return this.link.abort
+  }
+  get stream(): Stream.Stream<Uint8Array, Exclude<TcpError.RecvError, TcpError.PeerClosed>> {
+    return TcpSocket.stream(this)
+  }
+  get sink(): Sink.Sink<void, Uint8Array, never, TcpError.SendError> {
+    return TcpSocket.sink(this)
   }
   get localAddress() {
     return this.link.appInet

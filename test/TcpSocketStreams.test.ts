@@ -82,6 +82,19 @@ describe("TcpSocket streams", () => {
       assert.isTrue(chunks.every((c) => c.length >= 1 && c.length <= 4096))
     })))
 
+  it.live("socket.stream and socket.sink are the same as the module functions", () =>
+    withTcp(Effect.gen(function*() {
+      const data = randomBytes(64 * 1024)
+      const socket = yield* connectedTo((peer) => {
+        peer.on("data", (chunk: Buffer) => peer.write(chunk))
+        peer.on("end", () => peer.end())
+      })
+      yield* Stream.make(data.subarray(0, 30000), data.subarray(30000)).pipe(Stream.run(socket.sink))
+      yield* socket.done(T)
+      const echoed = yield* Stream.runCollect(socket.stream)
+      assert.strictEqual(sha256(Buffer.concat(echoed)), sha256(data))
+    })))
+
   it.live("sink sends every chunk in order", () =>
     withTcp(Effect.gen(function*() {
       const data = randomBytes(512 * 1024)
