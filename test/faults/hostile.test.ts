@@ -254,18 +254,27 @@ describe("faults: hostile peers", () => {
         }
       })), 30_000)
 
+    /**
+     * A client whose peer went away (FIN, then its descriptor closed) and
+     * whose 4 MiB write then met the reset.
+     */
+    const brokenOnWrite = Effect.gen(function*() {
+      const listener = yield* TcpListener.listen("127.0.0.1:0")
+      const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
+      const server = yield* listener.accept(T)
+      yield* server.abort
+      yield* Effect.sleep("50 millis")
+      yield* failsWith(() => client.send(Buffer.alloc(4 * MiB), { deadline: -1 }), ["BrokenPipe", "ConnReset"], "the send")
+      yield* Effect.sleep("50 millis")
+      return client
+    })
+
     it.live("close after the connection broke on a write: success or ConnReset, not SystemError(EPIPE)", () =>
       withPool(TcpNode.layerWith({ slots: 4, bufferSize: 16 * KiB }), Effect.gen(function*() {
         // The peer goes away (FIN, then its descriptor is closed); our 4 MiB
         // write meets its reset. libdill's tcp_close reports ECONNRESET once
         // the outbound direction broke; DESIGN.md names ConnReset for close.
-        const listener = yield* TcpListener.listen("127.0.0.1:0")
-        const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
-        const server = yield* listener.accept(T)
-        yield* server.abort
-        yield* Effect.sleep("50 millis")
-        yield* failsWith(() => client.send(Buffer.alloc(4 * MiB), { deadline: -1 }), ["BrokenPipe", "ConnReset"], "the send")
-        yield* Effect.sleep("50 millis")
+        const client = yield* brokenOnWrite
         const closing = yield* Effect.exit(client.close(T))
         if (closing._tag === "Failure") {
           yield* failsWith(() => closing, "ConnReset", "close after the connection broke on a write")
@@ -274,13 +283,7 @@ describe("faults: hostile peers", () => {
 
     it.live("recv after the connection broke on a write: PeerClosed or ConnReset, not SystemError(EPIPE)", () =>
       withPool(TcpNode.layerWith({ slots: 4, bufferSize: 16 * KiB }), Effect.gen(function*() {
-        const listener = yield* TcpListener.listen("127.0.0.1:0")
-        const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
-        const server = yield* listener.accept(T)
-        yield* server.abort
-        yield* Effect.sleep("50 millis")
-        yield* failsWith(() => client.send(Buffer.alloc(4 * MiB), { deadline: -1 }), ["BrokenPipe", "ConnReset"], "the send")
-        yield* Effect.sleep("50 millis")
+        const client = yield* brokenOnWrite
         yield* failsWith(() => client.recv(1, T), ["PeerClosed", "ConnReset"], "recv after the connection broke on a write")
       })), 30_000)
   })

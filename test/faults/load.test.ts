@@ -92,6 +92,18 @@ const withServer = <A, E, R>(
   })
 
 /** Samples `TcpStorage.stats` of the pool in context every 5 ms while `body` runs. */
+/** All CONNECTIONS exchanges at once, each one's exit kept. */
+const everyExchange = (address: string) =>
+  Effect.forEach(Array.from({ length: CONNECTIONS }, (_, i) => i), (i) => Effect.exit(exchange(address, i)), {
+    concurrency: "unbounded"
+  })
+
+/** Asserts every exchange succeeded, showing the first few failures otherwise. */
+const expectNoFailures = (result: ReadonlyArray<Exit.Exit<unknown, unknown>>): void => {
+  const failures = result.filter(Exit.isFailure).map((e) => JSON.stringify(classify(e)))
+  assert.deepStrictEqual(failures.slice(0, 5), [], `${failures.length} of ${CONNECTIONS} failed`)
+}
+
 const sampled = <A, E, R>(body: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     let maxWaiting = 0
@@ -129,12 +141,9 @@ describe("faults: load", () => {
           const listener = yield* TcpListener.listen("127.0.0.1:0", { backlog: 1024, pending: CONNECTIONS })
           const address = `127.0.0.1:${listener.port}`
           const { maxInUse, result } = yield* withServer(listener, sampled(
-            Effect.forEach(Array.from({ length: CONNECTIONS }, (_, i) => i), (i) => Effect.exit(exchange(address, i)), {
-              concurrency: "unbounded"
-            })
+            everyExchange(address)
           ))
-          const failures = result.filter(Exit.isFailure).map((e) => JSON.stringify(classify(e)))
-          assert.deepStrictEqual(failures.slice(0, 5), [], `${failures.length} of ${CONNECTIONS} failed`)
+          expectNoFailures(result)
           const stats = yield* TcpStorage.stats
           console.log(
             `[faults/load] ${CONNECTIONS} concurrent exchanges in ${Date.now() - started} ms, no error; ` +
@@ -159,12 +168,9 @@ describe("faults: load", () => {
         const address = `127.0.0.1:${listener.port}`
         yield* withServer(listener, Effect.gen(function*() {
           const { maxInUse, maxWaiting, result } = yield* sampled(
-            Effect.forEach(Array.from({ length: CONNECTIONS }, (_, i) => i), (i) => Effect.exit(exchange(address, i)), {
-              concurrency: "unbounded"
-            })
+            everyExchange(address)
           )
-          const failures = result.filter(Exit.isFailure).map((e) => JSON.stringify(classify(e)))
-          assert.deepStrictEqual(failures.slice(0, 5), [], `${failures.length} of ${CONNECTIONS} failed`)
+          expectNoFailures(result)
           const stats = yield* TcpStorage.stats
           console.log(
             `[faults/load] "wait", 100 client slots, ${CONNECTIONS} connections: all succeeded in ${Date.now() - started} ms; ` +
