@@ -72,6 +72,27 @@ const bad = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<V<T>> => arb.map((value) => 
 const either = <A, B>(valid: fc.Arbitrary<A>, invalid: fc.Arbitrary<B>): fc.Arbitrary<V> =>
   fc.oneof({ arbitrary: good<unknown>(valid), weight: 2 }, { arbitrary: bad<unknown>(invalid), weight: 1 })
 
+/** Byte-ish values that are not Uint8Array: always invalid as a buffer. */
+const notBytes = fc.constantFrom<unknown>(
+  new ArrayBuffer(4),
+  new DataView(new ArrayBuffer(4)),
+  new Int8Array(4),
+  new Uint16Array(2),
+  new Uint8ClampedArray(4),
+  [1, 2, 3],
+  "abcd",
+  null,
+  undefined,
+  4
+)
+
+/** A list of up to 4 tagged buffers (valid when each is), or something that is no list of buffers. */
+const listOf = (item: fc.Arbitrary<V>): fc.Arbitrary<V> =>
+  fc.oneof(
+    fc.array(item, { maxLength: 4 }).map((vs) => ({ value: vs.map((v) => v.value), ok: vs.every((v) => v.ok) })),
+    bad(fc.constantFrom<unknown>(null, undefined, "x", new Uint8Array(4), { length: 1, 0: new Uint8Array(1) }))
+  )
+
 /** An options object of optional tagged fields; valid when every field is. */
 const optionsOf = (fields: Record<string, fc.Arbitrary<V>>) =>
   fc.record(fields, { requiredKeys: [], noNullPrototype: true }).map((record) => {
@@ -376,23 +397,9 @@ describe("faults: bad input (fast-check)", () => {
           fc.integer({ min: 0, max: 64 }).map((n) => new Uint8Array(n)),
           fc.integer({ min: 0, max: 64 }).map((n) => Buffer.alloc(n))
         ),
-        fc.constantFrom<unknown>(
-          new ArrayBuffer(4),
-          new DataView(new ArrayBuffer(4)),
-          new Int8Array(4),
-          new Uint16Array(2),
-          new Uint8ClampedArray(4),
-          [1, 2, 3],
-          "abcd",
-          null,
-          undefined,
-          4
-        )
+        notBytes
       )
-      const buffers = fc.oneof(
-        fc.array(buffer, { maxLength: 4 }).map((vs) => ({ value: vs.map((v) => v.value), ok: vs.every((v) => v.ok) })),
-        bad(fc.constantFrom<unknown>(null, undefined, "x", new Uint8Array(4), { length: 1, 0: new Uint8Array(1) }))
-      )
+      const buffers = listOf(buffer)
       yield* property(fc.tuple(length, buffer, buffers, deadlineOptions), 300, ([n, b, bs, o]) =>
         Effect.gen(function*() {
           // Valid: the peer has finished, so a receive of anything is PeerClosed at once.
@@ -412,23 +419,9 @@ describe("faults: bad input (fast-check)", () => {
       const socket: TcpSocket.TcpSocket = yield* finishedPeer
       const bytes = either(
         fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a))),
-        fc.constantFrom<unknown>(
-          new ArrayBuffer(4),
-          new DataView(new ArrayBuffer(4)),
-          new Int8Array(4),
-          new Uint16Array(2),
-          new Uint8ClampedArray(4),
-          [1, 2, 3],
-          "abcd",
-          null,
-          undefined,
-          4
-        )
+        notBytes
       )
-      const chunks = fc.oneof(
-        fc.array(bytes, { maxLength: 4 }).map((vs) => ({ value: vs.map((v) => v.value), ok: vs.every((v) => v.ok) })),
-        bad(fc.constantFrom<unknown>(null, undefined, "x", new Uint8Array(4), { length: 1, 0: new Uint8Array(1) }))
-      )
+      const chunks = listOf(bytes)
       yield* property(fc.tuple(bytes, chunks, deadlineOptions), 300, ([b, cs, o]) =>
         Effect.gen(function*() {
           // Valid: a few bytes to a peer that reads are taken at once, whatever the deadline.
