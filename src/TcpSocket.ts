@@ -18,6 +18,7 @@ import type { NetAddress } from "effect/net"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "./Deadline.ts"
 import { fromNode } from "./internal/address.ts"
+import { leafSpan } from "./internal/span.ts"
 import type { Connection } from "./internal/connection.ts"
 import * as TcpError from "./TcpError.ts"
 
@@ -234,20 +235,20 @@ const allocate = (n: number): Uint8Array | undefined => {
 
 // The library's own sockets: validation, deadlines and spans around a Connection.
 
-const sendImpl = Effect.fn("TcpSocket.send")((self: TcpSocketImpl, bytes: Uint8Array, options?: Deadline.Options) =>
+const sendImpl = leafSpan("TcpSocket.send", (self: TcpSocketImpl, bytes: Uint8Array, options?: Deadline.Options) =>
   isBytes(bytes)
     ? transmit(self, [bytes], options)
     : Effect.fail(TcpError.invalid("send", "expected a Uint8Array", self.conn.address))
 )
 
-const sendvImpl = Effect.fn("TcpSocket.sendv")(
+const sendvImpl = leafSpan("TcpSocket.sendv",
   (self: TcpSocketImpl, chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => {
     const checked = checkChunks(chunks, "send", self.conn.address)
     return Result.isFailure(checked) ? Effect.fail(checked.failure) : transmit(self, chunks, options)
   }
 )
 
-const recvImpl = Effect.fn("TcpSocket.recv")((self: TcpSocketImpl, n: number, options?: Deadline.Options) => {
+const recvImpl = leafSpan("TcpSocket.recv", (self: TcpSocketImpl, n: number, options?: Deadline.Options) => {
   if (!Number.isSafeInteger(n) || n < 0 || n > kMaxLength) {
     return Effect.fail(TcpError.invalid("recv", `length must be an integer in 0..${kMaxLength}`, self.conn.address))
   }
@@ -257,21 +258,21 @@ const recvImpl = Effect.fn("TcpSocket.recv")((self: TcpSocketImpl, n: number, op
     : Effect.as(receive(self, [bytes], n, options), bytes)
 })
 
-const recvIntoImpl = Effect.fn("TcpSocket.recvInto")(
+const recvIntoImpl = leafSpan("TcpSocket.recvInto",
   (self: TcpSocketImpl, buffer: Uint8Array, options?: Deadline.Options) =>
     isBytes(buffer)
       ? receive(self, [buffer], buffer.length, options)
       : Effect.fail(TcpError.invalid("recv", "expected a Uint8Array", self.conn.address))
 )
 
-const recvvImpl = Effect.fn("TcpSocket.recvv")(
+const recvvImpl = leafSpan("TcpSocket.recvv",
   (self: TcpSocketImpl, buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => {
     const total = checkChunks(buffers, "recv", self.conn.address)
     return Result.isFailure(total) ? Effect.fail(total.failure) : receive(self, buffers, total.success, options)
   }
 )
 
-const recvSomeImpl = Effect.fn("TcpSocket.recvSome")((self: TcpSocketImpl, max: number, options?: Deadline.Options) =>
+const recvSomeImpl = leafSpan("TcpSocket.recvSome", (self: TcpSocketImpl, max: number, options?: Deadline.Options) =>
   Number.isSafeInteger(max) && max >= 1
     ? withDeadline(options, "recv", self.conn.address, (deadline) => self.conn.recvSome(max, deadline))
     : Effect.fail(TcpError.invalid("recv", "max must be a positive integer", self.conn.address))

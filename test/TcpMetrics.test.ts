@@ -14,6 +14,19 @@ const refused = Metric.withAttributes(TcpMetrics.connectionsFailed, { tag: "Conn
 const openedByConnect = Metric.withAttributes(TcpMetrics.connectionsOpened, { direction: "connect" })
 const openedByAccept = Metric.withAttributes(TcpMetrics.connectionsOpened, { direction: "accept" })
 
+/** A tracer that keeps every span it starts. */
+const recordingTracer = () => {
+  const spans: Array<Tracer.NativeSpan> = []
+  const tracer = Tracer.make({
+    span: (options) => {
+      const span = new Tracer.NativeSpan(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { spans, tracer }
+}
+
 /** Connects, exchanges `n` bytes each way, closes; and a refused connect. */
 const workload = (n: number) =>
   Effect.gen(function*() {
@@ -66,19 +79,49 @@ describe("TcpMetrics", () => {
 
   it.live("the connect span carries the outcome", () =>
     withTcp(Effect.gen(function*() {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { spans, tracer } = recordingTracer()
       const port = yield* closedPort
       yield* Effect.flip(Effect.scoped(TcpClient.connect(`127.0.0.1:${port}`, T))).pipe(Effect.withTracer(tracer))
       const connect = spans.find((span) => span.name === "TcpClient.connect")
       assert.isDefined(connect)
       assert.strictEqual(connect?.attributes.get("tcp.outcome"), "ConnRefused")
       assert.strictEqual(connect?.attributes.get("tcp.address"), `127.0.0.1:${port}`)
+    })))
+
+  it.live("every data call is a span under the caller's, ended with the call's exit", () =>
+    withTcp(Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const listener = yield* TcpListener.listen("127.0.0.1:0")
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
+        const server = yield* listener.accept(T)
+        yield* Effect.gen(function*() {
+          yield* client.send(new Uint8Array(4), T)
+          yield* client.sendv([new Uint8Array(2), new Uint8Array(2)], T)
+          yield* server.recv(2, T)
+          yield* server.recvInto(new Uint8Array(2), T)
+          yield* server.recvv([new Uint8Array(1), new Uint8Array(1)], T)
+          yield* server.recvSome(8, T)
+          yield* Effect.flip(server.recv(1, { timeout: 0 }))
+        }).pipe(Effect.withSpan("app.exchange"))
+      })).pipe(Effect.withTracer(tracer))
+      const app = spans.find((span) => span.name === "app.exchange")
+      assert.isDefined(app)
+      const calls = spans.filter((span) => span.name.startsWith("TcpSocket."))
+      assert.deepStrictEqual(calls.map((span) => span.name), [
+        "TcpSocket.send",
+        "TcpSocket.sendv",
+        "TcpSocket.recv",
+        "TcpSocket.recvInto",
+        "TcpSocket.recvv",
+        "TcpSocket.recvSome",
+        "TcpSocket.recv"
+      ])
+      for (const span of calls) {
+        assert.strictEqual(span.parent._tag === "Some" ? span.parent.value : undefined, app)
+        assert.strictEqual(span.status._tag, "Ended")
+      }
+      const exits = calls.map((span) => span.status._tag === "Ended" ? span.status.exit._tag : "open")
+      assert.deepStrictEqual(exits, ["Success", "Success", "Success", "Success", "Success", "Success", "Failure"])
     })))
 })

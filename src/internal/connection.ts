@@ -5,7 +5,7 @@ import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import { gather } from "./bytes.ts"
 import type { SlotMemory } from "./pool.ts"
-import { Gate, suspend } from "./wait.ts"
+import { bounded, Gate, suspend } from "./wait.ts"
 
 /**
  * The part of libuv's stream handle Node keeps private but that an `onread`
@@ -73,7 +73,8 @@ export class Connection {
   private inboundBroken = false
 
   private outbound: "open" | "done" | "broken" = "open"
-  private writer: Resume<TcpError.SendError> | undefined
+  /** Told when Node has let go of every queued byte (`undefined`) or why it never will. */
+  private writer: ((error: TcpError.SendError | undefined) => void) | undefined
 
   private phase: "open" | "closing" | "closed" = "open"
   private handleClosed = false
@@ -221,22 +222,74 @@ export class Connection {
     return { targets, total, atomic: some || total <= this.buffer.length, some, filled: 0, resume: undefined }
   }
 
+  private readonly recvTimedOut = () => TcpError.timedOut("recv", this.address)
+  private readonly sendTimedOut = () => TcpError.timedOut("send", this.address)
+
   /** Runs the read `make` builds once its turn comes; `needed` buffered bytes let it finish without the gate. */
   private read(make: () => PendingRead, needed: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
-    const onTimeout = () => TcpError.timedOut("recv", this.address)
-    if (this.recvGate.idle && (this.end - this.start >= needed || this.eof || this.failure !== undefined)) {
-      // Nothing queued ahead and an outcome already known: no gate, no wait.
-      const begun = this.beginRead(make)
-      if (Effect.isEffect(begun)) return begun
+    if (this.recvGate.idle) {
+      if (this.outcomeKnown(needed)) {
+        // Nothing queued ahead and an outcome already known: no gate, no wait.
+        const begun = this.beginRead(make)
+        if (Effect.isEffect(begun)) return begun
+      }
+      return bounded(this.readAlone(make), deadline, this.recvTimedOut)
     }
+    return this.queuedRead(make, deadline)
+  }
+
+  /** Whether a read needing `needed` bytes can finish (or fail) without waiting. */
+  private outcomeKnown(needed: number): boolean {
+    return this.end - this.start >= needed || this.eof || this.failure !== undefined || this.phase !== "open" ||
+      this.inboundBroken
+  }
+
+  /** A read behind others: it waits for the gate, then for its bytes, both until `deadline`. */
+  private queuedRead(make: () => PendingRead, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
     return this.recvGate.run(
       Effect.suspend(() => {
         const begun = this.beginRead(make)
         return Effect.isEffect(begun) ? begun : this.awaitRead(begun, deadline)
       }),
       deadline,
-      onTimeout
+      this.recvTimedOut
     )
+  }
+
+  /**
+   * A read nobody is queued ahead of, as one `Effect.callback`: it holds the
+   * gate from the moment it starts until its outcome, timeout or
+   * interruption, with none of `Gate.run`'s effects around it.
+   */
+  private readAlone(make: () => PendingRead): Effect.Effect<void, TcpError.RecvError> {
+    return Effect.callback<void, TcpError.RecvError>((resume) => {
+      // Another read got the gate between this call and its start: queue behind it.
+      if (!this.recvGate.tryHold()) return resume(this.queuedRead(make, -1))
+      const begun = this.beginRead(make)
+      if (Effect.isEffect(begun)) {
+        this.recvGate.release()
+        return resume(begun)
+      }
+      let finished = false
+      const finish = () => {
+        if (finished) return
+        finished = true
+        if (this.reader === begun) this.reader = undefined
+        this.markIfHalfway(begun)
+        this.recvGate.release()
+      }
+      begun.resume = (outcome) => {
+        finish()
+        resume(outcome)
+      }
+      this.reader = begun
+      return Effect.sync(finish)
+    })
+  }
+
+  /** A read that stopped halfway (not at the peer's FIN) leaves the stream at an unknown point. */
+  private markIfHalfway(read: PendingRead): void {
+    if (!this.eof && read.filled > 0 && read.filled < read.total) this.inboundBroken = true
   }
 
   /** Starts a read: its outcome when there is one already, else the read to wait for. */
@@ -254,7 +307,7 @@ export class Connection {
   private awaitRead(read: PendingRead, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
     const waiting = suspend<void, TcpError.RecvError, TcpError.TimedOut>(
       deadline,
-      () => TcpError.timedOut("recv", this.address),
+      this.recvTimedOut,
       (resume) => {
         read.resume = resume
         this.reader = read
@@ -265,10 +318,7 @@ export class Connection {
       }
     )
     return Effect.onExit(waiting, (exit) => {
-      // Reaching the peer's FIN is not stopping halfway: later receives see PeerClosed.
-      if (Exit.isFailure(exit) && !this.eof && read.filled > 0 && read.filled < read.total) {
-        this.inboundBroken = true
-      }
+      if (Exit.isFailure(exit)) this.markIfHalfway(read)
       return Effect.void
     })
   }
@@ -308,10 +358,10 @@ export class Connection {
     if (writer === undefined) return
     if (error !== undefined && error !== null) {
       this.writer = undefined
-      writer(Effect.fail(this.sendFailure(error)))
+      writer(this.sendFailure(error))
     } else if (this.socket.writableLength === 0) {
       this.writer = undefined
-      writer(Effect.void)
+      writer(undefined)
     }
   }
 
@@ -343,18 +393,49 @@ export class Connection {
    * Call it while the effect runs.
    */
   send(chunks: ReadonlyArray<Uint8Array>, deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
-    const onTimeout = () => TcpError.timedOut("send", this.address)
     if (this.sendGate.idle) {
       const now = this.write(chunks)
       if (now !== undefined) return now
-      // Our bytes are written: failing to get the gate now also leaves them half sent.
-      return this.breakOnFailure(this.sendGate.run(this.awaitFlush(deadline, "send"), deadline, onTimeout))
+      // Without a deadline only interruption ends the wait, and `flushAlone` sees that itself.
+      if (deadline === -1) return this.flushAlone()
+      // A timeout may strike before the wait starts: the bytes are half sent either way.
+      return this.breakOnFailure(bounded(this.flushAlone(), deadline, this.sendTimedOut))
     }
     return this.sendGate.run(
       Effect.suspend(() => this.write(chunks) ?? this.awaitFlush(deadline, "send")),
       deadline,
-      onTimeout
+      this.sendTimedOut
     )
+  }
+
+  /**
+   * Waits for Node to flush a send nobody is queued ahead of, as one
+   * `Effect.callback` holding the gate (see `readAlone`). A send that fails,
+   * times out or is interrupted here may have sent part of its bytes.
+   */
+  private flushAlone(): Effect.Effect<void, TcpError.SendError> {
+    return Effect.callback<void, TcpError.SendError>((resume) => {
+      if (!this.sendGate.tryHold()) {
+        return resume(this.breakOnFailure(this.sendGate.run(this.awaitFlush(-1, "send"), -1, this.sendTimedOut)))
+      }
+      let finished = false
+      const finish = (broken: boolean) => {
+        if (finished) return
+        finished = true
+        if (this.writer === writer) this.writer = undefined
+        if (broken && this.outbound === "open") this.outbound = "broken"
+        this.sendGate.release()
+      }
+      const writer = (error: TcpError.SendError | undefined) => {
+        finish(error !== undefined)
+        resume(error === undefined ? Effect.void : Effect.fail(error))
+      }
+      const errored = this.socket.errored
+      if (errored !== null) return writer(this.sendFailure(errored))
+      if (this.socket.writableLength === 0) return writer(undefined)
+      this.writer = writer
+      return Effect.sync(() => finish(true))
+    })
   }
 
   /** Writes `chunks`; the outcome when known at once, `undefined` while Node still holds bytes. */
@@ -394,9 +475,11 @@ export class Connection {
       deadline,
       () => TcpError.timedOut(syscall, this.address),
       (resume) => {
-        this.writer = resume
+        const writer = (error: TcpError.SendError | undefined) =>
+          resume(error === undefined ? Effect.void : Effect.fail(error))
+        this.writer = writer
         return () => {
-          if (this.writer === resume) this.writer = undefined
+          if (this.writer === writer) this.writer = undefined
         }
       }
     )
@@ -437,7 +520,7 @@ export class Connection {
     const writer = this.writer
     if (writer !== undefined) {
       this.writer = undefined
-      writer(Effect.fail(reported(failure, "send", TcpError.sendTags)))
+      writer(reported(failure, "send", TcpError.sendTags))
     }
     this.wakeFin(Effect.fail(reported(failure, "close", TcpError.closeTags)))
   }
@@ -477,7 +560,7 @@ export class Connection {
     const writer = this.writer
     if (writer !== undefined) {
       this.writer = undefined
-      writer(Effect.fail(TcpError.closed("send", this.address)))
+      writer(TcpError.closed("send", this.address))
     }
   }
 

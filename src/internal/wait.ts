@@ -92,7 +92,19 @@ export class Gate {
       Exit.isFailure(exit) && waiter.granted ? this.releaseEffect : Effect.void)
   }
 
-  private release(): void {
+  /**
+   * Takes the gate when it is free, for a caller that waits by itself (one
+   * `Effect.callback`) rather than through `run`. Whoever got `true` must
+   * call `release` exactly once.
+   */
+  tryHold(): boolean {
+    if (this.busy) return false
+    this.busy = true
+    return true
+  }
+
+  /** Passes the gate to the next waiter, or frees it. */
+  release(): void {
     const next = this.waiters.shift()
     if (next === undefined) {
       this.busy = false
