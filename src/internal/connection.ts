@@ -7,22 +7,6 @@ import { gather } from "./bytes.ts"
 import type { SlotMemory } from "./pool.ts"
 import { bounded, Gate, suspend } from "./wait.ts"
 
-/**
- * The part of libuv's stream handle Node keeps private but that an `onread`
- * socket needs to be resumed into a new region of its buffer.
- */
-interface StreamHandle {
-  useUserBuffer(buffer: Uint8Array): void
-}
-
-const hasStreamHandle = (socket: Net.Socket): StreamHandle | undefined => {
-  const handle: unknown = Reflect.get(socket, "_handle")
-  return typeof handle === "object" && handle !== null && "useUserBuffer" in handle &&
-      typeof handle.useUserBuffer === "function"
-    ? handle as StreamHandle
-    : undefined
-}
-
 type Failure = Exclude<TcpError.TcpError, TcpError.PeerClosed>
 type Resume<E> = (effect: Effect.Effect<void, E>) => void
 
@@ -38,17 +22,21 @@ interface PendingRead {
   resume: Resume<TcpError.RecvError> | undefined
 }
 
-const EMPTY = Buffer.alloc(0)
-
 /**
  * One TCP connection on one storage slot.
  *
- * Inbound bytes land in the slot's buffer through Node's `onread`: the
- * unconsumed bytes are `buffer[start, end)` and Node's next read goes to
- * `buffer[end, size)`. When that region runs short the live bytes move to
- * the front; when the buffer is full reading stops (the kernel's window
- * closes on the peer) until a receive makes room. Nothing is allocated per
- * read, and a receive copies straight from the slot into the caller's memory.
+ * Inbound bytes land in the slot's buffer through Node's `onread`, kept as
+ * a ring: the `count` unconsumed bytes start at `start` and wrap at the
+ * buffer's end, and Node's next read goes to the free bytes after them.
+ * When the ring is full, reading stops (the kernel's window closes on the
+ * peer) until receives have consumed the region Node will read into next.
+ * Nothing is allocated per read, and a receive copies straight from the
+ * slot into the caller's memory.
+ *
+ * Node takes each next region from `onread`'s buffer function, at the end
+ * of a read callback. Its other way in, the handle's `useUserBuffer`,
+ * stacks a native listener per call that lives as long as the socket, so
+ * the region for after a pause is chosen when reading stops.
  *
  * Sends are written straight from the caller's memory and complete once
  * Node holds no reference to it (the kernel took every byte), so no copy is
@@ -63,9 +51,12 @@ export class Connection {
 
   private readonly buffer: Buffer
   private start = 0
-  private end = 0
+  private count = 0
+  /** Where Node reads next: free space after the unconsumed bytes, or, while paused, what will be. */
   private region: Buffer
   private readPaused = false
+  /** Bytes consumed since reading paused: reading resumes once they cover `region`. */
+  private consumedSincePause = 0
   private eof = false
   private discarding = false
   private failure: Failure | undefined
@@ -107,60 +98,72 @@ export class Connection {
   // ---------------------------------------------------------------- inbound
 
   private onRead(nread: number): boolean {
-    if (!this.discarding) this.end += nread
+    if (!this.discarding) this.count += nread
     if (this.reader !== undefined) this.serve(this.reader)
-    this.region = this.nextRegion()
-    this.readPaused = this.region.length === 0
+    // Node's previous region is used up: the ring may move back to the front.
+    if (this.count === 0) this.start = 0
+    this.chooseRegion()
     return !this.readPaused
   }
 
-  /** Where Node reads next; empty when the buffer is full. */
-  private nextRegion(): Buffer {
-    if (this.start === this.end) {
-      this.start = this.end = 0
-      return this.buffer
-    }
+  /**
+   * Picks where Node reads next: the free bytes right after the unconsumed
+   * ones, up to the buffer's end or the ring's start. A full ring pauses
+   * reading; its region is then the oldest quarter (up to the buffer's
+   * end), free once receives consumed that much.
+   */
+  private chooseRegion(): void {
     const size = this.buffer.length
-    if (this.start > 0 && size - this.end < size >>> 2) {
-      this.buffer.copyWithin(0, this.start, this.end)
-      this.end -= this.start
-      this.start = 0
+    const tail = this.start + this.count
+    if (this.count === size) {
+      this.readPaused = true
+      this.consumedSincePause = 0
+      this.region = this.buffer.subarray(this.start, Math.min(size, this.start + Math.max(1, size >>> 2)))
+    } else {
+      this.region = tail < size ? this.buffer.subarray(tail) : this.buffer.subarray(tail - size, this.start)
     }
-    return this.end === size ? EMPTY : this.buffer.subarray(this.end)
   }
 
   private resumeReading(): void {
-    if (!this.readPaused || this.handleClosed) return
-    const region = this.nextRegion()
-    if (region.length === 0) return
-    const handle = hasStreamHandle(this.socket)
-    if (handle === undefined) return
-    this.region = region
+    if (!this.readPaused || this.handleClosed || this.consumedSincePause < this.region.length) return
     this.readPaused = false
-    handle.useUserBuffer(region)
     // Node restarts an onread socket's reads from `read()` when its handle stopped.
     this.socket.read(0)
   }
 
   private consume(count: number): void {
-    this.start += count
-    if (this.readPaused) this.resumeReading()
+    this.start = (this.start + count) % this.buffer.length
+    this.count -= count
+    if (this.readPaused) {
+      this.consumedSincePause += count
+      this.resumeReading()
+    }
+  }
+
+  /** Copies `count` ring bytes from `from` into `target` at `offset`, across the wrap. */
+  private copyRing(from: number, count: number, target: Uint8Array, offset: number): void {
+    const size = this.buffer.length
+    const first = Math.min(count, size - from)
+    this.buffer.copy(target, offset, from, from + first)
+    if (first < count) this.buffer.copy(target, offset + first, 0, count - first)
   }
 
   /** Copies `count` buffered bytes into the read's targets. */
   private copyOut(read: PendingRead, count: number): void {
+    const size = this.buffer.length
     let offset = read.filled
     let from = this.start
-    const until = this.start + count
+    let left = count
     for (const target of read.targets) {
-      if (from === until) break
+      if (left === 0) break
       if (offset >= target.length) {
         offset -= target.length
         continue
       }
-      const n = Math.min(target.length - offset, until - from)
-      this.buffer.copy(target, offset, from, from + n)
-      from += n
+      const n = Math.min(target.length - offset, left)
+      this.copyRing(from, n, target, offset)
+      from = (from + n) % size
+      left -= n
       offset = 0
     }
     read.filled += count
@@ -170,7 +173,7 @@ export class Connection {
 
   /** Moves a read forward; returns its outcome once it has one. */
   private step(read: PendingRead): Effect.Effect<void, TcpError.RecvError> | undefined {
-    const buffered = this.end - this.start
+    const buffered = this.count
     if (read.some && buffered > 0 && read.targets.length === 0) {
       read.total = Math.min(buffered, read.total)
       read.targets = [new Uint8Array(read.total)]
@@ -182,7 +185,7 @@ export class Connection {
     }
     if (!read.atomic && buffered > 0) this.copyOut(read, buffered)
     if (this.eof) {
-      if (this.end > this.start) this.copyOut(read, this.end - this.start)
+      if (this.count > 0) this.copyOut(read, this.count)
       return Effect.fail(TcpError.peerClosed("recv", collect(read), this.address))
     }
     if (this.failure !== undefined) return Effect.fail(reported(this.failure, "recv", TcpError.recvTags))
@@ -240,7 +243,7 @@ export class Connection {
 
   /** Whether a read needing `needed` bytes can finish (or fail) without waiting. */
   private outcomeKnown(needed: number): boolean {
-    return this.end - this.start >= needed || this.eof || this.failure !== undefined || this.phase !== "open" ||
+    return this.count >= needed || this.eof || this.failure !== undefined || this.phase !== "open" ||
       this.inboundBroken
   }
 
@@ -595,8 +598,7 @@ export class Connection {
     if (this.outbound !== "done" && !this.socket.destroyed) this.socket.end()
     this.outbound = "done"
     this.discarding = true
-    this.start = this.end
-    if (this.readPaused) this.resumeReading()
+    this.consume(this.count)
     return true
   }
 
