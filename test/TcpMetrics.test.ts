@@ -88,7 +88,7 @@ describe("TcpMetrics", () => {
       assert.strictEqual(connect?.attributes.get("tcp.address"), `127.0.0.1:${port}`)
     })))
 
-  it.live("every data call is a span under the caller's, ended with the call's exit", () =>
+  it.live("connect and accept spans name the peer; every data call is a span under the caller's, ended with its exit", () =>
     withTcp(Effect.gen(function*() {
       const { spans, tracer } = recordingTracer()
       const listener = yield* TcpListener.listen("127.0.0.1:0")
@@ -105,6 +105,12 @@ describe("TcpMetrics", () => {
           yield* Effect.flip(server.recv(1, { timeout: 0 }))
         }).pipe(Effect.withSpan("app.exchange"))
       })).pipe(Effect.withTracer(tracer))
+      const connect = spans.find((span) => span.name === "TcpClient.connect")
+      assert.strictEqual(connect?.attributes.get("tcp.outcome"), "connected")
+      assert.strictEqual(connect?.attributes.get("tcp.peer"), `127.0.0.1:${listener.port}`)
+      const accept = spans.find((span) => span.name === "TcpListener.accept")
+      assert.strictEqual(accept?.attributes.get("tcp.outcome"), "accepted")
+      assert.match(String(accept?.attributes.get("tcp.peer")), /^127\.0\.0\.1:\d+$/)
       const app = spans.find((span) => span.name === "app.exchange")
       assert.isDefined(app)
       const calls = spans.filter((span) => span.name.startsWith("TcpSocket."))

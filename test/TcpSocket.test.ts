@@ -831,6 +831,20 @@ describe("TcpSocket", () => {
         }))
         yield* TestClock.withLive(expectPoolIdle)
       }).pipe(Effect.provide(TestTcp)))
+
+    it.live("deadlines beyond Node's longest timer (about 24.8 days) wait instead of firing at once", () =>
+      withTcp(Effect.gen(function*() {
+        const { client, server } = yield* pair
+        const recv = yield* Effect.forkChild(client.recv(4, { timeout: "30 days" }))
+        const send = yield* Effect.forkChild(server.recvSome(1, { deadline: Date.now() + 40 * 86_400_000 }))
+        yield* Effect.sleep("100 millis")
+        assert.isUndefined(recv.pollUnsafe(), "a 30-day recv timeout fired")
+        assert.isUndefined(send.pollUnsafe(), "a 40-day recvSome deadline fired")
+        yield* server.send(seq(4), T)
+        yield* client.send(seq(1), T)
+        assert.deepStrictEqual(yield* Fiber.join(recv), seq(4))
+        assert.deepStrictEqual(yield* Fiber.join(send), seq(1))
+      })))
   })
 
   describe("concurrency", () => {

@@ -1,11 +1,12 @@
 import { Effect, Exit } from "effect"
+import { constVoid } from "effect/Function"
 import type { Scope } from "effect"
 import * as Net from "node:net"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import { gather } from "./bytes.ts"
 import type { SlotMemory } from "./pool.ts"
-import { bounded, Gate, suspend } from "./wait.ts"
+import { Gate, suspend } from "./wait.ts"
 
 type Failure = Exclude<TcpError.TcpError, TcpError.PeerClosed>
 type Resume<E> = (effect: Effect.Effect<void, E>) => void
@@ -236,7 +237,7 @@ export class Connection {
         const begun = this.beginRead(make)
         if (Effect.isEffect(begun)) return begun
       }
-      return bounded(this.readAlone(make), deadline, this.recvTimedOut)
+      return this.readAlone(make, deadline)
     }
     return this.queuedRead(make, deadline)
   }
@@ -260,18 +261,22 @@ export class Connection {
   }
 
   /**
-   * A read nobody is queued ahead of, as one `Effect.callback`: it holds the
-   * gate from the moment it starts until its outcome, timeout or
+   * A read nobody is queued ahead of, as one wait (see `suspend`): it holds
+   * the gate from the moment it starts until its outcome, timeout or
    * interruption, with none of `Gate.run`'s effects around it.
    */
-  private readAlone(make: () => PendingRead): Effect.Effect<void, TcpError.RecvError> {
-    return Effect.callback<void, TcpError.RecvError>((resume) => {
+  private readAlone(make: () => PendingRead, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
+    return suspend<void, TcpError.RecvError, TcpError.TimedOut>(deadline, this.recvTimedOut, (resume) => {
       // Another read got the gate between this call and its start: queue behind it.
-      if (!this.recvGate.tryHold()) return resume(this.queuedRead(make, -1))
+      if (!this.recvGate.tryHold()) {
+        resume(this.queuedRead(make, deadline))
+        return constVoid
+      }
       const begun = this.beginRead(make)
       if (Effect.isEffect(begun)) {
         this.recvGate.release()
-        return resume(begun)
+        resume(begun)
+        return constVoid
       }
       let finished = false
       const finish = () => {
@@ -286,7 +291,7 @@ export class Connection {
         resume(outcome)
       }
       this.reader = begun
-      return Effect.sync(finish)
+      return finish
     })
   }
 
@@ -400,9 +405,9 @@ export class Connection {
       const now = this.write(chunks)
       if (now !== undefined) return now
       // Without a deadline only interruption ends the wait, and `flushAlone` sees that itself.
-      if (deadline === -1) return this.flushAlone()
-      // A timeout may strike before the wait starts: the bytes are half sent either way.
-      return this.breakOnFailure(bounded(this.flushAlone(), deadline, this.sendTimedOut))
+      if (deadline === -1) return this.flushAlone(-1)
+      // A deadline may pass before the wait starts: the bytes are half sent either way.
+      return this.breakOnFailure(this.flushAlone(deadline))
     }
     return this.sendGate.run(
       Effect.suspend(() => this.write(chunks) ?? this.awaitFlush(deadline, "send")),
@@ -412,14 +417,15 @@ export class Connection {
   }
 
   /**
-   * Waits for Node to flush a send nobody is queued ahead of, as one
-   * `Effect.callback` holding the gate (see `readAlone`). A send that fails,
-   * times out or is interrupted here may have sent part of its bytes.
+   * Waits for Node to flush a send nobody is queued ahead of, as one wait
+   * holding the gate (see `readAlone`). A send that fails, times out or is
+   * interrupted here may have sent part of its bytes.
    */
-  private flushAlone(): Effect.Effect<void, TcpError.SendError> {
-    return Effect.callback<void, TcpError.SendError>((resume) => {
+  private flushAlone(deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
+    return suspend<void, TcpError.SendError, TcpError.TimedOut>(deadline, this.sendTimedOut, (resume) => {
       if (!this.sendGate.tryHold()) {
-        return resume(this.breakOnFailure(this.sendGate.run(this.awaitFlush(-1, "send"), -1, this.sendTimedOut)))
+        resume(this.breakOnFailure(this.sendGate.run(this.awaitFlush(deadline, "send"), deadline, this.sendTimedOut)))
+        return constVoid
       }
       let finished = false
       const finish = (broken: boolean) => {
@@ -434,10 +440,10 @@ export class Connection {
         resume(error === undefined ? Effect.void : Effect.fail(error))
       }
       const errored = this.socket.errored
-      if (errored !== null) return writer(this.sendFailure(errored))
-      if (this.socket.writableLength === 0) return writer(undefined)
-      this.writer = writer
-      return Effect.sync(() => finish(true))
+      if (errored !== null) writer(this.sendFailure(errored))
+      else if (this.socket.writableLength === 0) writer(undefined)
+      else this.writer = writer
+      return () => finish(true)
     })
   }
 

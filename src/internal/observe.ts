@@ -1,5 +1,4 @@
 import { Effect } from "effect"
-import { NetAddress } from "effect/net"
 import type * as TcpError from "../TcpError.ts"
 import * as TcpMetrics from "../TcpMetrics.ts"
 import * as TcpSocket from "../TcpSocket.ts"
@@ -18,13 +17,13 @@ export const observed = <E extends { readonly _tag: TcpError.Tag }, R>(
   TcpMetrics.track(
     direction,
     effect.pipe(
-      Effect.tap((socket) => {
-        const peer = socket.remoteAddress
-        return Effect.annotateCurrentSpan({
+      // The peer as the connection already knows it: no address parsing per connect.
+      Effect.tap((socket) =>
+        Effect.annotateCurrentSpan({
           "tcp.outcome": direction === "connect" ? "connected" : "accepted",
-          "tcp.peer": peer === undefined ? "" : NetAddress.formatInet(peer)
+          "tcp.peer": TcpSocket.connectionOf(socket)?.address ?? ""
         })
-      }),
+      ),
       Effect.tapError((error) => Effect.annotateCurrentSpan("tcp.outcome", error._tag))
     ),
     () => pool.stats(),

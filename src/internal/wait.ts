@@ -20,22 +20,77 @@ export const bounded = <A, E, E2>(
 }
 
 /**
- * Waits for a callback-style event until `deadline`. `register` returns the
- * cleanup to run when the wait is abandoned (timeout or interruption).
+ * The clock fibers use unless a layer provides another (`TestClock`, say).
+ * Its `sleep` is a plain `setTimeout`, so a wait on it may set the timer
+ * itself.
+ */
+const MAX_TIMER_MILLIS = 2 ** 31 - 1
+
+const liveClock: Clock.Clock = Effect.runSync(Effect.withFiber((fiber) => Effect.succeed(fiber.getRef(Clock.Clock))))
+
+/**
+ * Waits for a callback-style event until `deadline`. `register` gets the
+ * function that completes the wait and returns the cleanup to run when the
+ * wait is abandoned (timeout or interruption). A past deadline (and `0`)
+ * fails at once without registering: callers try the non-blocking path
+ * before they get here.
+ *
+ * On the live clock the deadline is a timer inside the same
+ * `Effect.callback`: `Effect.timeoutOrElse` would race two forked fibers
+ * for every wait. Other clocks get exactly that race, so virtual time
+ * still decides.
  */
 export const suspend = <A, E, E2>(
   deadline: Deadline,
   onTimeout: () => E2,
   register: (resume: (effect: Effect.Effect<A, E>) => void) => () => void
-): Effect.Effect<A, E | E2> =>
-  bounded(
-    Effect.callback<A, E>((resume) => {
-      const cleanup = register(resume)
-      return Effect.sync(cleanup)
-    }),
-    deadline,
-    onTimeout
-  )
+): Effect.Effect<A, E | E2> => {
+  if (deadline === -1) return untimed(register)
+  if (deadline === 0) return Effect.fail(onTimeout())
+  return Effect.withFiber((fiber) => {
+    const clock = fiber.getRef(Clock.Clock)
+    if (clock !== liveClock) return bounded(untimed(register), deadline, onTimeout)
+    const left = deadline - clock.currentTimeMillisUnsafe()
+    if (left <= 0) return Effect.fail(onTimeout())
+    // Node fires longer timers at once: leave those to the clock's own sleep.
+    return left > MAX_TIMER_MILLIS ? bounded(untimed(register), deadline, onTimeout) : timed(register, left, onTimeout)
+  })
+}
+
+const untimed = <A, E>(register: (resume: (effect: Effect.Effect<A, E>) => void) => () => void) =>
+  Effect.callback<A, E>((resume) => {
+    const cleanup = register(resume)
+    return Effect.sync(cleanup)
+  })
+
+const timed = <A, E, E2>(
+  register: (resume: (effect: Effect.Effect<A, E>) => void) => () => void,
+  millis: number,
+  onTimeout: () => E2
+) =>
+  Effect.callback<A, E | E2>((resume) => {
+    let settled = false
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const cleanup = register((effect) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      resume(effect)
+    })
+    if (settled) return
+    timer = setTimeout(() => {
+      if (settled) return
+      settled = true
+      cleanup()
+      resume(Effect.fail(onTimeout()))
+    }, millis)
+    return Effect.sync(() => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      cleanup()
+    })
+  })
 
 interface Waiter {
   granted: boolean
