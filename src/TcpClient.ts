@@ -457,7 +457,7 @@ const make = (
         Effect.onExit((exit) => Exit.isFailure(exit) ? Effect.sync(() => unclaim(slot)) : Effect.void),
         Effect.flatMap((conn) => {
           conn.onRelease = () => unclaim(slot)
-          return TcpSocket.attach(conn, closeTimeout, pool.background)
+          return TcpSocket.attach(conn, closeTimeout, pool)
         })
       )
     )

@@ -271,7 +271,7 @@ const accept = Effect.fn("TcpListener.accept")(function*(listener: TcpListenerIm
             const conn = adoptHandle(raw, (socketOptions) =>
               new Connection(slot, peer, () => unclaim(slot), socketOptions))
             applySettings(conn.socket, settings)
-            return TcpSocket.attach(conn, settings.closeTimeout, listener.pool.background)
+            return TcpSocket.attach(conn, settings.closeTimeout, listener.pool)
           })
         )
     )

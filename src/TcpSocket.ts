@@ -20,6 +20,7 @@ import * as Deadline from "./Deadline.ts"
 import { fromNode } from "./internal/address.ts"
 import { leafSpan } from "./internal/span.ts"
 import type { Connection } from "./internal/connection.ts"
+import type { Pool } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
 
 /**
@@ -559,9 +560,9 @@ export const connectionOf = (self: TcpSocket): Connection | undefined =>
 export const attach = (
   conn: Connection,
   closeTimeout: Duration.Duration,
-  background: Scope.Scope
+  pool: Pool
 ): Effect.Effect<TcpSocket, never, Scope.Scope> =>
   Effect.as(
-    Effect.addFinalizer((exit) => conn.finalize(exit, Deadline.after(closeTimeout), background)),
+    Effect.addFinalizer((exit) => conn.finalize(exit, closeTimeout, pool)),
     new TcpSocketImpl(conn, closeTimeout)
   )

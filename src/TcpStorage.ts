@@ -161,6 +161,10 @@ const make = Effect.fnUntraced(function*(options?: Options) {
     )
   }
   const pool = new Pool(slots, bufferSize, onExhausted, yield* Effect.scope)
+  // Graceful closes still lingering when the layer goes end now.
+  yield* Effect.addFinalizer(() =>
+    Effect.forEach(pool.lingering, (conn) => conn.abort, { concurrency: "unbounded", discard: true })
+  )
 
   const acquire = Effect.fn("TcpStorage.acquire")(function*(options?: Deadline.Options) {
     const deadline = yield* Deadline.resolve(options, "acquire")

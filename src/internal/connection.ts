@@ -1,12 +1,11 @@
-import { Effect, Exit } from "effect"
+import { Clock, Duration, Effect, Exit } from "effect"
 import { constVoid } from "effect/Function"
-import type { Scope } from "effect"
 import * as Net from "node:net"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import { gather } from "./bytes.ts"
-import type { SlotMemory } from "./pool.ts"
-import { Gate, suspend } from "./wait.ts"
+import type { Pool, SlotMemory } from "./pool.ts"
+import { Gate, liveTimerMillis, suspend } from "./wait.ts"
 
 type Failure = Exclude<TcpError.TcpError, TcpError.PeerClosed>
 type Resume<E> = (effect: Effect.Effect<void, E>) => void
@@ -80,6 +79,8 @@ export class Connection {
   onReleased: ((figures: { readonly bytesSent: number; readonly bytesReceived: number }) => void) | undefined
   private readonly closeWaiters: Array<() => void> = []
   private finWaiter: Resume<TcpError.CloseError> | undefined
+  /** Ends a graceful close in the background (`linger`) once the descriptor is closed. */
+  private stopLingering: (() => void) | undefined
 
   constructor(slot: SlotMemory, address: string | undefined, onRelease: () => void, options: Net.SocketConstructorOpts) {
     this.buffer = slot.buffer
@@ -573,17 +574,24 @@ export class Connection {
     }
   }
 
+  /** Closes the descriptor now (RST if unread data is pending); the slot returns once Node closed the handle. */
+  private closeNow(): void {
+    if (this.phase === "closed") return
+    this.phase = "closed"
+    this.failWaiters()
+    this.socket.destroy()
+    this.stopLingering?.()
+    // Node may have closed the handle already: then no close event is coming to release the slot.
+    if (this.handleClosed) this.releaseIfDone()
+  }
+
   /**
    * Immediate close: the descriptor goes now (RST if unread data is
    * pending) and the slot returns once Node has closed the handle.
    */
   readonly abort: Effect.Effect<void> = Effect.uninterruptible(
     Effect.callback<void>((resume) => {
-      if (this.phase !== "closed") {
-        this.phase = "closed"
-        this.failWaiters()
-        this.socket.destroy()
-      }
+      this.closeNow()
       if (this.handleClosed) {
         this.releaseIfDone()
         resume(Effect.void)
@@ -636,22 +644,44 @@ export class Connection {
 
   /**
    * The Scope's finalizer. After success the FIN goes out now and the rest
-   * of the graceful close runs in `background`; otherwise abort at once.
+   * of the graceful close (waiting for the peer's FIN, at most
+   * `closeTimeout`, then closing the descriptor) goes on without the scope;
+   * otherwise abort at once.
    */
-  finalize(
-    exit: Exit.Exit<unknown, unknown>,
-    closeDeadline: Effect.Effect<Deadline>,
-    background: Scope.Scope
-  ): Effect.Effect<void> {
+  finalize(exit: Exit.Exit<unknown, unknown>, closeTimeout: Duration.Duration, pool: Pool): Effect.Effect<void> {
     if (Exit.isFailure(exit)) return this.abort
-    return Effect.suspend(() => {
+    return Effect.withFiber((fiber) => {
       if (!this.beginClose()) return Effect.void
-      const lingering = Effect.flatMap(closeDeadline, (deadline) => this.awaitPeerFin(deadline)).pipe(
+      const millis = Duration.toMillis(closeTimeout)
+      const left = liveTimerMillis(fiber, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe() + millis)
+      if (left !== undefined) {
+        this.linger(left, pool.lingering)
+        return Effect.void
+      }
+      // Another clock decides when the wait ends: a fiber in the pool's scope waits on it.
+      const lingering = Effect.flatMap(Clock.currentTimeMillis, (now) => this.awaitPeerFin(now + millis)).pipe(
         Effect.ignore,
         Effect.ensuring(this.abort)
       )
-      return Effect.asVoid(Effect.forkIn(lingering, background))
+      return Effect.asVoid(Effect.forkIn(lingering, pool.background))
     })
+  }
+
+  /**
+   * Waits up to `millis` for the peer's FIN on a plain timer, then closes
+   * the descriptor: no fiber per closing connection. `lingering` holds the
+   * connection meanwhile, so the pool can abort it when it closes.
+   */
+  private linger(millis: number, lingering: Set<{ readonly abort: Effect.Effect<void> }>): void {
+    if (this.eof || this.handleClosed || this.failure !== undefined || millis <= 0) return this.closeNow()
+    lingering.add(this)
+    const timer = setTimeout(() => this.closeNow(), millis)
+    this.finWaiter = () => this.closeNow()
+    this.stopLingering = () => {
+      clearTimeout(timer)
+      this.finWaiter = undefined
+      lingering.delete(this)
+    }
   }
 }
 

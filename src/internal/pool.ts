@@ -69,8 +69,10 @@ export class Pool {
   readonly size: number
   readonly bufferSize: number
   readonly onExhausted: OnExhausted
-  /** Where graceful closes that outlive their socket's scope run. */
+  /** Where graceful closes that outlive their socket's scope run (on clocks other than the live one). */
   readonly background: Scope.Scope
+  /** Connections finishing a graceful close on their own timer; aborted when the pool closes. */
+  readonly lingering = new Set<{ readonly abort: Effect.Effect<void> }>()
 
   constructor(size: number, bufferSize: number, onExhausted: OnExhausted, background: Scope.Scope) {
     this.size = size

@@ -1,4 +1,5 @@
 import { Clock, Effect, Exit } from "effect"
+import type { Fiber } from "effect"
 import type { Deadline } from "../Deadline.ts"
 
 /**
@@ -29,6 +30,19 @@ const MAX_TIMER_MILLIS = 2 ** 31 - 1
 const liveClock: Clock.Clock = Effect.runSync(Effect.withFiber((fiber) => Effect.succeed(fiber.getRef(Clock.Clock))))
 
 /**
+ * The milliseconds left until `deadline` (`<= 0` once it passed) when
+ * `fiber` runs on the live clock and a Node timer can wait that long;
+ * `undefined` when the wait must go through the clock's own `sleep`.
+ */
+export const liveTimerMillis = (fiber: Fiber.Fiber<unknown, unknown>, deadline: number): number | undefined => {
+  const clock = fiber.getRef(Clock.Clock)
+  if (clock !== liveClock) return undefined
+  const left = deadline - clock.currentTimeMillisUnsafe()
+  // Node fires longer timers at once.
+  return left > MAX_TIMER_MILLIS ? undefined : left
+}
+
+/**
  * Waits for a callback-style event until `deadline`. `register` gets the
  * function that completes the wait and returns the cleanup to run when the
  * wait is abandoned (timeout or interruption). A past deadline (and `0`)
@@ -48,12 +62,9 @@ export const suspend = <A, E, E2>(
   if (deadline === -1) return untimed(register)
   if (deadline === 0) return Effect.fail(onTimeout())
   return Effect.withFiber((fiber) => {
-    const clock = fiber.getRef(Clock.Clock)
-    if (clock !== liveClock) return bounded(untimed(register), deadline, onTimeout)
-    const left = deadline - clock.currentTimeMillisUnsafe()
-    if (left <= 0) return Effect.fail(onTimeout())
-    // Node fires longer timers at once: leave those to the clock's own sleep.
-    return left > MAX_TIMER_MILLIS ? bounded(untimed(register), deadline, onTimeout) : timed(register, left, onTimeout)
+    const left = liveTimerMillis(fiber, deadline)
+    if (left === undefined) return bounded(untimed(register), deadline, onTimeout)
+    return left <= 0 ? Effect.fail(onTimeout()) : timed(register, left, onTimeout)
   })
 }
 

@@ -8,11 +8,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Exit } from "effect"
+import { TestClock } from "effect/testing"
 import { createHash, randomFillSync } from "node:crypto"
 import type * as Net from "node:net"
 import { TcpClient, TcpListener, TcpNode, TcpStorage } from "../../src/index.ts"
 import type { TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, rawServer, statsWhen } from "../helpers.ts"
+import { checkFdLeaks, openFds, rawServer, statsWhen } from "../helpers.ts"
 import { failsWith, KiB, MiB, sha256, waitUntil, withPool } from "./support.ts"
 
 const SIZE = 64 * MiB
@@ -179,5 +180,36 @@ describe("faults: graceful close", () => {
         assert.isAtLeast(elapsed, 380, "released before closeTimeout")
         assert.isAtMost(elapsed, 400 + 300, "released long after closeTimeout")
       })), 30_000)
+    it.live("a layer that ends aborts the background closes still waiting for a FIN", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const server = yield* rawServer((socket) => {
+          socket.on("error", () => {})
+          socket.resume()
+        })
+        const before = openFds()
+        const lingering = yield* Effect.scoped(Effect.asVoid(
+          TcpClient.connect(server.address, { ...T, closeTimeout: "1 minute" })
+        )).pipe(
+          Effect.andThen(TcpStorage.stats),
+          Effect.provide(TcpNode.layerWith({ slots: 4, bufferSize: 16 * KiB }))
+        )
+        assert.strictEqual(lingering.inUse, 1, "the close was still lingering when the layer ended")
+        // Our descriptor is gone; the peer's end (in this process too) stays open.
+        yield* waitUntil(() => openFds() === before + 1, "the client's descriptor is closed")
+      })))
+
+    it.effect("on TestClock the background close ends at closeTimeout of virtual time", () =>
+      withPool(TcpNode.layerWith({ slots: 4, bufferSize: 16 * KiB }), Effect.gen(function*() {
+        const server = yield* rawServer((socket) => {
+          socket.on("error", () => {})
+          socket.resume()
+        })
+        yield* Effect.scoped(Effect.asVoid(TcpClient.connect(server.address, { ...T, closeTimeout: "5 seconds" })))
+        yield* TestClock.withLive(Effect.sleep("200 millis"))
+        assert.strictEqual((yield* TcpStorage.stats).inUse, 1, "ended before virtual time moved")
+        yield* TestClock.adjust("5 seconds")
+        const stats = yield* TestClock.withLive(statsWhen((s) => s.inUse === 0))
+        assert.strictEqual(stats.inUse, 0, "still lingering after closeTimeout")
+      })))
   })
 })
