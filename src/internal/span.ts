@@ -7,10 +7,10 @@ import { Effect } from "effect"
  *
  * `Effect.fn` also makes its span the parent of the body's effects and
  * records the call site, which costs two context updates and a stack
- * capture per call (about 4 µs and 8 KiB in Effect 4.1). A send or a
- * receive starts no spans of its own and fails with a tagged error that
- * names its syscall, so a leaf span (`Effect.useSpan`) records the same
- * trace for a fifth of that.
+ * capture per call: in Effect 4.1 about 4.5 µs and 4.1 KiB, against 1 µs
+ * and 1.3 KiB for the span alone. A send or a receive starts no spans of
+ * its own and fails with a tagged error that names its syscall, so a leaf
+ * span (`Effect.useSpan`) records the same trace.
  */
 export const leafSpan = <Args extends ReadonlyArray<unknown>, A, E>(
   name: string,
