@@ -791,6 +791,42 @@ describe("TcpSocket", () => {
         assert.deepStrictEqual(yield* client.recv(2, { timeout: "5 seconds" }), text("ok"))
       })))
 
+    for (const how of ["times out", "is interrupted"] as const) {
+      it.live(`a send that ${how} lets go of the caller's buffer: bytes written into it later never reach the peer`, () =>
+        withTcp(Effect.gen(function*() {
+          const received: Array<Buffer> = []
+          let ended = false
+          const { client, peer } = yield* rawPair((peer) => {
+            peer.pause()
+            peer.on("data", (chunk: Buffer) => received.push(chunk))
+            for (const event of ["end", "close", "error"]) {
+              peer.on(event, () => {
+                ended = true
+              })
+            }
+          })
+          const buffer = new Uint8Array(16 * MiB).fill(0xaa)
+          if (how === "times out") {
+            yield* failsWith(() => client.send(buffer, { timeout: "200 millis" }), "TimedOut")
+          } else {
+            const fiber = yield* Effect.forkChild(client.send(buffer, { deadline: -1 }))
+            yield* Effect.sleep("200 millis")
+            assert.isUndefined(fiber.pollUnsafe(), "16 MiB to a paused peer completed")
+            yield* Fiber.interrupt(fiber)
+          }
+          // The caller reuses its buffer at once, then the peer reads everything until we go.
+          buffer.fill(0xbb)
+          peer.resume()
+          yield* Effect.sleep("200 millis")
+          yield* client.abort
+          yield* eventually(() => ended, "the peer sees the end")
+          const bytes = Buffer.concat(received)
+          assert.isAbove(bytes.length, 0, "the peer got part of the send")
+          assert.isBelow(bytes.length, 16 * MiB, "the whole send went out")
+          assert.strictEqual(bytes.indexOf(0xbb), -1, "bytes written after the send returned reached the peer")
+        })))
+    }
+
     it.live("an interrupted send makes later sends fail ConnReset", () =>
       withTcp(Effect.gen(function*() {
         const { client, peer } = yield* rawPair((peer) => {

@@ -1,12 +1,17 @@
-/** The first `filled` bytes spread over `targets`, copied into one array (for `PeerClosed.bytes`). */
-export const gather = (targets: ReadonlyArray<Uint8Array>, filled: number): Uint8Array => {
-  const bytes = new Uint8Array(filled)
-  let offset = 0
-  for (const target of targets) {
-    if (offset === filled) break
-    const n = Math.min(target.length, filled - offset)
-    bytes.set(target.subarray(0, n), offset)
-    offset += n
+/**
+ * Bytes `[from, until)` of `chunks` taken as one sequence, copied into one
+ * array: what a read gathered (`PeerClosed.bytes`), or the part of a send
+ * the kernel did not take at once.
+ */
+export const gather = (chunks: ReadonlyArray<Uint8Array>, until: number, from = 0): Uint8Array => {
+  const bytes = new Uint8Array(until - from)
+  let position = 0
+  for (const chunk of chunks) {
+    if (position >= until) break
+    const start = Math.max(from - position, 0)
+    const end = Math.min(chunk.length, until - position)
+    if (start < end) bytes.set(chunk.subarray(start, end), position + start - from)
+    position += chunk.length
   }
   return bytes
 }

@@ -1,11 +1,47 @@
 import { Clock, Duration, Effect, Exit } from "effect"
 import { constVoid } from "effect/Function"
+import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import { gather } from "./bytes.ts"
 import type { Pool, SlotMemory } from "./pool.ts"
 import { Gate, liveTimerMillis, suspend } from "./wait.ts"
+
+/**
+ * The descriptor under a connected Node socket, while Node still holds it
+ * open (`undefined` once its handle is gone, so a number reused by another
+ * file is never written to, and where Node has none).
+ */
+const descriptorOf = (socket: Net.Socket): number | undefined => {
+  const handle: unknown = Reflect.get(socket, "_handle")
+  if (typeof handle !== "object" || handle === null) return undefined
+  const fd: unknown = Reflect.get(handle, "fd")
+  return typeof fd === "number" && fd >= 0 ? fd : undefined
+}
+
+/** A send's bytes and how many of them went to the kernel or to Node so far. */
+interface Sending {
+  readonly chunks: ReadonlyArray<Uint8Array>
+  readonly total: number
+  offset: number
+}
+
+/** The most a waiting send hands Node at a time, copied: enough to learn when the socket can take more. */
+const PIECE = 1024
+
+/** `chunks` from byte `offset` on, as views. */
+const remaining = (chunks: ReadonlyArray<Uint8Array>, offset: number): ReadonlyArray<Uint8Array> => {
+  if (offset === 0) return chunks
+  const rest: Array<Uint8Array> = []
+  let position = 0
+  for (const chunk of chunks) {
+    const end = position + chunk.length
+    if (end > offset) rest.push(position >= offset ? chunk : chunk.subarray(offset - position))
+    position = end
+  }
+  return rest
+}
 
 type Failure = Exclude<TcpError.TcpError, TcpError.PeerClosed>
 type Resume<E> = (effect: Effect.Effect<void, E>) => void
@@ -64,8 +100,10 @@ export class Connection {
   private inboundBroken = false
 
   private outbound: "open" | "done" | "broken" = "open"
-  /** Told when Node has let go of every queued byte (`undefined`) or why it never will. */
+  /** Told when the waiting send (or the FIN) is done (`undefined`), or why it never will be. */
   private writer: ((error: TcpError.SendError | undefined) => void) | undefined
+  /** The bytes of the send that waits, until it completes or is abandoned. */
+  private sending: Sending | undefined
 
   private phase: "open" | "closing" | "closed" = "open"
   private handleClosed = false
@@ -190,7 +228,11 @@ export class Connection {
       if (this.count > 0) this.copyOut(read, this.count)
       return Effect.fail(TcpError.peerClosed("recv", collect(read), this.address))
     }
-    if (this.failure !== undefined) return Effect.fail(reported(this.failure, "recv", TcpError.recvTags))
+    if (this.failure !== undefined) {
+      // A read larger than the slot may have taken bytes already: the stream is then at an unknown point.
+      this.markIfHalfway(read)
+      return Effect.fail(reported(this.failure, "recv", TcpError.recvTags))
+    }
     return undefined
   }
 
@@ -362,16 +404,62 @@ export class Connection {
 
   // --------------------------------------------------------------- outbound
 
+  /**
+   * Node finished a write (a send's piece, or the FIN): the waiting send
+   * goes on with its next bytes, or learns its outcome.
+   */
   private readonly onWritten = (error?: Error | null): void => {
+    if (this.writer === undefined) return
+    if (error !== undefined && error !== null) return this.takeWriter()?.(this.sendFailure(error))
+    if (this.socket.writableLength !== 0) return
+    const sending = this.sending
+    const outcome = sending === undefined ? undefined : this.push(sending)
+    if (outcome !== "waiting") this.takeWriter()?.(outcome)
+  }
+
+  /**
+   * A waiter that arrives after Node already finished its last write (the
+   * fiber was descheduled in between) would wait for a callback that came
+   * and went: go on from where that callback would have.
+   */
+  private catchUp(): void {
+    if (this.socket.writableLength === 0) this.onWritten()
+  }
+
+  /** The waiting send's callback, now no longer waiting; its bytes are never touched again. */
+  private takeWriter(): ((error: TcpError.SendError | undefined) => void) | undefined {
     const writer = this.writer
-    if (writer === undefined) return
-    if (error !== undefined && error !== null) {
-      this.writer = undefined
-      writer(this.sendFailure(error))
-    } else if (this.socket.writableLength === 0) {
-      this.writer = undefined
-      writer(undefined)
+    this.writer = undefined
+    this.sending = undefined
+    return writer
+  }
+
+  /**
+   * Moves a send on: straight from the caller's memory as far as the
+   * kernel takes it, then one small copied piece through Node, whose
+   * completion (`onWritten`) says the socket can take more. Node never
+   * holds the caller's memory, and a waiting send holds at most `PIECE`
+   * copied bytes.
+   */
+  private push(sending: Sending): "waiting" | TcpError.SendError | undefined {
+    const fd = descriptorOf(this.socket)
+    if (fd !== undefined && sending.offset < sending.total) {
+      try {
+        const rest = remaining(sending.chunks, sending.offset)
+        const only = rest.length === 1 ? rest[0] : undefined
+        sending.offset += only !== undefined ? Fs.writeSync(fd, only) : Fs.writevSync(fd, rest)
+      } catch (cause) {
+        const code: unknown = Reflect.get(Object(cause), "code")
+        if (code !== "EAGAIN" && code !== "EWOULDBLOCK") return this.writeFailed(cause)
+      }
     }
+    if (sending.offset === sending.total) return undefined
+    // Without a descriptor (not on Linux) Node takes the whole rest, copied.
+    const until = fd === undefined ? sending.total : Math.min(sending.total, sending.offset + PIECE)
+    const piece = gather(sending.chunks, until, sending.offset)
+    sending.offset = until
+    this.socket.write(piece, this.onWritten)
+    return "waiting"
   }
 
   private sendFailure(cause: unknown): TcpError.SendError {
@@ -432,7 +520,7 @@ export class Connection {
       const finish = (broken: boolean) => {
         if (finished) return
         finished = true
-        if (this.writer === writer) this.writer = undefined
+        if (this.writer === writer) this.takeWriter()
         if (broken && this.outbound === "open") this.outbound = "broken"
         this.sendGate.release()
       }
@@ -441,35 +529,47 @@ export class Connection {
         resume(error === undefined ? Effect.void : Effect.fail(error))
       }
       const errored = this.socket.errored
-      if (errored !== null) writer(this.sendFailure(errored))
-      else if (this.socket.writableLength === 0) writer(undefined)
-      else this.writer = writer
+      if (errored !== null) {
+        writer(this.sendFailure(errored))
+      } else {
+        this.writer = writer
+        this.catchUp()
+      }
       return () => finish(true)
     })
   }
 
-  /** Writes `chunks`; the outcome when known at once, `undefined` while Node still holds bytes. */
+  /**
+   * Starts a send: the outcome when known at once, `undefined` while it
+   * waits for the socket to take more (see `push`). The caller may reuse
+   * its buffers as soon as `send` returns, even when the send later times
+   * out or is interrupted: only the pending send reads them, and it is
+   * dropped then.
+   */
   private write(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TcpError.SendError> | undefined {
     const blocked = this.outboundBlocked("send")
     if (blocked !== undefined) return Effect.fail(blocked)
-    const socket = this.socket
-    if (chunks.length === 1) {
-      const only = chunks[0]
-      if (only !== undefined && only.length > 0) {
-        socket.write(only, this.onWritten)
-        this.bytesSent += only.length
-      }
-    } else {
-      socket.cork()
-      for (const chunk of chunks) {
-        if (chunk.length === 0) continue
-        socket.write(chunk, this.onWritten)
-        this.bytesSent += chunk.length
-      }
-      socket.uncork()
-    }
-    if (socket.errored !== null) return Effect.fail(this.sendFailure(socket.errored))
-    return socket.writableLength === 0 ? Effect.void : undefined
+    let total = 0
+    for (const chunk of chunks) total += chunk.length
+    if (total === 0) return Effect.void
+    this.bytesSent += total
+    const sending: Sending = { chunks, total, offset: 0 }
+    const outcome = this.push(sending)
+    if (outcome === undefined) return Effect.void
+    if (outcome !== "waiting") return Effect.fail(outcome)
+    this.sending = sending
+    return undefined
+  }
+
+  /**
+   * A write on the descriptor failed: the connection is broken, as if
+   * Node's own write had failed. Node reports that on the next tick, never
+   * inside the caller's fiber, and so does this.
+   */
+  private writeFailed(cause: unknown): TcpError.SendError {
+    const error = cause instanceof Error ? cause : new Error(String(cause))
+    process.nextTick(() => this.onError(error))
+    return this.sendFailure(cause)
   }
 
   /** A send that fails after writing may have sent part of its bytes. */
@@ -488,8 +588,9 @@ export class Connection {
         const writer = (error: TcpError.SendError | undefined) =>
           resume(error === undefined ? Effect.void : Effect.fail(error))
         this.writer = writer
+        this.catchUp()
         return () => {
-          if (this.writer === writer) this.writer = undefined
+          if (this.writer === writer) this.takeWriter()
         }
       }
     )
@@ -527,11 +628,7 @@ export class Connection {
     const failure = TcpError.fromUnknown(cause, outbound ? "send" : "recv", this.address)
     this.failure ??= failure
     if (this.reader !== undefined) this.serve(this.reader)
-    const writer = this.writer
-    if (writer !== undefined) {
-      this.writer = undefined
-      writer(reported(failure, "send", TcpError.sendTags))
-    }
+    this.takeWriter()?.(reported(failure, "send", TcpError.sendTags))
     this.wakeFin(Effect.fail(reported(failure, "close", TcpError.closeTags)))
   }
 
@@ -567,11 +664,7 @@ export class Connection {
       this.reader = undefined
       read.resume(Effect.fail(TcpError.closed("recv", this.address)))
     }
-    const writer = this.writer
-    if (writer !== undefined) {
-      this.writer = undefined
-      writer(TcpError.closed("send", this.address))
-    }
+    this.takeWriter()?.(TcpError.closed("send", this.address))
   }
 
   /** Closes the descriptor now (RST if unread data is pending); the slot returns once Node closed the handle. */

@@ -16,7 +16,7 @@
  * Real sockets on loopback only.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Scope } from "effect"
+import { Duration, Effect, Exit, Fiber, Schedule, Scope } from "effect"
 import type { Context } from "effect"
 import fc from "fast-check"
 import { Deadline, TcpClient, TcpListener, TcpNode, TcpStorage } from "../../src/index.ts"
@@ -260,7 +260,7 @@ const checkReceived = (pair: Pair, bytes: Uint8Array, label: string, history: Re
   const want = stream(pair.cursor, bytes.length)
   assert.isTrue(
     Buffer.from(bytes).equals(Buffer.from(want)),
-    `${label}: received bytes ${pair.cursor}..${pair.cursor + bytes.length} do not match the stream\nhistory: ${history.join(", ")}`
+    `${label}: received bytes ${pair.cursor}..${pair.cursor + bytes.length} do not match the stream (got ${Array.from(bytes.subarray(0, 8)).join(",")} want ${Array.from(want.subarray(0, 8)).join(",")})\nhistory: ${history.join(", ")}`
   )
   pair.cursor += bytes.length
 }
@@ -302,11 +302,20 @@ const settleRecv = (
 
 // --------------------------------------------------------------- one run
 
+/** The pool's stats once no slot is in use, or after 500 ms if some stay in use (a run that leaked). */
+const settled = TcpStorage.stats.pipe(
+  Effect.filterOrFail((s) => s.inUse === 0),
+  Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 50 }),
+  Effect.catch(() => Effect.void),
+  Effect.andThen(TcpStorage.stats)
+)
+
 const runOps = (listener: TcpListener.TcpListener, ops: ReadonlyArray<Op>) =>
   Effect.gen(function*() {
     const history: Array<string> = []
-    // Baselines, so that one failing run (and fast-check's shrinking) is judged on its own.
-    const slotsBefore = (yield* TcpStorage.stats).inUse
+    // Baselines, so that one failing run (and fast-check's shrinking) is judged on its own,
+    // taken once the previous run's background closes (LINGER) have ended.
+    const slotsBefore = (yield* settled).inUse
     const fdsBefore = openFds()
     const runScope = yield* Effect.scope
     let pair = yield* makePair(listener, runScope)
