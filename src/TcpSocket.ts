@@ -52,9 +52,10 @@ export interface TcpSocket extends Pipeable {
   /**
    * libdill's `bsend`: completes once every byte is accepted by the kernel,
    * waiting within the deadline when it cannot take them at once. The caller
-   * may reuse `bytes` as soon as it returns. A send that times out or is
-   * interrupted may have sent part of its bytes: later sends then fail with
-   * `ConnReset`, receiving still works.
+   * may reuse `bytes` as soon as it returns, however it ended: what the kernel
+   * has not taken is never read from them afterwards. A send that times out
+   * or is interrupted may have sent part of its bytes: later sends then fail
+   * with `ConnReset`, receiving still works.
    */
   send(bytes: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError>
   /** libdill's `bsendl`: like `send` for several chunks, written in one batch. */

@@ -74,9 +74,11 @@ interface PendingRead {
  * stacks a native listener per call that lives as long as the socket, so
  * the region for after a pause is chosen when reading stops.
  *
- * Sends are written straight from the caller's memory and complete once
- * Node holds no reference to it (the kernel took every byte), so no copy is
- * ever made.
+ * Sends go straight from the caller's memory to the descriptor as far as
+ * the kernel takes them; while it is full, Node gets one small copied piece
+ * at a time to say when it can take more (`push`). A send completes once
+ * the kernel took every byte, and Node never holds the caller's memory, so
+ * the caller may reuse it as soon as the send returns, however it ended.
  */
 export class Connection {
   readonly socket: Net.Socket
