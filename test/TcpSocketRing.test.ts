@@ -19,9 +19,8 @@ const streamBytes = (n: number): Uint8Array =>
   Uint8Array.from({ length: n }, (_, i) => (Math.imul(i + 1, 2654435761) >>> 13) & 0xff)
 
 type Receive =
-  | { readonly op: "recv" | "recvInto"; readonly n: number }
+  | { readonly op: "recv" | "recvInto" | "recvSome"; readonly n: number }
   | { readonly op: "recvv"; readonly sizes: ReadonlyArray<number> }
-  | { readonly op: "recvSome"; readonly n: number }
   | { readonly op: "sleep"; readonly ms: number }
 
 const size = fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 3 * SLOT }))
@@ -69,8 +68,10 @@ const drain = (socket: TcpSocket.TcpSocket, total: number, receives: ReadonlyArr
         case "sleep":
           if (sleeps++ < MAX_SLEEPS) yield* Effect.sleep(step.ms)
           break
-        case "recv": {
-          const bytes = yield* socket.recv(Math.min(step.n, left), T)
+        case "recv":
+        case "recvSome": {
+          const n = Math.min(step.n, left)
+          const bytes = yield* (step.op === "recv" ? socket.recv(n, T) : socket.recvSome(n, T))
           out.set(bytes, got)
           got += bytes.length
           break
@@ -91,12 +92,6 @@ const drain = (socket: TcpSocket.TcpSocket, total: number, receives: ReadonlyArr
           }
           yield* socket.recvv(buffers, T)
           got = at
-          break
-        }
-        case "recvSome": {
-          const bytes = yield* socket.recvSome(Math.min(step.n, left), T)
-          out.set(bytes, got)
-          got += bytes.length
           break
         }
       }

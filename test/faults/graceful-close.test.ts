@@ -55,6 +55,12 @@ const hashingPeer = Effect.gen(function*() {
   return { server, result }
 })
 
+/** A node:net peer that reads everything and never sends its FIN. */
+const silentPeer = rawServer((socket) => {
+  socket.on("error", () => {})
+  socket.resume()
+})
+
 describe("faults: graceful close", () => {
   checkFdLeaks()
 
@@ -148,10 +154,7 @@ describe("faults: graceful close", () => {
 
     it.live("a close with no deadline waits for the FIN; interrupting it releases the socket", () =>
       withPool(TcpNode.layerWith({ slots: 4, bufferSize: 16 * KiB }), Effect.gen(function*() {
-        const server = yield* rawServer((socket) => {
-          socket.on("error", () => {})
-          socket.resume()
-        })
+        const server = yield* silentPeer
         const socket = yield* TcpClient.connect(server.address, T)
         const closing = yield* Effect.forkChild(socket.close({ deadline: -1 }))
         yield* Effect.sleep("300 millis")
@@ -165,10 +168,7 @@ describe("faults: graceful close", () => {
 
     it.live("the background close a scope leaves behind ends at closeTimeout", () =>
       withPool(TcpNode.layerWith({ slots: 4, bufferSize: 16 * KiB }), Effect.gen(function*() {
-        const server = yield* rawServer((socket) => {
-          socket.on("error", () => {})
-          socket.resume()
-        })
+        const server = yield* silentPeer
         yield* Effect.scoped(Effect.asVoid(TcpClient.connect(server.address, { ...T, closeTimeout: "400 millis" })))
         const start = Date.now()
         // The scope went on at once; the slot comes back when closeTimeout runs out.
@@ -182,10 +182,7 @@ describe("faults: graceful close", () => {
       })), 30_000)
     it.live("a layer that ends aborts the background closes still waiting for a FIN", () =>
       Effect.scoped(Effect.gen(function*() {
-        const server = yield* rawServer((socket) => {
-          socket.on("error", () => {})
-          socket.resume()
-        })
+        const server = yield* silentPeer
         const before = openFds()
         const lingering = yield* Effect.scoped(Effect.asVoid(
           TcpClient.connect(server.address, { ...T, closeTimeout: "1 minute" })
@@ -200,10 +197,7 @@ describe("faults: graceful close", () => {
 
     it.effect("on TestClock the background close ends at closeTimeout of virtual time", () =>
       withPool(TcpNode.layerWith({ slots: 4, bufferSize: 16 * KiB }), Effect.gen(function*() {
-        const server = yield* rawServer((socket) => {
-          socket.on("error", () => {})
-          socket.resume()
-        })
+        const server = yield* silentPeer
         yield* Effect.scoped(Effect.asVoid(TcpClient.connect(server.address, { ...T, closeTimeout: "5 seconds" })))
         yield* TestClock.withLive(Effect.sleep("200 millis"))
         assert.strictEqual((yield* TcpStorage.stats).inUse, 1, "ended before virtual time moved")
