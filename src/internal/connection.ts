@@ -6,7 +6,7 @@ import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import { gather } from "./bytes.ts"
 import type { Pool, SlotMemory } from "./pool.ts"
-import { Gate, liveTimerMillis, suspend } from "./wait.ts"
+import { fitsNodeTimer, Gate, suspend } from "./wait.ts"
 
 /**
  * The descriptor under a connected Node socket, while Node still holds it
@@ -748,9 +748,8 @@ export class Connection {
     return Effect.withFiber((fiber) => {
       if (!this.beginClose()) return Effect.void
       const millis = Duration.toMillis(closeTimeout)
-      const left = liveTimerMillis(fiber, fiber.getRef(Clock.Clock).currentTimeMillisUnsafe() + millis)
-      if (left !== undefined) {
-        this.linger(left, pool.lingering)
+      if (fitsNodeTimer(fiber, millis)) {
+        this.linger(millis, pool.lingering)
         return Effect.void
       }
       // Another clock decides when the wait ends: a fiber in the pool's scope waits on it.

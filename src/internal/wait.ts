@@ -20,27 +20,19 @@ export const bounded = <A, E, E2>(
       : Effect.timeoutOrElse(effect, { duration: deadline - now, orElse: () => Effect.fail(onTimeout()) }))
 }
 
+/** Node fires timers longer than this at once. */
+const MAX_TIMER_MILLIS = 2 ** 31 - 1
+
 /**
  * The clock fibers use unless a layer provides another (`TestClock`, say).
  * Its `sleep` is a plain `setTimeout`, so a wait on it may set the timer
  * itself.
  */
-const MAX_TIMER_MILLIS = 2 ** 31 - 1
-
 const liveClock: Clock.Clock = Effect.runSync(Effect.withFiber((fiber) => Effect.succeed(fiber.getRef(Clock.Clock))))
 
-/**
- * The milliseconds left until `deadline` (`<= 0` once it passed) when
- * `fiber` runs on the live clock and a Node timer can wait that long;
- * `undefined` when the wait must go through the clock's own `sleep`.
- */
-export const liveTimerMillis = (fiber: Fiber.Fiber<unknown, unknown>, deadline: number): number | undefined => {
-  const clock = fiber.getRef(Clock.Clock)
-  if (clock !== liveClock) return undefined
-  const left = deadline - clock.currentTimeMillisUnsafe()
-  // Node fires longer timers at once.
-  return left > MAX_TIMER_MILLIS ? undefined : left
-}
+/** Whether `fiber` may wait `millis` on a plain Node timer: it runs on the live clock, and Node can time that long. */
+export const fitsNodeTimer = (fiber: Fiber.Fiber<unknown, unknown>, millis: number): boolean =>
+  fiber.getRef(Clock.Clock) === liveClock && millis <= MAX_TIMER_MILLIS
 
 /**
  * Waits for a callback-style event until `deadline`. `register` gets the
@@ -62,9 +54,9 @@ export const suspend = <A, E, E2>(
   if (deadline === -1) return untimed(register)
   if (deadline === 0) return Effect.fail(onTimeout())
   return Effect.withFiber((fiber) => {
-    const left = liveTimerMillis(fiber, deadline)
-    if (left === undefined) return bounded(untimed(register), deadline, onTimeout)
-    return left <= 0 ? Effect.fail(onTimeout()) : timed(register, left, onTimeout)
+    const left = deadline - fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+    if (left <= 0) return Effect.fail(onTimeout())
+    return fitsNodeTimer(fiber, left) ? timed(register, left, onTimeout) : bounded(untimed(register), deadline, onTimeout)
   })
 }
 
