@@ -391,6 +391,46 @@ export type TcpError =
  */
 export type Tag = TcpError["_tag"]
 
+// Typed by tag, so a tag added to the unions without its class here does not compile.
+const classByTag: { readonly [T in Tag]: abstract new(...args: never) => Extract<TcpError, { readonly _tag: T }> } = {
+  ConnRefused,
+  ConnReset,
+  HostUnreach,
+  NetUnreach,
+  NetDown,
+  TimedOut,
+  InvalidArgument,
+  TooManyOpenFiles,
+  SystemFileLimit,
+  OutOfMemory,
+  BrokenPipe,
+  PeerClosed,
+  AddrInUse,
+  AddrNotAvail,
+  AccessDenied,
+  Closed,
+  SystemError
+}
+
+/**
+ * Whether a value is one of this module's errors: an instance of one of its
+ * classes, not merely an object with a matching `_tag`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.isTcpError(TcpError.timedOut("recv")) // true
+ * TcpError.isTcpError({ _tag: "TimedOut" }) // false
+ * TcpError.isTcpError(new Error("boom")) // false
+ * ```
+ * @since 0.1.0
+ */
+export const isTcpError = (u: unknown): u is TcpError => {
+  if (typeof u !== "object" || u === null) return false
+  const tag: unknown = Reflect.get(u, "_tag")
+  return typeof tag === "string" && Object.hasOwn(classByTag, tag) && u instanceof classByTag[tag as Tag]
+}
+
 type Constructor = new(fields: ErrorFields) => Exclude<TcpError, PeerClosed>
 
 const byErrno: ReadonlyMap<string, Constructor> = new Map(Object.entries({
