@@ -203,10 +203,11 @@ const withDeadline = <A, E>(
 const transmit = (
   self: TcpSocketImpl,
   chunks: ReadonlyArray<Uint8Array>,
+  total: number,
   options: Deadline.Options | undefined
 ): Effect.Effect<void, TcpError.SendError> => {
   const conn = self.conn
-  return withDeadline(options, "send", conn.address, (deadline) => conn.send(chunks, deadline))
+  return withDeadline(options, "send", conn.address, (deadline) => conn.send(chunks, total, deadline))
 }
 
 const receive = (
@@ -239,14 +240,14 @@ const allocate = (n: number): Uint8Array | undefined => {
 
 const sendImpl = leafSpan("TcpSocket.send", (self: TcpSocketImpl, bytes: Uint8Array, options?: Deadline.Options) =>
   isBytes(bytes)
-    ? transmit(self, [bytes], options)
+    ? transmit(self, [bytes], bytes.length, options)
     : Effect.fail(TcpError.invalid("send", "expected a Uint8Array", self.conn.address))
 )
 
 const sendvImpl = leafSpan("TcpSocket.sendv",
   (self: TcpSocketImpl, chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) => {
     const checked = checkChunks(chunks, "send", self.conn.address)
-    return Result.isFailure(checked) ? Effect.fail(checked.failure) : transmit(self, chunks, options)
+    return Result.isFailure(checked) ? Effect.fail(checked.failure) : transmit(self, chunks, checked.success, options)
   }
 )
 

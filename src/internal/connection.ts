@@ -1,12 +1,11 @@
 import { Clock, Duration, Effect, Exit } from "effect"
-import { constVoid } from "effect/Function"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import { gather } from "./bytes.ts"
 import type { Pool, SlotMemory } from "./pool.ts"
-import { fitsNodeTimer, Gate, suspend } from "./wait.ts"
+import { attempt, fitsNodeTimer, Lane, type Resume, suspend, type Turn } from "./wait.ts"
 
 /**
  * The descriptor under a connected Node socket, while Node still holds it
@@ -20,11 +19,34 @@ const descriptorOf = (socket: Net.Socket): number | undefined => {
   return typeof fd === "number" && fd >= 0 ? fd : undefined
 }
 
-/** A send's bytes and how many of them went to the kernel or to Node so far. */
-interface Sending {
+/**
+ * A send (or, with no chunks, the FIN of `done`) in the outbound lane: its
+ * bytes, how many went to the kernel or to Node so far, and the waiting
+ * fiber's resume.
+ */
+class Outgoing implements Turn {
+  offset = 0
+  private readonly connection: Connection
   readonly chunks: ReadonlyArray<Uint8Array>
   readonly total: number
-  offset: number
+  readonly syscall: "send" | "done"
+  readonly resume: Resume<void, TcpError.SendError>
+  constructor(
+    connection: Connection,
+    chunks: ReadonlyArray<Uint8Array>,
+    total: number,
+    syscall: "send" | "done",
+    resume: Resume<void, TcpError.SendError>
+  ) {
+    this.connection = connection
+    this.chunks = chunks
+    this.total = total
+    this.syscall = syscall
+    this.resume = resume
+  }
+  start(): void {
+    this.connection.startSend(this)
+  }
 }
 
 /** The most a waiting send hands Node at a time, copied: enough to learn when the socket can take more. */
@@ -44,18 +66,28 @@ const remaining = (chunks: ReadonlyArray<Uint8Array>, offset: number): ReadonlyA
 }
 
 type Failure = Exclude<TcpError.TcpError, TcpError.PeerClosed>
-type Resume<E> = (effect: Effect.Effect<void, E>) => void
 
-/** A receive in progress: bytes go into `targets` in order until `total`. */
-interface PendingRead {
+/** A receive in the inbound lane: bytes go into `targets` in order until `total`. */
+class Incoming implements Turn {
+  filled = 0
+  resume: Resume<void, TcpError.RecvError> | undefined
+  private readonly connection: Connection
   targets: ReadonlyArray<Uint8Array>
   total: number
   /** Up to the slot's size a read completes at once or consumes nothing. */
   readonly atomic: boolean
   /** Takes whatever has arrived, up to `total` bytes, once there is at least one. */
   readonly some: boolean
-  filled: number
-  resume: Resume<TcpError.RecvError> | undefined
+  constructor(connection: Connection, targets: ReadonlyArray<Uint8Array>, total: number, atomic: boolean, some: boolean) {
+    this.connection = connection
+    this.targets = targets
+    this.total = total
+    this.atomic = atomic
+    this.some = some
+  }
+  start(): void {
+    this.connection.startRead(this)
+  }
 }
 
 /**
@@ -84,8 +116,10 @@ export class Connection {
   readonly socket: Net.Socket
   /** `host:port` of the peer, for error messages, where known. */
   address: string | undefined
-  readonly recvGate = new Gate()
-  readonly sendGate = new Gate()
+  /** Receives, one at a time in call order. */
+  private readonly inbound = new Lane()
+  /** Sends and the FIN, one at a time in call order. */
+  private readonly outboundLane = new Lane()
 
   private readonly buffer: Buffer
   private start = 0
@@ -98,14 +132,13 @@ export class Connection {
   private eof = false
   private discarding = false
   private failure: Failure | undefined
-  private reader: PendingRead | undefined
+  /** The receive whose turn it is and that waits for bytes. */
+  private reader: Incoming | undefined
   private inboundBroken = false
 
   private outbound: "open" | "done" | "broken" = "open"
-  /** Told when the waiting send (or the FIN) is done (`undefined`), or why it never will be. */
-  private writer: ((error: TcpError.SendError | undefined) => void) | undefined
-  /** The bytes of the send that waits, until it completes or is abandoned. */
-  private sending: Sending | undefined
+  /** The send (or FIN) whose turn it is and that waits for Node, until it completes or is abandoned. */
+  private sending: Outgoing | undefined
 
   private phase: "open" | "closing" | "closed" = "open"
   private handleClosed = false
@@ -118,7 +151,7 @@ export class Connection {
   /** Reports the byte counts when the connection is released (set when metrics are on). */
   onReleased: ((figures: { readonly bytesSent: number; readonly bytesReceived: number }) => void) | undefined
   private readonly closeWaiters: Array<() => void> = []
-  private finWaiter: Resume<TcpError.CloseError> | undefined
+  private finWaiter: Resume<void, TcpError.CloseError> | undefined
   /** Ends a graceful close in the background (`linger`) once the descriptor is closed. */
   private stopLingering: (() => void) | undefined
 
@@ -191,7 +224,7 @@ export class Connection {
   }
 
   /** Copies `count` buffered bytes into the read's targets. */
-  private copyOut(read: PendingRead, count: number): void {
+  private copyOut(read: Incoming, count: number): void {
     const size = this.buffer.length
     let offset = read.filled
     let from = this.start
@@ -214,7 +247,7 @@ export class Connection {
   }
 
   /** Moves a read forward; returns its outcome once it has one. */
-  private step(read: PendingRead): Effect.Effect<void, TcpError.RecvError> | undefined {
+  private step(read: Incoming): Effect.Effect<void, TcpError.RecvError> | undefined {
     const buffered = this.count
     if (read.some && buffered > 0 && read.targets.length === 0) {
       read.total = Math.min(buffered, read.total)
@@ -238,22 +271,20 @@ export class Connection {
     return undefined
   }
 
-  private serve(read: PendingRead): void {
+  /** Moves the waiting read on after bytes, the peer's FIN or an error arrived. */
+  private serve(read: Incoming): void {
     const outcome = this.step(read)
-    if (outcome === undefined || read.resume === undefined) return
-    const resume = read.resume
-    this.reader = undefined
-    resume(outcome)
+    if (outcome !== undefined) this.endRead(read, outcome)
   }
 
   /**
    * Fills `targets` (of `total` bytes) from the connection, waiting until
-   * `deadline`. When no receive is queued and the bytes are already here it
-   * completes synchronously, without taking the gate. Call it while the
-   * effect runs (inside `Effect.suspend` or an `Effect.fn` body).
+   * `deadline`. With nobody queued and an outcome known already it
+   * completes synchronously. Call it while the effect runs (inside
+   * `Effect.suspend` or an `Effect.fn` body).
    */
   recv(targets: ReadonlyArray<Uint8Array>, total: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
-    return this.read(() => this.newRead(targets, total, false), total, deadline)
+    return this.read(new Incoming(this, targets, total, total <= this.buffer.length, false), total, deadline)
   }
 
   /**
@@ -262,29 +293,29 @@ export class Connection {
    * while the effect runs.
    */
   recvSome(max: number, deadline: Deadline): Effect.Effect<Uint8Array, TcpError.RecvError> {
-    let read: PendingRead | undefined
-    const make = () => (read = this.newRead([], max, true))
-    return Effect.map(this.read(make, 1, deadline), () => read?.targets[0] ?? new Uint8Array(0))
-  }
-
-  private newRead(targets: ReadonlyArray<Uint8Array>, total: number, some: boolean): PendingRead {
-    return { targets, total, atomic: some || total <= this.buffer.length, some, filled: 0, resume: undefined }
+    const read = new Incoming(this, [], max, true, true)
+    return Effect.map(this.read(read, 1, deadline), () => read.targets[0] ?? new Uint8Array(0))
   }
 
   private readonly recvTimedOut = () => TcpError.timedOut("recv", this.address)
   private readonly sendTimedOut = () => TcpError.timedOut("send", this.address)
+  private readonly doneTimedOut = () => TcpError.timedOut("done", this.address)
 
-  /** Runs the read `make` builds once its turn comes; `needed` buffered bytes let it finish without the gate. */
-  private read(make: () => PendingRead, needed: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
-    if (this.recvGate.idle) {
-      if (this.outcomeKnown(needed)) {
-        // Nothing queued ahead and an outcome already known: no gate, no wait.
-        const begun = this.beginRead(make)
-        if (Effect.isEffect(begun)) return begun
-      }
-      return this.readAlone(make, deadline)
+  /**
+   * Runs `read` in its turn. `needed` buffered bytes (or a known failure)
+   * with nobody ahead finish it synchronously, with no wait to set up;
+   * otherwise it enters the lane and waits, all in one step (`attempt`).
+   */
+  private read(read: Incoming, needed: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
+    if (this.inbound.idle && this.outcomeKnown(needed)) {
+      const outcome = this.beginRead(read)
+      if (outcome !== undefined) return outcome
     }
-    return this.queuedRead(make, deadline)
+    return attempt<void, TcpError.RecvError, TcpError.TimedOut>(deadline, this.recvTimedOut, (resume) => {
+      read.resume = resume
+      this.inbound.enter(read)
+      return () => this.abandonRead(read)
+    })
   }
 
   /** Whether a read needing `needed` bytes can finish (or fail) without waiting. */
@@ -293,87 +324,41 @@ export class Connection {
       this.inboundBroken
   }
 
-  /** A read behind others: it waits for the gate, then for its bytes, both until `deadline`. */
-  private queuedRead(make: () => PendingRead, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
-    return this.recvGate.run(
-      Effect.suspend(() => {
-        const begun = this.beginRead(make)
-        return Effect.isEffect(begun) ? begun : this.awaitRead(begun, deadline)
-      }),
-      deadline,
-      this.recvTimedOut
-    )
+  /** `read`'s turn has come: it completes now or waits for bytes as the reader. */
+  startRead(read: Incoming): void {
+    const outcome = this.beginRead(read)
+    if (outcome === undefined) this.reader = read
+    else this.endRead(read, outcome)
   }
 
-  /**
-   * A read nobody is queued ahead of, as one wait (see `suspend`): it holds
-   * the gate from the moment it starts until its outcome, timeout or
-   * interruption, with none of `Gate.run`'s effects around it.
-   */
-  private readAlone(make: () => PendingRead, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
-    return suspend<void, TcpError.RecvError, TcpError.TimedOut>(deadline, this.recvTimedOut, (resume) => {
-      // Another read got the gate between this call and its start: queue behind it.
-      if (!this.recvGate.tryHold()) {
-        resume(this.queuedRead(make, deadline))
-        return constVoid
-      }
-      const begun = this.beginRead(make)
-      if (Effect.isEffect(begun)) {
-        this.recvGate.release()
-        resume(begun)
-        return constVoid
-      }
-      let finished = false
-      const finish = () => {
-        if (finished) return
-        finished = true
-        if (this.reader === begun) this.reader = undefined
-        this.markIfHalfway(begun)
-        this.recvGate.release()
-      }
-      begun.resume = (outcome) => {
-        finish()
-        resume(outcome)
-      }
-      this.reader = begun
-      return finish
-    })
+  /** The one place a receive's fiber is resumed: its turn ends and the next receive's begins. */
+  private endRead(read: Incoming, outcome: Effect.Effect<void, TcpError.RecvError>): void {
+    if (this.reader === read) this.reader = undefined
+    this.inbound.leave(read)
+    read.resume?.(outcome)
+  }
+
+  /** A read that timed out or was interrupted: it leaves its turn (or the queue), consuming nothing more. */
+  private abandonRead(read: Incoming): void {
+    if (this.reader === read) this.reader = undefined
+    this.markIfHalfway(read)
+    this.inbound.leave(read)
   }
 
   /** A read that stopped halfway (not at the peer's FIN) leaves the stream at an unknown point. */
-  private markIfHalfway(read: PendingRead): void {
+  private markIfHalfway(read: Incoming): void {
     if (!this.eof && read.filled > 0 && read.filled < read.total) this.inboundBroken = true
   }
 
-  /** Starts a read: its outcome when there is one already, else the read to wait for. */
-  private beginRead(make: () => PendingRead): PendingRead | Effect.Effect<void, TcpError.RecvError> {
+  /** Starts a read: its outcome when there is one already, else `undefined` (it waits). */
+  private beginRead(read: Incoming): Effect.Effect<void, TcpError.RecvError> | undefined {
     if (this.phase !== "open") return Effect.fail(TcpError.closed("recv", this.address))
     if (this.inboundBroken) {
       return Effect.fail(
         TcpError.make(TcpError.ConnReset, "ECONNRESET", "recv", this.address, "an earlier receive stopped halfway")
       )
     }
-    const read = make()
-    return this.step(read) ?? read
-  }
-
-  private awaitRead(read: PendingRead, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
-    const waiting = suspend<void, TcpError.RecvError, TcpError.TimedOut>(
-      deadline,
-      this.recvTimedOut,
-      (resume) => {
-        read.resume = resume
-        this.reader = read
-        this.serve(read)
-        return () => {
-          if (this.reader === read) this.reader = undefined
-        }
-      }
-    )
-    return Effect.onExit(waiting, (exit) => {
-      if (Exit.isFailure(exit)) this.markIfHalfway(read)
-      return Effect.void
-    })
+    return this.step(read)
   }
 
   /** Connects to `target`, waiting until `deadline`. */
@@ -407,33 +392,85 @@ export class Connection {
   // --------------------------------------------------------------- outbound
 
   /**
+   * Hands `chunks` (of `total` bytes) to the kernel, waiting until
+   * `deadline` for what it could not take at once. The send takes its turn
+   * and moves its first byte in the same step as its wait begins, so no
+   * other send can come between, whatever the fiber does around the call.
+   * The caller may reuse its buffers as soon as the send returns, however
+   * it ended: an abandoned send is never read from again.
+   */
+  send(chunks: ReadonlyArray<Uint8Array>, total: number, deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
+    return attempt<void, TcpError.SendError, TcpError.TimedOut>(deadline, this.sendTimedOut, (resume) => {
+      const outgoing = new Outgoing(this, chunks, total, "send", resume)
+      this.outboundLane.enter(outgoing)
+      return () => this.abandonSend(outgoing)
+    })
+  }
+
+  /** Half-close: FIN after what is queued; receiving goes on. */
+  done(deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
+    return attempt<void, TcpError.SendError, TcpError.TimedOut>(deadline, this.doneTimedOut, (resume) => {
+      const fin = new Outgoing(this, [], 0, "done", resume)
+      this.outboundLane.enter(fin)
+      return () => this.abandonSend(fin)
+    })
+  }
+
+  /** `outgoing`'s turn has come: it moves what the kernel takes now, or waits as the sending one. */
+  startSend(outgoing: Outgoing): void {
+    const blocked = this.outboundBlocked(outgoing.syscall)
+    if (blocked !== undefined) return this.endSend(outgoing, blocked)
+    if (outgoing.syscall === "done") {
+      this.outbound = "done"
+      this.socket.end(this.onWritten)
+      if (this.socket.writableLength === 0) return this.endSend(outgoing, undefined)
+      this.sending = outgoing
+      return
+    }
+    if (outgoing.total === 0) return this.endSend(outgoing, undefined)
+    this.bytesSent += outgoing.total
+    const outcome = this.push(outgoing)
+    if (outcome === "waiting") this.sending = outgoing
+    else this.endSend(outgoing, outcome)
+  }
+
+  /**
+   * The one place a send's fiber is resumed: its turn ends and the next
+   * send's begins. A send that failed after moving bytes leaves the
+   * stream at an unknown point.
+   */
+  private endSend(outgoing: Outgoing, error: TcpError.SendError | undefined): void {
+    if (this.sending === outgoing) this.sending = undefined
+    if (error !== undefined && outgoing.offset > 0 && this.outbound === "open") this.outbound = "broken"
+    this.outboundLane.leave(outgoing)
+    outgoing.resume(error === undefined ? Effect.void : Effect.fail(error))
+  }
+
+  /**
+   * A send that timed out or was interrupted: one that had begun may have
+   * sent part of its bytes, so the outbound direction cannot be trusted
+   * again; its bytes are never read again.
+   */
+  private abandonSend(outgoing: Outgoing): void {
+    if (this.sending === outgoing) {
+      this.sending = undefined
+      if (this.outbound === "open") this.outbound = "broken"
+    }
+    this.outboundLane.leave(outgoing)
+  }
+
+  /**
    * Node finished a write (a send's piece, or the FIN): the waiting send
    * goes on with its next bytes, or learns its outcome.
    */
   private readonly onWritten = (error?: Error | null): void => {
-    if (this.writer === undefined) return
-    if (error !== undefined && error !== null) return this.takeWriter()?.(this.sendFailure(error))
+    const outgoing = this.sending
+    if (outgoing === undefined) return
+    if (error !== undefined && error !== null) return this.endSend(outgoing, this.sendFailure(error))
     if (this.socket.writableLength !== 0) return
-    const sending = this.sending
-    const outcome = sending === undefined ? undefined : this.push(sending)
-    if (outcome !== "waiting") this.takeWriter()?.(outcome)
-  }
-
-  /**
-   * A waiter that arrives after Node already finished its last write (the
-   * fiber was descheduled in between) would wait for a callback that came
-   * and went: go on from where that callback would have.
-   */
-  private catchUp(): void {
-    if (this.socket.writableLength === 0) this.onWritten()
-  }
-
-  /** The waiting send's callback, now no longer waiting; its bytes are never touched again. */
-  private takeWriter(): ((error: TcpError.SendError | undefined) => void) | undefined {
-    const writer = this.writer
-    this.writer = undefined
-    this.sending = undefined
-    return writer
+    if (outgoing.syscall === "done") return this.endSend(outgoing, undefined)
+    const outcome = this.push(outgoing)
+    if (outcome !== "waiting") this.endSend(outgoing, outcome)
   }
 
   /**
@@ -443,7 +480,7 @@ export class Connection {
    * holds the caller's memory, and a waiting send holds at most `PIECE`
    * copied bytes.
    */
-  private push(sending: Sending): "waiting" | TcpError.SendError | undefined {
+  private push(sending: Outgoing): "waiting" | TcpError.SendError | undefined {
     const fd = descriptorOf(this.socket)
     if (fd !== undefined && sending.offset < sending.total) {
       try {
@@ -487,83 +524,6 @@ export class Connection {
   }
 
   /**
-   * Hands `chunks` to the kernel, waiting until `deadline` for what it could
-   * not take at once. A send the kernel takes whole completes synchronously.
-   * Call it while the effect runs.
-   */
-  send(chunks: ReadonlyArray<Uint8Array>, deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
-    if (this.sendGate.idle) {
-      const now = this.write(chunks)
-      if (now !== undefined) return now
-      // Without a deadline only interruption ends the wait, and `flushAlone` sees that itself.
-      if (deadline === -1) return this.flushAlone(-1)
-      // A deadline may pass before the wait starts: the bytes are half sent either way.
-      return this.breakOnFailure(this.flushAlone(deadline))
-    }
-    return this.sendGate.run(
-      Effect.suspend(() => this.write(chunks) ?? this.awaitFlush(deadline, "send")),
-      deadline,
-      this.sendTimedOut
-    )
-  }
-
-  /**
-   * Waits for Node to flush a send nobody is queued ahead of, as one wait
-   * holding the gate (see `readAlone`). A send that fails, times out or is
-   * interrupted here may have sent part of its bytes.
-   */
-  private flushAlone(deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
-    return suspend<void, TcpError.SendError, TcpError.TimedOut>(deadline, this.sendTimedOut, (resume) => {
-      if (!this.sendGate.tryHold()) {
-        resume(this.breakOnFailure(this.sendGate.run(this.awaitFlush(deadline, "send"), deadline, this.sendTimedOut)))
-        return constVoid
-      }
-      let finished = false
-      const finish = (broken: boolean) => {
-        if (finished) return
-        finished = true
-        if (this.writer === writer) this.takeWriter()
-        if (broken && this.outbound === "open") this.outbound = "broken"
-        this.sendGate.release()
-      }
-      const writer = (error: TcpError.SendError | undefined) => {
-        finish(error !== undefined)
-        resume(error === undefined ? Effect.void : Effect.fail(error))
-      }
-      const errored = this.socket.errored
-      if (errored !== null) {
-        writer(this.sendFailure(errored))
-      } else {
-        this.writer = writer
-        this.catchUp()
-      }
-      return () => finish(true)
-    })
-  }
-
-  /**
-   * Starts a send: the outcome when known at once, `undefined` while it
-   * waits for the socket to take more (see `push`). The caller may reuse
-   * its buffers as soon as `send` returns, even when the send later times
-   * out or is interrupted: only the pending send reads them, and it is
-   * dropped then.
-   */
-  private write(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TcpError.SendError> | undefined {
-    const blocked = this.outboundBlocked("send")
-    if (blocked !== undefined) return Effect.fail(blocked)
-    let total = 0
-    for (const chunk of chunks) total += chunk.length
-    if (total === 0) return Effect.void
-    this.bytesSent += total
-    const sending: Sending = { chunks, total, offset: 0 }
-    const outcome = this.push(sending)
-    if (outcome === undefined) return Effect.void
-    if (outcome !== "waiting") return Effect.fail(outcome)
-    this.sending = sending
-    return undefined
-  }
-
-  /**
    * A write on the descriptor failed: the connection is broken, as if
    * Node's own write had failed. Node reports that on the next tick, never
    * inside the caller's fiber, and so does this.
@@ -572,48 +532,6 @@ export class Connection {
     const error = cause instanceof Error ? cause : new Error(String(cause))
     process.nextTick(() => this.onError(error))
     return this.sendFailure(cause)
-  }
-
-  /** A send that fails after writing may have sent part of its bytes. */
-  private breakOnFailure<E>(effect: Effect.Effect<void, E>): Effect.Effect<void, E> {
-    return Effect.onExit(effect, (exit) => {
-      if (Exit.isFailure(exit) && this.outbound === "open") this.outbound = "broken"
-      return Effect.void
-    })
-  }
-
-  private awaitFlush(deadline: Deadline, syscall: string): Effect.Effect<void, TcpError.SendError> {
-    const waiting = suspend<void, TcpError.SendError, TcpError.TimedOut>(
-      deadline,
-      () => TcpError.timedOut(syscall, this.address),
-      (resume) => {
-        const writer = (error: TcpError.SendError | undefined) =>
-          resume(error === undefined ? Effect.void : Effect.fail(error))
-        this.writer = writer
-        this.catchUp()
-        return () => {
-          if (this.writer === writer) this.takeWriter()
-        }
-      }
-    )
-    // Bytes may be half sent: the outbound direction cannot be trusted again.
-    return this.breakOnFailure(waiting)
-  }
-
-  /** Half-close: FIN after what is queued; receiving goes on. */
-  done(deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
-    return this.sendGate.run(
-      Effect.suspend(() => {
-        const blocked = this.outboundBlocked("done")
-        if (blocked !== undefined) return Effect.fail(blocked)
-        this.outbound = "done"
-        this.socket.end(this.onWritten)
-        if (this.socket.writableLength === 0) return Effect.void
-        return this.awaitFlush(deadline, "done")
-      }),
-      deadline,
-      () => TcpError.timedOut("done", this.address)
-    )
   }
 
   // -------------------------------------------------------------- lifecycle
@@ -630,7 +548,7 @@ export class Connection {
     const failure = TcpError.fromUnknown(cause, outbound ? "send" : "recv", this.address)
     this.failure ??= failure
     if (this.reader !== undefined) this.serve(this.reader)
-    this.takeWriter()?.(reported(failure, "send", TcpError.sendTags))
+    if (this.sending !== undefined) this.endSend(this.sending, reported(failure, "send", TcpError.sendTags))
     this.wakeFin(Effect.fail(reported(failure, "close", TcpError.closeTags)))
   }
 
@@ -659,14 +577,13 @@ export class Connection {
     this.onReleased?.({ bytesSent: this.bytesSent, bytesReceived: this.bytesReceived })
   }
 
-  /** Fails whatever is waiting on this connection with `Closed`. */
+  /**
+   * Fails the receive and the send in progress with `Closed`; those queued
+   * behind them then start and fail the same way.
+   */
   private failWaiters(): void {
-    const read = this.reader
-    if (read?.resume !== undefined) {
-      this.reader = undefined
-      read.resume(Effect.fail(TcpError.closed("recv", this.address)))
-    }
-    this.takeWriter()?.(TcpError.closed("send", this.address))
+    if (this.reader !== undefined) this.endRead(this.reader, Effect.fail(TcpError.closed("recv", this.address)))
+    if (this.sending !== undefined) this.endSend(this.sending, TcpError.closed("send", this.address))
   }
 
   /** Closes the descriptor now (RST if unread data is pending); the slot returns once Node closed the handle. */
@@ -802,4 +719,4 @@ const asSeenBy = (errno: string, tags: ReadonlySet<TcpError.Tag>): string =>
   errno === "EPIPE" && !tags.has("BrokenPipe") ? "ECONNRESET" : errno
 
 /** The bytes a read had gathered, as one array. */
-const collect = (read: PendingRead): Uint8Array => gather(read.targets, read.filled)
+const collect = (read: Incoming): Uint8Array => gather(read.targets, read.filled)

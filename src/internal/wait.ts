@@ -1,5 +1,4 @@
-import { Clock, Effect, Exit } from "effect"
-import type { Fiber } from "effect"
+import { Clock, Duration, Effect, Exit, Fiber } from "effect"
 import type { Deadline } from "../Deadline.ts"
 
 /**
@@ -35,65 +34,156 @@ export const fitsNodeTimer = (fiber: Fiber.Fiber<unknown, unknown>, millis: numb
   fiber.getRef(Clock.Clock) === liveClock && millis <= MAX_TIMER_MILLIS
 
 /**
- * Waits for a callback-style event until `deadline`. `register` gets the
- * function that completes the wait and returns the cleanup to run when the
- * wait is abandoned (timeout or interruption). A past deadline (and `0`)
- * fails at once without registering: callers try the non-blocking path
- * before they get here.
+ * Calls `fire` once `millis` have passed on `fiber`'s clock, unless the
+ * returned function cancels it first. This is the one place a deadline
+ * becomes a timer: on the live clock a plain Node timer (a fiber per wait
+ * would cost more than most waits), on any other clock (`TestClock`) that
+ * clock's own `sleep` in a fiber of the waiter's context, so virtual time
+ * decides, through the same waits production runs.
+ */
+export const startTimer = (
+  fiber: Fiber.Fiber<unknown, unknown> | undefined,
+  millis: number,
+  fire: () => void
+): () => void => {
+  const clock = fiber === undefined ? liveClock : fiber.getRef(Clock.Clock)
+  if (clock === liveClock && millis <= MAX_TIMER_MILLIS) {
+    const timer = setTimeout(fire, millis)
+    return () => clearTimeout(timer)
+  }
+  const sleep = clock.sleep(Duration.millis(millis))
+  const sleeper = fiber === undefined ? Effect.runFork(sleep) : Effect.runForkWith(fiber.context)(sleep)
+  sleeper.addObserver((exit) => {
+    if (Exit.isSuccess(exit)) fire()
+  })
+  return () => sleeper.interruptUnsafe()
+}
+
+/** Completes a wait with its outcome; only the first call counts. */
+export type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
+
+/**
+ * Tries an operation, then waits for it until `deadline`: `start` runs at
+ * once, inside the same step of the fiber, and may complete by calling
+ * `resume` before it returns; otherwise it returns the function that
+ * abandons the operation, called when the deadline passes or the fiber is
+ * interrupted. Deadline `0` (or a past one) abandons what did not complete
+ * at once and fails with `onTimeout()`.
  *
- * On the live clock the deadline is a timer inside the same
- * `Effect.callback`: `Effect.timeoutOrElse` would race two forked fibers
- * for every wait. Other clocks get exactly that race, so virtual time
- * still decides.
+ * Starting and registering the abandon function in one step is the point:
+ * an operation that took a gate or moved bytes can never be left behind by
+ * an interruption or a yield between the two.
+ */
+export const attempt = <A, E, E2>(
+  deadline: Deadline,
+  onTimeout: () => E2,
+  start: (resume: Resume<A, E>) => () => void
+): Effect.Effect<A, E | E2> =>
+  Effect.callback<A, E | E2>((resume) => {
+    let settled = false
+    let cancelTimer: (() => void) | undefined
+    const abandon = start((effect) => {
+      if (settled) return
+      settled = true
+      cancelTimer?.()
+      resume(effect)
+    })
+    if (settled) return
+    const timeOut = () => {
+      if (settled) return
+      settled = true
+      abandon()
+      resume(Effect.fail(onTimeout()))
+    }
+    if (deadline !== -1) {
+      const fiber = Fiber.getCurrent() ?? undefined
+      const left = deadline === 0 ? 0 : deadline - currentMillis(fiber)
+      if (left <= 0) return timeOut()
+      cancelTimer = startTimer(fiber, left, timeOut)
+    }
+    return Effect.sync(() => {
+      if (settled) return
+      settled = true
+      cancelTimer?.()
+      abandon()
+    })
+  })
+
+const currentMillis = (fiber: Fiber.Fiber<unknown, unknown> | undefined): number =>
+  (fiber === undefined ? liveClock : fiber.getRef(Clock.Clock)).currentTimeMillisUnsafe()
+
+/**
+ * Waits for a callback-style event until `deadline`. Unlike `attempt`, a
+ * past deadline (and `0`) fails at once without registering anything: for
+ * waits that start something (a connect) or that have nothing to try.
  */
 export const suspend = <A, E, E2>(
   deadline: Deadline,
   onTimeout: () => E2,
-  register: (resume: (effect: Effect.Effect<A, E>) => void) => () => void
+  register: (resume: Resume<A, E>) => () => void
 ): Effect.Effect<A, E | E2> => {
-  if (deadline === -1) return untimed(register)
   if (deadline === 0) return Effect.fail(onTimeout())
-  return Effect.withFiber((fiber) => {
-    const left = deadline - fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
-    if (left <= 0) return Effect.fail(onTimeout())
-    return fitsNodeTimer(fiber, left) ? timed(register, left, onTimeout) : bounded(untimed(register), deadline, onTimeout)
-  })
+  if (deadline === -1) return attempt(deadline, onTimeout, register)
+  return Effect.suspend(() =>
+    deadline <= currentMillis(Fiber.getCurrent() ?? undefined)
+      ? Effect.fail(onTimeout())
+      : attempt(deadline, onTimeout, register)
+  )
 }
 
-const untimed = <A, E>(register: (resume: (effect: Effect.Effect<A, E>) => void) => () => void) =>
-  Effect.callback<A, E>((resume) => {
-    const cleanup = register(resume)
-    return Effect.sync(cleanup)
-  })
+/**
+ * One direction's queue of operations: they run one at a time in the order
+ * they entered, each from `start` until it calls `leave`. An operation
+ * enters and starts in the same synchronous step, so nothing can take its
+ * turn between a check and an action. Operations that complete at once are
+ * run in a loop, never by recursion.
+ */
+export class Lane {
+  private current: Turn | undefined
+  private readonly queue: Array<Turn> = []
+  private draining = false
 
-const timed = <A, E, E2>(
-  register: (resume: (effect: Effect.Effect<A, E>) => void) => () => void,
-  millis: number,
-  onTimeout: () => E2
-) =>
-  Effect.callback<A, E | E2>((resume) => {
-    let settled = false
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const cleanup = register((effect) => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      resume(effect)
-    })
-    if (settled) return
-    timer = setTimeout(() => {
-      if (settled) return
-      settled = true
-      cleanup()
-      resume(Effect.fail(onTimeout()))
-    }, millis)
-    return Effect.sync(() => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      cleanup()
-    })
-  })
+  /** Whether no operation runs or waits. */
+  get idle(): boolean {
+    return this.current === undefined && this.queue.length === 0
+  }
+
+  enter(turn: Turn): void {
+    if (this.current === undefined && this.queue.length === 0) {
+      this.current = turn
+      turn.start()
+    } else {
+      this.queue.push(turn)
+    }
+  }
+
+  /** Ends `turn` (or takes it out of the queue if it never started); the next one starts. */
+  leave(turn: Turn): void {
+    if (this.current !== turn) {
+      const index = this.queue.indexOf(turn)
+      if (index !== -1) this.queue.splice(index, 1)
+      return
+    }
+    this.current = undefined
+    if (this.draining) return
+    this.draining = true
+    try {
+      while (this.current === undefined) {
+        const next = this.queue.shift()
+        if (next === undefined) break
+        this.current = next
+        next.start()
+      }
+    } finally {
+      this.draining = false
+    }
+  }
+}
+
+/** An operation in a `Lane`. */
+export interface Turn {
+  start(): void
+}
 
 interface Waiter {
   granted: boolean
@@ -101,19 +191,14 @@ interface Waiter {
 }
 
 /**
- * A FIFO mutex: concurrent sends (or receives) on one socket run one after
- * another in call order. Taking a free gate is synchronous; only contention
+ * A FIFO mutex around an effect: concurrent callers run one after another
+ * in call order. Taking a free gate is synchronous; only contention
  * suspends, and then within the caller's deadline.
  */
 export class Gate {
   private busy = false
   private readonly waiters: Array<Waiter> = []
   private readonly releaseEffect = Effect.sync(() => this.release())
-
-  /** Whether nobody holds the gate or waits for it. */
-  get idle(): boolean {
-    return !this.busy
-  }
 
   run<A, E, E2>(effect: Effect.Effect<A, E>, deadline: Deadline, onTimeout: () => E2): Effect.Effect<A, E | E2> {
     return Effect.uninterruptibleMask((restore) =>
@@ -150,19 +235,7 @@ export class Gate {
       Exit.isFailure(exit) && waiter.granted ? this.releaseEffect : Effect.void)
   }
 
-  /**
-   * Takes the gate when it is free, for a caller that waits by itself (one
-   * `Effect.callback`) rather than through `run`. Whoever got `true` must
-   * call `release` exactly once.
-   */
-  tryHold(): boolean {
-    if (this.busy) return false
-    this.busy = true
-    return true
-  }
-
-  /** Passes the gate to the next waiter, or frees it. */
-  release(): void {
+  private release(): void {
     const next = this.waiters.shift()
     if (next === undefined) {
       this.busy = false
