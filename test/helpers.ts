@@ -2,25 +2,155 @@
  * Shared fixtures for the test suite: real sockets on loopback only.
  */
 import { assert } from "@effect/vitest"
-import { Cause, Effect, Exit, Schedule } from "effect"
-import type { Layer, Scope } from "effect"
+import { Cause, Effect, Exit, Layer } from "effect"
+import type { Fiber, Scope } from "effect"
 import { spawn } from "node:child_process"
 import { readdirSync } from "node:fs"
 import * as Net from "node:net"
 import { afterAll, beforeAll } from "vitest"
-import { TcpNode, TcpStorage } from "../src/index.ts"
-import type { TcpClient, TcpSocket } from "../src/index.ts"
+import { TcpNode, TcpSocket, TcpStorage } from "../src/index.ts"
+import type { TcpClient } from "../src/index.ts"
 
-/** A small pool, so exhaustion and reuse are easy to reach. */
-export const TestTcp = TcpNode.layerWith({ slots: 32, bufferSize: 16 * 1024 })
+/** A small pool, so exhaustion and reuse are easy to reach (its settings are valid: it never fails). */
+export const TestTcp: Layer.Layer<TcpClient.TcpClient | TcpStorage.TcpStorage> = TcpNode.layerWith({
+  slots: 32,
+  bufferSize: 16 * 1024
+}).pipe(Layer.orDie)
 
 /** Open descriptors of this process. */
 export const openFds = (): number => readdirSync("/proc/self/fd").length
 
+// ------------------------------------------------- waiting without sleeping
+//
+// Tests wait for what they need (an event, a condition, a fiber reaching its
+// wait), never for a length of time: a loaded machine only makes them slower.
+// Every wait is bounded in count, and its timer is a plain Node timer, so it
+// works the same under TestClock.
+
+/** How many polls `eventually` makes before it fails the test (about 5 s on an idle machine). */
+export const POLLS = 500
+
+/**
+ * Waits `millis` on a Node timer, whatever clock the fiber runs on: the
+ * interval between two polls, never a synchronisation.
+ */
+const pause = (millis: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), millis)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/**
+ * Lets every ready fiber and Node callback run: `turns` rounds of the event
+ * loop (each one polls I/O once), no clock involved.
+ *
+ * @example
+ * ```ts
+ * const fiber = yield* Effect.forkChild(socket.recv(4))
+ * yield* turns(10) // the fiber has reached its wait
+ * ```
+ */
+export const turns = (count = 10): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    let left = count
+    let handle: NodeJS.Immediate | undefined
+    const next = (): void => {
+      if (left-- <= 0) return resume(Effect.void)
+      handle = setImmediate(next)
+    }
+    next()
+    return Effect.sync(() => {
+      if (handle !== undefined) clearImmediate(handle)
+    })
+  })
+
+/**
+ * Polls `condition` (a function or an effect) until it holds: first over a
+ * few turns of the event loop, then every 10 ms, at most `polls` times in
+ * all. Fails the test naming `what` if it never holds.
+ *
+ * @example
+ * ```ts
+ * yield* eventually(() => peer.bytesRead >= 4, "the peer got 4 bytes")
+ * ```
+ */
+export const eventually = <E = never, R = never>(
+  condition: (() => boolean) | Effect.Effect<boolean, E, R>,
+  what: string,
+  polls = POLLS
+): Effect.Effect<void, E, R> =>
+  Effect.flatMap(pollUntil(condition, polls), (held) =>
+    held ? Effect.void : Effect.sync(() => assert.fail(`gave up waiting (${polls} polls) until ${what}`)))
+
+/** `eventually` without the assertion: whether `condition` held within `polls` polls. */
+export const pollUntil = <E = never, R = never>(
+  condition: (() => boolean) | Effect.Effect<boolean, E, R>,
+  polls = POLLS
+): Effect.Effect<boolean, E, R> =>
+  Effect.gen(function*() {
+    const check = typeof condition === "function" ? Effect.sync(condition) : condition
+    for (let i = 0; i < polls; i++) {
+      if (yield* check) return true
+      yield* i < 10 ? turns(1) : pause(10)
+    }
+    return yield* check
+  })
+
+/**
+ * Lets `fiber` run until it waits on something (a few turns of the event
+ * loop, no clock), then asserts it has not finished: the call it runs is
+ * waiting. Replaces "sleep 30 ms so it starts waiting".
+ *
+ * @example
+ * ```ts
+ * const fiber = yield* Effect.forkChild(socket.recv(4))
+ * yield* expectWaiting(fiber, "recv(4) with nothing sent")
+ * ```
+ */
+export const expectWaiting = <A, E>(fiber: Fiber.Fiber<A, E>, what: string): Effect.Effect<void> =>
+  Effect.andThen(turns(10), Effect.sync(() => assert.isUndefined(fiber.pollUnsafe(), `${what}: it completed`)))
+
+/**
+ * Forks `effect` and returns its fiber once it waits (see `expectWaiting`).
+ *
+ * @example
+ * ```ts
+ * const reading = yield* forkWaiting(socket.recv(4), "recv(4)")
+ * ```
+ */
+export const forkWaiting = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  what: string
+): Effect.Effect<Fiber.Fiber<A, E>, never, R> =>
+  Effect.tap(Effect.forkChild(effect), (fiber) => expectWaiting(fiber, what))
+
+/** Waits until `fiber` has finished (polled, bounded), then returns its exit. */
+export const awaitDone = <A, E>(fiber: Fiber.Fiber<A, E>, what: string): Effect.Effect<Exit.Exit<A, E>> =>
+  Effect.gen(function*() {
+    yield* eventually(() => fiber.pollUnsafe() !== undefined, what)
+    const exit = fiber.pollUnsafe()
+    return exit === undefined ? assert.fail(what) : exit
+  })
+
+/**
+ * Bytes `socket`'s receives have taken out of it so far (the figure
+ * `TcpMetrics` reports when the connection is released): how a test knows a
+ * pending receive has consumed part of what it waits for.
+ *
+ * @example
+ * ```ts
+ * yield* eventually(() => bytesTaken(client) >= 16 * 1024, "the recv took the first 16 KiB")
+ * ```
+ */
+export const bytesTaken = (socket: TcpSocket.TcpSocket): number => {
+  const conn = TcpSocket.connectionOf(socket)
+  return conn === undefined ? assert.fail("bytesTaken: not one of the library's own sockets") : conn.bytesReceived
+}
+
 /**
  * Registers a file-level leak check: after every test of the file, the open
- * descriptors must be back to where they were before the first (waiting up
- * to 3 s for handles Node closes asynchronously).
+ * descriptors must be back to where they were before the first (polling for
+ * handles Node closes asynchronously).
  */
 export const checkFdLeaks = (): void => {
   let baseline = 0
@@ -28,25 +158,29 @@ export const checkFdLeaks = (): void => {
     baseline = openFds()
   })
   afterAll(async () => {
-    const until = Date.now() + 3000
-    while (openFds() > baseline && Date.now() < until) await new Promise((r) => setTimeout(r, 20))
+    for (let i = 0; i < POLLS && openFds() > baseline; i++) await new Promise((r) => setTimeout(r, 10))
     assert.isAtMost(openFds(), baseline, "descriptors leaked by this file")
   })
 }
 
-/** Waits (real time, at most 3 s) until the pool stats satisfy `predicate`, then returns them. */
+/**
+ * Waits until the process has at most `count` descriptors open (polled,
+ * bounded), then asserts it.
+ */
+export const fdsBackTo = (count: number, what = "descriptors leaked"): Effect.Effect<void> =>
+  Effect.andThen(pollUntil(() => openFds() <= count), Effect.sync(() => assert.isAtMost(openFds(), count, what)))
+
+/**
+ * Waits (polled, bounded; any clock) until the pool stats satisfy
+ * `predicate`, then returns them, whether it holds or not: the caller asserts.
+ */
 export const statsWhen = (
   predicate: (s: TcpStorage.Stats) => boolean
 ): Effect.Effect<TcpStorage.Stats, never, TcpStorage.TcpStorage> =>
-  TcpStorage.stats.pipe(
-    Effect.filterOrFail(predicate),
-    Effect.retry({ schedule: Schedule.spaced("10 millis"), times: 300 }),
-    Effect.catch(() => Effect.void),
-    Effect.andThen(TcpStorage.stats)
-  )
+  Effect.andThen(pollUntil(Effect.map(TcpStorage.stats, predicate)), TcpStorage.stats)
 
 /**
- * Waits (up to 3 s, real time) until the pool holds no slot and nobody
+ * Waits (polled, bounded; any clock) until the pool holds no slot and nobody
  * waits for one, then asserts it: every socket of the test was released.
  */
 export const expectPoolIdle: Effect.Effect<void, never, TcpStorage.TcpStorage> = statsWhen(
@@ -64,15 +198,15 @@ type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
  * Runs `body` in its own scope on `layer` (the 16 KiB test pool by default),
  * then checks, while the layer is still alive, that every slot came back.
  */
-export const withTcp = <A, E>(
+export const withTcp = <A, E, LE = never>(
   body: Effect.Effect<A, E, Tcp | Scope.Scope>,
-  layer: Layer.Layer<Tcp> = TestTcp
-): Effect.Effect<A, E> =>
+  layer?: Layer.Layer<Tcp, LE>
+): Effect.Effect<A, E | LE> =>
   Effect.gen(function*() {
     const result = yield* Effect.scoped(body)
     yield* expectPoolIdle
     return result
-  }).pipe(Effect.provide(layer))
+  }).pipe(Effect.provide(layer ?? TestTcp))
 
 /** Sends `text` and expects it echoed back (2 s for each direction). */
 export const roundTrip = (socket: TcpSocket.TcpSocket, text: string) =>
@@ -194,15 +328,18 @@ export const fullBacklog: Effect.Effect<{ readonly port: number; readonly addres
       child.once("error", (e) => resume(Effect.fail(e)))
     })
     // Fill the accept queue (backlog + 1 on Linux) and then some: connects
-    // beyond it do not complete. Each filler is bounded by its own timer.
+    // beyond it do not complete. The fillers are destroyed with the scope.
     const fillers: Array<Net.Socket> = []
+    let connected = 0
     yield* Effect.addFinalizer(() => Effect.sync(() => fillers.forEach((s) => s.destroy())))
     for (let i = 0; i < 4; i++) {
       const socket = Net.connect({ port, host: "127.0.0.1" })
       socket.on("error", () => {})
+      socket.once("connect", () => connected++)
       fillers.push(socket)
     }
-    yield* Effect.sleep("200 millis")
+    // Once two handshakes completed the queue is full: later SYNs are dropped.
+    yield* eventually(() => connected >= 2, "two fillers took the accept queue of the stopped listener")
     return { port, address: `127.0.0.1:${port}` }
   })
 

@@ -18,10 +18,10 @@ export const MiB = 1024 * 1024
 export type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
 
 /** `withTcp` with the layer first, as the fault tests read best. */
-export const withPool = <A, E>(
-  layer: Layer.Layer<Tcp>,
+export const withPool = <A, E, LE = never>(
+  layer: Layer.Layer<Tcp, LE>,
   body: Effect.Effect<A, E, Tcp | Scope.Scope>
-): Effect.Effect<A, E> => withTcp(body, layer)
+): Effect.Effect<A, E | LE> => withTcp(body, layer)
 
 
 /** Whether `command args...` can be run and exits 0; else why not. */
