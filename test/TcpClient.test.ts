@@ -13,7 +13,11 @@ import {
   checkFdLeaks,
   closedPort,
   echoServer,
+  eventually,
   expectPoolIdle,
+  expectWaiting,
+  fdsBackTo,
+  forkWaiting,
   fullBacklog,
   openFds,
   rawServer,
@@ -40,13 +44,6 @@ const decoder = new TextDecoder()
 
 const formatted = (address: NetAddress.InetAddress | undefined): string | undefined =>
   address === undefined ? undefined : NetAddress.formatInet(address)
-
-/** Waits (real time, at most 3 s) until the process has at most `count` descriptors open. */
-const fdsBackTo = (count: number) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 150 && openFds() > count; i++) yield* Effect.sleep("20 millis")
-    assert.isAtMost(openFds(), count, "descriptors leaked")
-  })
 
 /**
  * Connects to an echo server on `host` through each form of its address:
@@ -319,9 +316,10 @@ describe("TcpClient", () => {
 
     it.live("a connect waiting on the resolver (deadline -1) can be interrupted", () =>
       Effect.gen(function*() {
-        const fiber = yield* Effect.forkChild(Effect.scoped(TcpClient.connect("slow.test:80", { deadline: -1 })))
-        yield* Effect.sleep("100 millis")
-        assert.isUndefined(fiber.pollUnsafe(), "still resolving")
+        const fiber = yield* forkWaiting(
+          Effect.scoped(TcpClient.connect("slow.test:80", { deadline: -1 })),
+          "connect to a name the resolver never answers"
+        )
         yield* Fiber.interrupt(fiber)
         const exit = yield* Fiber.await(fiber)
         assert.isTrue(Exit.hasInterrupts(exit), "ended interrupted")
@@ -471,10 +469,11 @@ describe("TcpClient", () => {
       Effect.gen(function*() {
         const full = yield* fullBacklog
         const fdsBefore = openFds()
-        const fiber = yield* Effect.forkChild(Effect.scoped(TcpClient.connect(full.address, { deadline: -1 })))
-        yield* Effect.sleep("200 millis")
-        assert.isUndefined(fiber.pollUnsafe(), "connect still waiting after 200 ms")
-        const inFlight = yield* TcpStorage.stats
+        const fiber = yield* forkWaiting(
+          Effect.scoped(TcpClient.connect(full.address, { deadline: -1 })),
+          "connect to a full backlog"
+        )
+        const inFlight = yield* statsWhen((s) => s.inUse === 1)
         assert.strictEqual(inFlight.inUse, 1, "the connect in flight holds a slot")
         yield* Fiber.interrupt(fiber)
         const exit = yield* Fiber.await(fiber)
@@ -489,8 +488,7 @@ describe("TcpClient", () => {
         const fdsBefore = openFds()
         const fiber = yield* Effect.forkChild(Effect.scoped(TcpClient.connect(full.address, { timeout: "20 seconds" })))
         assert.strictEqual((yield* statsWhen((s) => s.inUse === 1)).inUse, 1, "the connect in flight holds a slot")
-        for (let i = 0; i < 150 && openFds() <= fdsBefore; i++) yield* Effect.sleep("20 millis")
-        assert.isAbove(openFds(), fdsBefore, "the connect in flight holds a descriptor")
+        yield* eventually(() => openFds() > fdsBefore, "the connect in flight holds a descriptor")
         assert.isUndefined(fiber.pollUnsafe(), "connect still waiting")
         yield* Fiber.interrupt(fiber)
         const exit = yield* Fiber.await(fiber)
@@ -516,21 +514,17 @@ describe("TcpClient", () => {
         yield* TestClock.setTime(1_000_000)
         const full = yield* TestClock.withLive(fullBacklog)
         const deadline = (yield* Deadline.now) + deadlineIn
-        const fiber = yield* Effect.forkChild(
-          Effect.scoped(TcpClient.connect(full.address, { deadline, timeout }))
+        const fiber = yield* forkWaiting(
+          Effect.scoped(TcpClient.connect(full.address, { deadline, timeout })),
+          "connect to a full backlog"
         )
-        yield* TestClock.withLive(Effect.sleep("100 millis"))
         yield* TestClock.adjust("299 millis")
-        yield* TestClock.withLive(Effect.sleep("50 millis"))
-        assert.isUndefined(fiber.pollUnsafe(), `not timed out before the ${earlier}`)
+        yield* expectWaiting(fiber, `connect timed out before the ${earlier}`)
         yield* TestClock.adjust("1 millis")
-        for (let i = 0; i < 250 && fiber.pollUnsafe() === undefined; i++) {
-          yield* TestClock.withLive(Effect.sleep("20 millis"))
-        }
-        assert.isDefined(fiber.pollUnsafe(), `timed out when the (earlier) ${earlier} passed`)
+        yield* eventually(() => fiber.pollUnsafe() !== undefined, `timed out when the (earlier) ${earlier} passed`)
         const error = yield* Effect.flip(Fiber.join(fiber))
         assert.strictEqual(error._tag, "TimedOut")
-        yield* TestClock.withLive(expectPoolIdle)
+        yield* expectPoolIdle
       }).pipe(Effect.scoped, Effect.provide(TestTcp)))
 
     it.live("timeout vs deadline with the real clock: either one bounds the call", () =>
