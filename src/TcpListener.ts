@@ -26,7 +26,7 @@ import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } f
 import { Connection } from "./internal/connection.ts"
 import { observed } from "./internal/observe.ts"
 import { applySettings, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
-import { claim, type Pool, unclaim } from "./internal/pool.ts"
+import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
 import { suspend } from "./internal/wait.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
@@ -62,12 +62,21 @@ export interface TcpListener extends Pipeable {
   /**
    * libdill's `tcp_accept` / `tcp_accept_mem`: the next connection, waiting
    * within the deadline. The socket lives in the current scope.
+   *
+   * A storage slot is taken from the pool only once a connection is there
+   * for it: an accept that is only waiting holds none. Waiting for a slot
+   * (pool `"wait"`) counts against the same deadline; when no slot can be
+   * had (`TimedOut`, `OutOfMemory` from a `"fail"` pool, interruption) the
+   * connection is not lost but stays first in the queue for the next
+   * accept. A caller's own slot (`{ storage }`) is checked and claimed
+   * before waiting.
    */
   accept(options?: AcceptOptions): Effect.Effect<TcpSocket.TcpSocket, TcpError.AcceptError, Scope.Scope>
   /**
-   * Stops listening and closes connections not yet accepted; waiting
-   * `accept`s fail with `Closed`. Accepted sockets are not affected. Always
-   * succeeds.
+   * Stops listening and closes connections not yet accepted (those still
+   * queued, and one an `accept` holds while it waits for a storage slot);
+   * waiting `accept`s fail with `Closed`. Accepted sockets are not
+   * affected. Always succeeds.
    */
   readonly close: Effect.Effect<void>
 }
@@ -139,6 +148,8 @@ class TcpListenerImpl implements TcpListener {
   text: string
   private readonly queue: Array<Incoming> = []
   private readonly acceptors: Array<Acceptor> = []
+  /** Accepts holding a connection while they wait for a storage slot: told when the listener closes. */
+  private readonly slotWaiters = new Set<() => void>()
   private acceptError: TcpError.AcceptError | undefined
   private closed = false
 
@@ -172,6 +183,8 @@ class TcpListenerImpl implements TcpListener {
         acceptor.error = TcpError.closed("accept", this.text)
         acceptor.wake()
       }
+      for (const wake of this.slotWaiters) wake()
+      this.slotWaiters.clear()
     }
     if (!this.server.listening) return resume(Effect.void)
     this.server.close(() => resume(Effect.void))
@@ -184,8 +197,13 @@ class TcpListenerImpl implements TcpListener {
     this.offer({ raw, peer: peerOf(raw) }, false)
   }
 
-  /** Hands a connection to the first waiting accept, else queues it (at the head when it is being given back). */
+  /**
+   * Hands a connection to the first waiting accept, else queues it (at the
+   * head when it is being given back). A connection given back to a closed
+   * listener is closed, like every connection it had not handed out.
+   */
   private offer(incoming: Incoming, givenBack: boolean): void {
+    if (this.closed) return void incoming.raw.destroy()
     const acceptor = this.acceptors.shift()
     if (acceptor !== undefined) {
       acceptor.incoming = incoming
@@ -241,10 +259,45 @@ class TcpListenerImpl implements TcpListener {
       // back to the head of the queue for the next accept.
       return Effect.onExit(waiting, (exit) =>
         Effect.sync(() => {
-          if (Exit.isFailure(exit) && acceptor.incoming !== undefined) this.offer(acceptor.incoming, true)
+          if (Exit.isFailure(exit) && acceptor.incoming !== undefined) this.giveBack(acceptor.incoming)
         }))
     })
   }
+
+  /** A connection taken by an accept that then failed: first in line for the next accept. */
+  giveBack(incoming: Incoming): void {
+    this.offer(incoming, true)
+  }
+
+  /**
+   * A pool slot for a connection already taken, within `deadline`. A free
+   * slot (or the pool's `OutOfMemory` when it fails fast) is known at once;
+   * only an exhausted `"wait"` pool waits, and then the listener's close
+   * ends the wait with `Closed`, as it ends every waiting accept.
+   */
+  slotFor(deadline: Deadline.Deadline): Effect.Effect<SlotMemory, TcpError.AcceptError> {
+    const now = claim(this.pool, undefined, 0, "accept", this.text)
+    const later = deadline === 0 ? now : Effect.catchTag(
+      now,
+      "TimedOut",
+      () => Effect.raceFirst(claim(this.pool, undefined, deadline, "accept", this.text), this.closing)
+    )
+    return Effect.flatMap(later, (slot) => {
+      if (!this.closed) return Effect.succeed(slot)
+      unclaim(slot)
+      return Effect.fail(TcpError.closed("accept", this.text))
+    })
+  }
+
+  /** Fails with `Closed` once the listener closes. */
+  private readonly closing: Effect.Effect<never, TcpError.Closed> = Effect.callback<never, TcpError.Closed>(
+    (resume) => {
+      const wake = () => resume(Effect.fail(TcpError.closed("accept", this.text)))
+      if (this.closed) return wake()
+      this.slotWaiters.add(wake)
+      return Effect.sync(() => this.slotWaiters.delete(wake))
+    }
+  )
 }
 
 /** Moves an accepted, still paused handle into a socket that reads into `slot`. */
@@ -258,23 +311,45 @@ const adoptHandle = (raw: Net.Socket, conn: (options: Net.SocketConstructorOpts)
   return conn(options)
 }
 
+/**
+ * Takes a connection, then the slot it will live in, both within the one
+ * deadline. A pool slot is taken only once there is a connection for it, so
+ * an accept that is only waiting holds none. The caller's own slot
+ * (`storage`) is claimed first: it is theirs already, and a bad one fails at
+ * once rather than when a client comes. When no pool slot can be had
+ * (`TimedOut`, `OutOfMemory`, interruption, `Closed`), the connection goes
+ * back to the head of the queue for the next accept, or is closed if the
+ * listener is.
+ */
 const accept = Effect.fn("TcpListener.accept")(function*(listener: TcpListenerImpl, options?: AcceptOptions) {
   const settings = yield* Effect.fromResult(resolveSettings(options, "accept", listener.text))
   const deadline = yield* Deadline.resolve(options, "accept", listener.text)
+  const open = (slot: SlotMemory, { peer, raw }: Incoming) => {
+    const conn = adoptHandle(raw, (socketOptions) => new Connection(slot, peer, () => unclaim(slot), socketOptions))
+    applySettings(conn.socket, settings)
+    return TcpSocket.attach(conn, settings.closeTimeout, listener.pool)
+  }
+  const storage = options?.storage
   return yield* Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(
-      restore(claim(listener.pool, options?.storage, deadline, "accept", listener.text)),
-      (slot) =>
-        restore(listener.take(deadline)).pipe(
-          Effect.onExit((exit) => Exit.isFailure(exit) ? Effect.sync(() => unclaim(slot)) : Effect.void),
-          Effect.flatMap(({ peer, raw }) => {
-            const conn = adoptHandle(raw, (socketOptions) =>
-              new Connection(slot, peer, () => unclaim(slot), socketOptions))
-            applySettings(conn.socket, settings)
-            return TcpSocket.attach(conn, settings.closeTimeout, listener.pool)
-          })
-        )
-    )
+    storage !== undefined
+      ? Effect.flatMap(
+        restore(claim(listener.pool, storage, deadline, "accept", listener.text)),
+        (slot) =>
+          restore(listener.take(deadline)).pipe(
+            Effect.onExit((exit) => Exit.isFailure(exit) ? Effect.sync(() => unclaim(slot)) : Effect.void),
+            Effect.flatMap((incoming) => open(slot, incoming))
+          )
+      )
+      : Effect.flatMap(
+        restore(listener.take(deadline)),
+        (incoming) =>
+          restore(listener.slotFor(deadline)).pipe(
+            Effect.onExit((exit) =>
+              Exit.isFailure(exit) ? Effect.sync(() => listener.giveBack(incoming)) : Effect.void
+            ),
+            Effect.flatMap((slot) => open(slot, incoming))
+          )
+      )
   )
 }, (
   effect: Effect.Effect<TcpSocket.TcpSocket, TcpError.AcceptError, Scope.Scope>,
@@ -414,8 +489,9 @@ const isServeOptions = (args: IArguments) => isTcpListener(args[0])
  * handler's failure is logged and ends only its own connection. Accept
  * errors that can pass (`TooManyOpenFiles`, `SystemFileLimit`,
  * `OutOfMemory`, ...) are logged and retried with a growing pause (up to
- * 1 s); `serve` ends when the listener is closed, and fails only on
- * invalid options. Interrupting `serve` aborts every connection it handles.
+ * 1 s); a connection that found no storage slot stays queued for the retry.
+ * `serve` ends when the listener is closed, and fails only on invalid
+ * options. Interrupting `serve` aborts every connection it handles.
  *
  * @example
  * ```ts
