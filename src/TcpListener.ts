@@ -76,7 +76,8 @@ export interface TcpListener extends Pipeable {
    * Stops listening and closes connections not yet accepted (those still
    * queued, and one an `accept` holds while it waits for a storage slot);
    * waiting `accept`s fail with `Closed`. Accepted sockets are not
-   * affected. Always succeeds.
+   * affected, so a `serve` on this listener lets its running handlers
+   * finish. Always succeeds.
    */
   readonly close: Effect.Effect<void>
 }
@@ -490,8 +491,15 @@ const isServeOptions = (args: IArguments) => isTcpListener(args[0])
  * errors that can pass (`TooManyOpenFiles`, `SystemFileLimit`,
  * `OutOfMemory`, ...) are logged and retried with a growing pause (up to
  * 1 s); a connection that found no storage slot stays queued for the retry.
- * `serve` ends when the listener is closed, and fails only on invalid
- * options. Interrupting `serve` aborts every connection it handles.
+ * `serve` fails only on invalid options.
+ *
+ * Stopping, gracefully: `listener.close` stops taking connections, and
+ * `serve` returns once the handlers already running have ended, their
+ * replies sent. Connections the listener had accepted but `serve` had not
+ * taken yet (waiting for a `concurrency` permit, say) are closed with the
+ * listener, unanswered. Stopping at once: interrupting `serve` (or a
+ * timeout on it, to bound a drain) interrupts every handler and aborts its
+ * socket.
  *
  * @example
  * ```ts
@@ -543,6 +551,7 @@ const serveLoop = <E, R>(
   Effect.gen(function*() {
     const serverScope = yield* Effect.scope
     const release = permits === undefined ? Effect.void : Semaphore.release(permits, 1)
+    const handlers = new Handlers()
     let pause = Duration.millis(10)
     while (true) {
       if (permits !== undefined) yield* Semaphore.take(permits, 1)
@@ -552,7 +561,10 @@ const serveLoop = <E, R>(
         yield* ScopeModule.close(connection, accepted)
         yield* release
         const error = Cause.findErrorOption(accepted.cause)
-        if (Option.isNone(error) || error.value._tag === "Closed") return
+        if (Option.isNone(error)) return
+        // The listener closed: the handlers already running finish first. If
+        // serve is interrupted meanwhile, closing its scope interrupts them.
+        if (error.value._tag === "Closed") return yield* handlers.drained
         if (error.value._tag === "InvalidArgument") return yield* error.value
         yield* Effect.logWarning("TcpListener.serve: accept failed, retrying", error.value.message)
         yield* Effect.sleep(pause)
@@ -560,12 +572,37 @@ const serveLoop = <E, R>(
         continue
       }
       pause = Duration.millis(10)
+      handlers.started()
       yield* ScopeModule.provide(handler(accepted.value), connection).pipe(
         Effect.onExit((exit) => Effect.andThen(ScopeModule.close(connection, exit), release)),
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("TcpListener.serve: handler failed", cause)
         ),
+        Effect.ensuring(handlers.ended),
         Effect.forkIn(serverScope)
       )
     }
   })
+
+/** How many of serve's handlers are running, and a wait until none is. */
+class Handlers {
+  private running = 0
+  private onDrained: (() => void) | undefined
+
+  started(): void {
+    this.running += 1
+  }
+
+  readonly ended: Effect.Effect<void> = Effect.sync(() => {
+    this.running -= 1
+    if (this.running === 0) this.onDrained?.()
+  })
+
+  readonly drained: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (this.running === 0) return resume(Effect.void)
+    this.onDrained = () => resume(Effect.void)
+    return Effect.sync(() => {
+      this.onDrained = undefined
+    })
+  })
+}
