@@ -43,7 +43,7 @@ import * as Deadline from "./Deadline.ts"
 import { parse } from "./internal/address.ts"
 import { gather } from "./internal/bytes.ts"
 import { resolveSettings } from "./internal/options.ts"
-import { Gate, suspend } from "./internal/wait.ts"
+import { attempt, Gate, suspend } from "./internal/wait.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
@@ -452,14 +452,28 @@ interface Rule {
  * every waiter, which then checks its own condition again: simple, and tests
  * have few waiters.
  */
+/** A caller-supplied slot serving an in-memory socket. */
+interface OwnSlot {
+  /** Its socket finishes a graceful close in the background: a connect given the slot waits for it. */
+  closing: boolean
+  readonly waiters: Array<() => void>
+  release: Effect.Effect<void>
+}
+
+/** The storage a socket lives in, and how to give it back. */
+interface Claim {
+  readonly release: Effect.Effect<void>
+  readonly own: OwnSlot | undefined
+}
+
 class World {
   readonly storage: TcpStorage.TcpStorage["Service"]
   /** Where graceful closes that outlive their socket's scope run. */
   readonly background: Scope.Scope
   readonly listeners = new Map<string, ListenerImpl>()
   readonly rules = new Map<string, Array<Rule>>()
-  /** Caller-supplied storage slots serving a live socket. */
-  readonly slotsInUse = new WeakSet<TcpStorage.Slot>()
+  /** Caller-supplied slots serving a socket, with who waits for each to be released. */
+  readonly slotsInUse = new WeakMap<TcpStorage.Slot, OwnSlot>()
   live = 0
   private version = 0
   private readonly waiters = new Set<() => void>()
@@ -530,18 +544,50 @@ class World {
     storage: TcpStorage.Slot | undefined,
     deadline: Deadline.Deadline,
     address: string
-  ): Effect.Effect<Effect.Effect<void>, TcpError.TimedOut | TcpError.OutOfMemory | TcpError.InvalidArgument> {
+  ): Effect.Effect<Claim, TcpError.TimedOut | TcpError.OutOfMemory | TcpError.InvalidArgument> {
     if (storage !== undefined) {
-      return Effect.suspend(() => {
-        if (!isSlot(storage)) return Effect.fail(TcpError.invalid("connect", "storage is not a TcpStorage slot", address))
-        if (this.slotsInUse.has(storage)) {
-          return Effect.fail(TcpError.invalid("connect", "storage slot already serves another socket", address))
+      // As on Node: a slot whose socket finishes its close in the background is waited for, within the deadline.
+      let claimed: OwnSlot | undefined
+      const claiming = attempt<OwnSlot, TcpError.InvalidArgument, TcpError.TimedOut>(
+        deadline,
+        () => TcpError.timedOut("connect", address),
+        (resume) => {
+          const tryClaim = (): void => {
+            if (!isSlot(storage)) {
+              return resume(Effect.fail(TcpError.invalid("connect", "storage is not a TcpStorage slot", address)))
+            }
+            const held = this.slotsInUse.get(storage)
+            if (held?.closing === true) {
+              held.waiters.push(tryClaim)
+              return
+            }
+            if (held !== undefined) {
+              return resume(Effect.fail(TcpError.invalid("connect", "storage slot already serves an open socket", address)))
+            }
+            const own: OwnSlot = { closing: false, waiters: [], release: Effect.void }
+            own.release = Effect.sync(() => {
+              if (this.slotsInUse.get(storage) !== own) return
+              this.slotsInUse.delete(storage)
+              for (const wake of own.waiters.splice(0)) wake()
+            })
+            this.slotsInUse.set(storage, own)
+            claimed = own
+            resume(Effect.succeed(own))
+          }
+          tryClaim()
+          return () => {
+            const held = isSlot(storage) ? this.slotsInUse.get(storage) : undefined
+            const index = held?.waiters.indexOf(tryClaim) ?? -1
+            if (held !== undefined && index !== -1) held.waiters.splice(index, 1)
+          }
         }
-        this.slotsInUse.add(storage)
-        return Effect.succeed(Effect.sync(() => {
-          this.slotsInUse.delete(storage)
-        }))
-      })
+      )
+      return Effect.uninterruptibleMask((restore) =>
+        restore(claiming).pipe(
+          Effect.onExit((exit) => Exit.isFailure(exit) && claimed !== undefined ? claimed.release : Effect.void),
+          Effect.map((own): Claim => ({ release: own.release, own }))
+        )
+      )
     }
     return Effect.flatMap(Scope.make(), (scope) =>
       this.storage.acquire({ deadline }).pipe(
@@ -554,7 +600,7 @@ class World {
             : error
         ),
         Effect.onError(() => Scope.close(scope, Exit.void)),
-        Effect.as(Scope.close(scope, Exit.void))
+        Effect.map((): Claim => ({ release: Scope.close(scope, Exit.void), own: undefined }))
       ))
   }
 
@@ -630,6 +676,8 @@ class Link {
   readonly sendGate = new Gate()
   readonly peerGate = new Gate()
   private release: Effect.Effect<void> = Effect.void
+  /** The caller's own slot this connection lives in, if it was given one. */
+  private ownSlot: OwnSlot | undefined
   private counted = false
 
   constructor(world: World, listener: ListenerImpl, target: Endpoint, atomicLimit: number) {
@@ -645,7 +693,8 @@ class Link {
   }
 
   /** The connect succeeded: the socket is the application's until released. */
-  attach(release: Effect.Effect<void>): void {
+  attach(release: Effect.Effect<void>, ownSlot?: OwnSlot): void {
+    this.ownSlot = ownSlot
     this.release = release
     this.counted = true
     this.world.live += 1
@@ -827,6 +876,7 @@ class Link {
     return Effect.suspend(() => {
       if (this.phase !== "open") return Effect.void
       this.beginClose()
+      if (this.ownSlot !== undefined) this.ownSlot.closing = true
       const lingering = Deadline.after(closeTimeout).pipe(
         Effect.flatMap((deadline) => this.awaitPeerFin(deadline)),
         Effect.ignore,
@@ -1353,11 +1403,11 @@ const makeClient = (world: World): TcpClient.TcpClient["Service"] => {
         ? storage.bufferSize
         : world.storage.bufferSize
       return yield* Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(restore(world.claim(storage, deadline, text)), (release) =>
+        Effect.flatMap(restore(world.claim(storage, deadline, text)), ({ own, release }) =>
           restore(world.dial(target, deadline, atomicLimit)).pipe(
             Effect.onError(() => release),
             Effect.flatMap((link) => {
-              link.attach(release)
+              link.attach(release, own)
               return Effect.as(
                 Effect.addFinalizer((exit) => link.finalize(exit, closeTimeout)),
                 new MemorySocket(link, closeTimeout)

@@ -121,6 +121,7 @@ export class Connection {
   /** Sends and the FIN, one at a time in call order. */
   private readonly outboundLane = new Lane()
 
+  private readonly slot: SlotMemory
   private readonly buffer: Buffer
   private start = 0
   private count = 0
@@ -156,6 +157,7 @@ export class Connection {
   private stopLingering: (() => void) | undefined
 
   constructor(slot: SlotMemory, address: string | undefined, onRelease: () => void, options: Net.SocketConstructorOpts) {
+    this.slot = slot
     this.buffer = slot.buffer
     this.region = slot.buffer
     this.address = address
@@ -664,6 +666,8 @@ export class Connection {
     if (Exit.isFailure(exit)) return this.abort
     return Effect.withFiber((fiber) => {
       if (!this.beginClose()) return Effect.void
+      // The slot's owner may hand it to a new socket, which then waits for this close.
+      this.slot.closing = true
       const millis = Duration.toMillis(closeTimeout)
       if (fitsNodeTimer(fiber, millis)) {
         this.linger(millis, pool.lingering)

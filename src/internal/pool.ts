@@ -2,7 +2,7 @@ import { Effect, Exit } from "effect"
 import type { Scope } from "effect"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
-import { suspend } from "./wait.ts"
+import { attempt, suspend } from "./wait.ts"
 
 /**
  * One slot's memory: the receive buffer a socket reads into for its whole
@@ -14,6 +14,10 @@ export class SlotMemory {
   /** The acquiring scope (if any) and the live socket (if any). */
   holders = 0
   attached = false
+  /** The socket in this slot is finishing a graceful close in the background: a caller's connect may wait for it. */
+  closing = false
+  /** Callers waiting for the socket in this slot to be released. */
+  readonly releaseWaiters: Array<() => void> = []
   readonly id: number
   readonly buffer: Buffer
   /** The pool this slot goes back to, whichever pool's socket used it. */
@@ -180,21 +184,65 @@ export const claim = (
       return memory
     })
   }
-  return Effect.suspend(() => {
-    if (!(storage instanceof SlotHandle) || !storage.live) {
-      return Effect.fail(TcpError.invalid(syscall, "storage is not a live TcpStorage slot", address))
+  return claimOwn(storage, deadline, syscall, address)
+}
+
+/**
+ * Claims the caller's own slot. One whose previous socket is finishing its
+ * graceful close in the background is not in use: the claim waits for that
+ * close (bounded by `closeTimeout`) within `deadline`, and takes the slot in
+ * the same step as it is released, so no other claim comes between.
+ */
+const claimOwn = (
+  storage: unknown,
+  deadline: Deadline,
+  syscall: string,
+  address?: string
+): Effect.Effect<SlotMemory, TcpError.TimedOut | TcpError.InvalidArgument> => {
+  let claimed: SlotMemory | undefined
+  const claiming = attempt<SlotMemory, TcpError.InvalidArgument, TcpError.TimedOut>(
+    deadline,
+    () => TcpError.timedOut(syscall, address),
+    (resume) => {
+      const tryClaim = (): void => {
+        if (!(storage instanceof SlotHandle) || !storage.live) {
+          return resume(Effect.fail(TcpError.invalid(syscall, "storage is not a live TcpStorage slot", address)))
+        }
+        const memory = storage.memory
+        if (memory.attached && memory.closing) {
+          memory.releaseWaiters.push(tryClaim)
+          return
+        }
+        if (memory.attached) {
+          return resume(Effect.fail(TcpError.invalid(syscall, "storage slot already serves an open socket", address)))
+        }
+        memory.attached = true
+        memory.holders += 1
+        claimed = memory
+        resume(Effect.succeed(memory))
+      }
+      tryClaim()
+      return () => {
+        if (!(storage instanceof SlotHandle)) return
+        const index = storage.memory.releaseWaiters.indexOf(tryClaim)
+        if (index !== -1) storage.memory.releaseWaiters.splice(index, 1)
+      }
     }
-    if (storage.memory.attached) {
-      return Effect.fail(TcpError.invalid(syscall, "storage slot already serves another socket", address))
-    }
-    storage.memory.attached = true
-    storage.memory.holders += 1
-    return Effect.succeed(storage.memory)
-  })
+  )
+  // A slot taken as the wait was being abandoned goes back.
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.onExit(restore(claiming), (exit) => {
+      if (Exit.isFailure(exit) && claimed !== undefined) unclaim(claimed)
+      return Effect.void
+    })
+  )
 }
 
 /** The socket living in `memory` is gone: the slot can serve another. */
 export const unclaim = (memory: SlotMemory): void => {
   memory.attached = false
+  memory.closing = false
   memory.pool.drop(memory)
+  // The first waiter takes the slot at once; the others find it attached and wait on.
+  for (const wake of memory.releaseWaiters.splice(0)) wake()
 }
