@@ -17,7 +17,20 @@ import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { Deadline, TcpClient, TcpError, TcpListener, TcpNode, TcpStorage } from "../src/index.ts"
 import type { TcpSocket } from "../src/index.ts"
-import { checkFdLeaks, closedPort, expectPoolIdle, openFds, rawServer, runProcess, withTcp } from "./helpers.ts"
+import {
+  checkFdLeaks,
+  closedPort,
+  eventually,
+  expectPoolIdle,
+  fdsBackTo,
+  forkWaiting,
+  openFds,
+  rawServer,
+  runProcess,
+  statsWhen,
+  turns,
+  withTcp
+} from "./helpers.ts"
 
 // ---------------------------------------------------------------- fixtures
 
@@ -27,15 +40,9 @@ const text = (bytes: Uint8Array) => decoder.decode(bytes)
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 const T = { timeout: "3 seconds" } as const
 
-/** Polls `condition` every 10 ms for at most `ms` (real time); fails the test if it never holds. */
-const waitUntil = (condition: () => boolean, what: string, ms = 3000): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const until = Date.now() + ms
-    while (!condition()) {
-      if (Date.now() > until) return assert.fail(`timed out after ${ms} ms waiting until ${what}`)
-      yield* Effect.sleep("10 millis")
-    }
-  })
+/** Polls `condition` (every 10 ms, about `ms` on an idle machine: bounded in count); fails the test if it never holds. */
+const waitUntil = (condition: () => boolean, what: string, ms = 5000): Effect.Effect<void> =>
+  eventually(condition, what, Math.ceil(ms / 10))
 
 /** A node:net client that records what happens to it. */
 interface Peer {
@@ -311,7 +318,9 @@ describe("TcpListener", () => {
         const client = yield* Effect.scoped(Effect.gen(function*() {
           const listener = yield* TcpListener.listen("127.0.0.1:0")
           const client = yield* peer(listener.port).pipe(Scope.provide(outer))
-          yield* Effect.sleep("100 millis")
+          // Node takes the completed connection in its next I/O turns (if it has not, closing the
+          // listening descriptor drops it from the kernel's queue: the client hangs up all the same).
+          yield* turns()
           return client
         }))
         yield* waitUntil(client.hungUp, "the queued connection's client saw EOF or a reset")
@@ -349,10 +358,20 @@ describe("TcpListener", () => {
         const listener = yield* TcpListener.listen("127.0.0.1:0")
         const client = yield* peer(listener.port)
         yield* write(client, encoder.encode("queued"))
-        // The handshake is complete (client saw 'connect'); give the listener's
-        // event loop turns to take it from the kernel.
-        yield* Effect.sleep("250 millis")
-        const socket = yield* listener.accept({ deadline: 0 })
+        // The handshake is complete (client saw 'connect'); Node takes it from the kernel in a
+        // later I/O turn. Until then deadline 0 must miss with TimedOut; then it must succeed.
+        let socket: TcpSocket.TcpSocket | undefined
+        yield* eventually(
+          listener.accept({ deadline: 0 }).pipe(
+            Effect.map((accepted) => {
+              socket = accepted
+              return true
+            }),
+            Effect.catchTag("TimedOut", (error) => Effect.sync(() => (assertTimedOut(error), false)))
+          ),
+          "accept(deadline 0) takes the queued connection"
+        )
+        if (socket === undefined) return assert.fail("accept(deadline 0) took nothing")
         assert.strictEqual(text(yield* socket.recv(6, T)), "queued")
         yield* socket.send(encoder.encode("ok"), T)
         assert.strictEqual((yield* client.take(2)).toString(), "ok")
@@ -393,9 +412,7 @@ describe("TcpListener", () => {
     it.live("deadline -1 waits until a client connects later", () =>
       withTcp(Effect.gen(function*() {
         const listener = yield* TcpListener.listen("127.0.0.1:0")
-        const waiting = yield* Effect.forkChild(listener.accept({ deadline: -1 }))
-        yield* Effect.sleep("300 millis")
-        assert.isUndefined(waiting.pollUnsafe(), "accept returned before anyone connected")
+        const waiting = yield* forkWaiting(listener.accept({ deadline: -1 }), "accept with nobody connecting")
         const client = yield* peer(listener.port)
         const socket = yield* Fiber.join(waiting)
         yield* write(client, encoder.encode("late"))
@@ -406,13 +423,12 @@ describe("TcpListener", () => {
       withTcp(Effect.gen(function*() {
         const listener = yield* TcpListener.listen("127.0.0.1:0")
         for (let i = 0; i < 10; i++) {
-          const waiting = yield* Effect.forkChild(listener.accept())
-          yield* Effect.sleep("20 millis")
+          const waiting = yield* forkWaiting(listener.accept(), "accept with nobody connecting")
           yield* Fiber.interrupt(waiting)
           const exit = yield* Fiber.await(waiting)
           assert.isTrue(Exit.isFailure(exit) && Exit.hasInterrupts(exit))
         }
-        const stats = yield* TcpStorage.stats
+        const stats = yield* statsWhen((s) => s.inUse === 0 && s.waiting === 0)
         assert.strictEqual(stats.inUse, 0, "an interrupted accept kept its slot")
         assert.strictEqual(stats.waiting, 0)
         const client = yield* peer(listener.port)
@@ -433,7 +449,7 @@ describe("TcpListener", () => {
           if (i % 3 === 1) yield* Effect.yieldNow
           const client = yield* peer(listener.port)
           yield* write(client, new Uint8Array([i]))
-          if (i % 3 === 2) yield* Effect.sleep("1 millis")
+          if (i % 3 === 2) yield* turns(1)
           yield* Fiber.interrupt(waiting)
           const exit = yield* Fiber.await(waiting)
           if (Exit.isSuccess(exit)) sockets.push(exit.value)
@@ -479,7 +495,8 @@ describe("TcpListener", () => {
           else timedOut += 1
         }
         while (sockets.length < rounds) {
-          const next = yield* Effect.exit(listener.accept({ timeout: "300 millis" }))
+          // Every client has connected and written: a lost connection shows as this accept timing out.
+          const next = yield* Effect.exit(listener.accept(T))
           if (Exit.isFailure(next)) break
           sockets.push(next.value)
         }
@@ -496,8 +513,7 @@ describe("TcpListener", () => {
     it.live("a waiting accept fails Closed, later accepts fail Closed, close is idempotent", () =>
       withTcp(Effect.gen(function*() {
         const listener = yield* TcpListener.listen("127.0.0.1:0")
-        const waiting = yield* Effect.forkChild(listener.accept())
-        yield* Effect.sleep("50 millis")
+        const waiting = yield* forkWaiting(listener.accept(), "accept with nobody connecting")
         yield* listener.close
         const error = yield* Effect.flip(Fiber.join(waiting))
         assert.strictEqual(error._tag, "Closed")
@@ -518,7 +534,8 @@ describe("TcpListener", () => {
         const keptSocket = yield* listener.accept(T)
         const queued = [yield* peer(listener.port), yield* peer(listener.port, { allowHalfOpen: true })]
         yield* write(queued[0] ?? kept, encoder.encode("unread bytes"))
-        yield* Effect.sleep("150 millis")
+        // Node queues both in its next I/O turns (if not, closing the listener drops them from the kernel's queue).
+        yield* turns()
         assert.isFalse(queued.some((q) => q.hungUp()), "queued clients were dropped before close")
         yield* listener.close
         for (const [i, q] of queued.entries()) yield* waitUntil(q.hungUp, `queued client ${i} saw EOF or reset`)
@@ -542,7 +559,8 @@ describe("TcpListener", () => {
           clients.push(client)
         }
         yield* waitUntil(() => clients.filter((c) => c.hungUp()).length >= 3, "3 clients were turned away")
-        yield* Effect.sleep("200 millis")
+        // Node took all five (in order) before turning the third away: any other hang-up shows in a few turns.
+        yield* turns()
         const open = clients.flatMap((c, i) => (c.hungUp() ? [] : [i]))
         assert.deepStrictEqual(open, [0, 1], "the first two stay queued, later ones are closed at once")
         const stats = yield* TcpStorage.stats
@@ -568,8 +586,7 @@ describe("TcpListener", () => {
         const listener = yield* TcpListener.listen("127.0.0.1:0", { pending: 0 })
         const dropped = yield* peer(listener.port)
         yield* waitUntil(dropped.hungUp, "the unqueued client was closed")
-        const waiting = yield* Effect.forkChild(listener.accept(T))
-        yield* Effect.sleep("50 millis")
+        const waiting = yield* forkWaiting(listener.accept(T), "accept with nobody connecting")
         const client = yield* peer(listener.port)
         const socket = yield* Fiber.join(waiting)
         yield* write(client, encoder.encode("ok"))
@@ -622,15 +639,7 @@ describe("TcpListener", () => {
           yield* write(client, encoder.encode("waited"))
           assertTimedOut(yield* Effect.flip(listener.accept({ timeout: "100 millis" })))
           const waiting = yield* Effect.forkChild(listener.accept({ timeout: "5 seconds" }))
-          let waitingCount = 0
-          yield* Effect.gen(function*() {
-            const until = Date.now() + 3000
-            while (Date.now() < until) {
-              waitingCount = (yield* TcpStorage.stats).waiting
-              if (waitingCount === 1) return
-              yield* Effect.sleep("10 millis")
-            }
-          })
+          const waitingCount = (yield* statsWhen((s) => s.waiting === 1)).waiting
           assert.strictEqual(waitingCount, 1, "accept should be waiting for a slot")
           assert.isUndefined(waiting.pollUnsafe())
           yield* Scope.close(holder, Exit.void)
@@ -647,7 +656,7 @@ describe("TcpListener", () => {
           const holder = yield* holdSlot
           const client = yield* peer(listener.port)
           yield* write(client, encoder.encode("kept"))
-          yield* Effect.sleep("100 millis")
+          yield* turns()
           const error = yield* Effect.flip(listener.accept({ timeout: "2 seconds" }))
           assert.strictEqual(error._tag, "OutOfMemory")
           assert.strictEqual(error.errno, "ENOMEM")
@@ -707,7 +716,9 @@ describe("TcpListener", () => {
         const payload = randomBytes(256 * 1024)
         small.socket.end(encoder.encode("hello"))
         big.socket.write(payload)
-        yield* Effect.sleep("300 millis")
+        // Both are in the kernel (as much of the payload as it takes before anyone reads) before accept.
+        yield* waitUntil(() => small.socket.writableFinished, "the small client flushed its bytes and FIN")
+        yield* turns()
         const first = yield* listener.accept(T)
         assert.strictEqual(text(yield* first.recv(5, T)), "hello")
         const eof = yield* Effect.flip(first.recv(1, T))
@@ -761,9 +772,10 @@ describe("TcpListener", () => {
       withTcp(Effect.gen(function*() {
         const listener = yield* TcpListener.listen("127.0.0.1:0")
         const client = yield* peer(listener.port)
-        yield* Effect.sleep("50 millis")
+        // Node has taken the connection or takes it with its reset: either way before accept does.
+        yield* turns()
         client.socket.resetAndDestroy()
-        yield* Effect.sleep("100 millis")
+        yield* turns()
         const socket = yield* listener.accept(T)
         const recvError = yield* Effect.flip(socket.recv(1, T))
         assert.strictEqual(recvError._tag, "ConnReset")
@@ -777,9 +789,10 @@ describe("TcpListener", () => {
         const listener = yield* TcpListener.listen("127.0.0.1:0")
         const client = yield* peer(listener.port)
         const clientAddress = `127.0.0.1:${String(client.socket.localPort)}`
-        yield* Effect.sleep("50 millis")
+        // Node has taken the connection or takes it with its reset: either way before accept does.
+        yield* turns()
         client.socket.resetAndDestroy()
-        yield* Effect.sleep("100 millis")
+        yield* turns()
         const socket = yield* listener.accept(T)
         const error = yield* Effect.flip(socket.recv(1, T))
         // DESIGN.md: `address` ("127.0.0.1:6379" where known)
@@ -791,7 +804,8 @@ describe("TcpListener", () => {
         const listener = yield* TcpListener.listen("127.0.0.1:0", {})
         const client = yield* peer(listener.port, { allowHalfOpen: true })
         client.socket.end()
-        yield* Effect.sleep("100 millis")
+        yield* waitUntil(() => client.socket.writableFinished, "the client sent its FIN")
+        yield* turns()
         const socket = yield* listener.accept(T)
         const error = yield* Effect.flip(socket.recv(1, T))
         assert.strictEqual(error._tag, "PeerClosed")
@@ -806,10 +820,9 @@ describe("TcpListener", () => {
         const listener = yield* TcpListener.listen("127.0.0.1:0")
         const address = `127.0.0.1:${listener.port}`
         const baseline = openFds()
-        const until = Date.now() + 20_000
         const one = new Uint8Array([1])
         let cycles = 0
-        while (cycles < 1000 && Date.now() < until) {
+        while (cycles < 1000) {
           const explicit = cycles % 2 === 0
           yield* Effect.scoped(Effect.gen(function*() {
             const client = yield* TcpClient.connect(address, T)
@@ -821,12 +834,8 @@ describe("TcpListener", () => {
           }))
           cycles += 1
         }
-        console.log(`[TcpListener] ${cycles} connect/accept/close cycles`)
-        assert.isAtLeast(cycles, 100, "too few cycles to say anything")
         yield* expectPoolIdle
-        const settle = Date.now() + 3000
-        while (openFds() > baseline && Date.now() < settle) yield* Effect.sleep("20 millis")
-        assert.isAtMost(openFds(), baseline, "descriptors leaked by the cycles")
+        yield* fdsBackTo(baseline, "descriptors leaked by the cycles")
         const stats = yield* TcpStorage.stats
         assert.isAtMost(stats.slots, 32)
       })), 40_000)
