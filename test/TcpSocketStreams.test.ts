@@ -8,7 +8,7 @@ import * as Socket from "effect/socket/Socket"
 import { createHash, randomBytes } from "node:crypto"
 import type * as Net from "node:net"
 import { TcpClient, TcpSocket } from "../src/index.ts"
-import { checkFdLeaks, closedPort, rawServer, readAll, withTcp } from "./helpers.ts"
+import { checkFdLeaks, closedPort, eventually, forkWaiting, rawServer, readAll, turns, withTcp } from "./helpers.ts"
 
 const T = { timeout: "3 seconds" } as const
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
@@ -20,14 +20,28 @@ const connectedTo = (onConnection: (peer: Net.Socket) => void) =>
     return yield* TcpClient.connect(server.address, T)
   })
 
+/** Our socket connected to a node:net peer, and that peer (once it is accepted). */
+const withPeer = Effect.gen(function*() {
+  let accepted: Net.Socket | undefined
+  const socket = yield* connectedTo((p) => {
+    accepted = p
+  })
+  yield* eventually(() => accepted !== undefined, "the peer accepted our connection")
+  const peer = accepted
+  return peer === undefined ? assert.fail("no peer") : { socket, peer }
+})
+
 describe("TcpSocket streams", () => {
   checkFdLeaks()
 
   describe("recvSome", () => {
     it.live("returns what has arrived, at most max, and PeerClosed with no bytes at the end", () =>
       withTcp(Effect.gen(function*() {
-        const socket = yield* connectedTo((peer) => peer.end("hello world"))
-        yield* Effect.sleep("100 millis") // both the bytes and the FIN have arrived
+        const { socket, peer } = yield* withPeer
+        peer.end("hello world")
+        // Both the bytes and the FIN are in the kernel, then this end's I/O runs.
+        yield* eventually(() => peer.writableFinished, "the peer flushed its bytes and FIN")
+        yield* turns()
         assert.strictEqual(new TextDecoder().decode(yield* socket.recvSome(5, T)), "hello")
         assert.strictEqual(new TextDecoder().decode(yield* socket.recvSome(100, T)), " world")
         const error = yield* Effect.flip(socket.recvSome(100, T))
@@ -37,29 +51,20 @@ describe("TcpSocket streams", () => {
 
     it.live("waits for the first byte; deadline 0 with nothing here is TimedOut and consumes nothing", () =>
       withTcp(Effect.gen(function*() {
-        let peer: Net.Socket | undefined
-        const socket = yield* connectedTo((p) => {
-          peer = p
-        })
+        const { socket, peer } = yield* withPeer
         const early = yield* Effect.flip(socket.recvSome(10, { deadline: 0 }))
         assert.strictEqual(early._tag, "TimedOut")
-        const waiting = yield* Effect.forkChild(socket.recvSome(10, T))
-        yield* Effect.sleep("50 millis")
-        assert.isUndefined(waiting.pollUnsafe(), "still waiting for the first byte")
-        peer?.write("ab")
+        const waiting = yield* forkWaiting(socket.recvSome(10, T), "recvSome with nothing sent")
+        peer.write("ab")
         assert.strictEqual(new TextDecoder().decode(yield* Fiber.join(waiting)), "ab")
       })))
 
     it.live("an interrupted recvSome consumes nothing", () =>
       withTcp(Effect.gen(function*() {
-        let peer: Net.Socket | undefined
-        const socket = yield* connectedTo((p) => {
-          peer = p
-        })
-        const waiting = yield* Effect.forkChild(socket.recvSome(10, T))
-        yield* Effect.sleep("30 millis")
+        const { socket, peer } = yield* withPeer
+        const waiting = yield* forkWaiting(socket.recvSome(10, T), "recvSome with nothing sent")
         yield* Fiber.interrupt(waiting)
-        peer?.write("xyz")
+        peer.write("xyz")
         assert.strictEqual(new TextDecoder().decode(yield* socket.recv(3, T)), "xyz")
       })))
 
@@ -142,8 +147,10 @@ describe("TcpSocket streams", () => {
 
     it.live("a reset reaches the reader as SocketReadError carrying ConnReset", () =>
       withTcp(Effect.gen(function*() {
-        // Reset once the connection is surely up (an immediate reset can beat the handshake: ConnReset on connect).
-        const socket = TcpSocket.toSocket(yield* connectedTo((peer) => setTimeout(() => peer.resetAndDestroy(), 50)))
+        // Reset once our connect has completed (an immediate reset can beat the handshake: ConnReset on connect).
+        const { socket: tcp, peer } = yield* withPeer
+        peer.resetAndDestroy()
+        const socket = TcpSocket.toSocket(tcp)
         const error = yield* Effect.flip(Effect.scoped(Effect.flatMap(socket.reader, (reader) => reader.pull)))
         assert.strictEqual(error.reason._tag, "SocketReadError")
         const cause = error.reason._tag === "SocketReadError" ? error.reason.cause : undefined
