@@ -2,7 +2,19 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as Net from "node:net"
 import { TcpClient, TcpNode, TcpStorage } from "../src/index.ts"
-import { checkFdLeaks, echoServer, expectPoolIdle, rawServer, roundTrip, statsWhen, TestTcp, withTcp } from "./helpers.ts"
+import {
+  checkFdLeaks,
+  echoServer,
+  expectPoolIdle,
+  expectWaiting,
+  pollUntil,
+  rawServer,
+  roundTrip,
+  statsWhen,
+  TestTcp,
+  turns,
+  withTcp
+} from "./helpers.ts"
 
 const decoder = new TextDecoder()
 const MiB = 1024 * 1024
@@ -20,13 +32,14 @@ const twoConnected = Effect.gen(function*() {
 })
 
 /** Building a storage layer with these settings dies (a defect: static configuration). */
-const expectLayerDies = (options: TcpStorage.Options, what: string) =>
+const expectLayerInvalid = (options: TcpStorage.Options, what: string) =>
   Effect.gen(function*() {
     const exit = yield* Effect.exit(Effect.provide(TcpStorage.stats, TcpStorage.layer(options)))
     assert.isTrue(Exit.isFailure(exit), `${what}: the layer was built`)
     if (Exit.isFailure(exit)) {
-      assert.isTrue(Cause.hasDies(exit.cause), `${what}: expected a defect, got ${String(exit.cause)}`)
-      assert.isFalse(Cause.hasFails(exit.cause), `${what}: not a typed failure`)
+      assert.isFalse(Cause.hasDies(exit.cause), `${what}: expected InvalidArgument, got a defect: ${String(exit.cause)}`)
+      const error = Cause.findErrorOption(exit.cause)
+      assert.isTrue(error._tag === "Some" && error.value._tag === "InvalidArgument", `${what}: ${String(exit.cause)}`)
     }
   })
 
@@ -123,8 +136,7 @@ describe("TcpStorage", () => {
         const waiting = yield* statsWhen((s) => s.waiting === 1)
         assert.strictEqual(waiting.waiting, 1)
         assert.strictEqual(waiting.inUse, 2)
-        yield* Effect.sleep("100 millis")
-        assert.isUndefined(third.pollUnsafe(), "still waiting while both slots are held")
+        yield* expectWaiting(third, "a connect while both slots are held")
         yield* a.close({ timeout: "2 seconds" })
         const c = yield* Fiber.join(third)
         yield* roundTrip(c, "waited")
@@ -192,15 +204,15 @@ describe("TcpStorage", () => {
         const acquirer = yield* Effect.forkChild(Effect.scoped(TcpStorage.acquire()))
         assert.strictEqual((yield* statsWhen((s) => s.waiting === 1)).waiting, 1)
         const interrupting = yield* Effect.forkChild(Fiber.interrupt(acquirer))
-        // Give the interruption up to 2 s (real time) to take effect.
-        for (let i = 0; i < 100 && acquirer.pollUnsafe() === undefined; i++) yield* Effect.sleep("20 millis")
+        // Give the interruption time to take effect (polled, bounded).
+        yield* pollUntil(() => acquirer.pollUnsafe() !== undefined)
         const exit = acquirer.pollUnsafe()
         const waitingAfter = (yield* TcpStorage.stats).waiting
         // If the interruption did not take effect, free a slot so the stuck
         // caller (and this test) can finish, then report.
         if (exit === undefined) yield* a.close({ timeout: "2 seconds" })
         yield* Fiber.join(interrupting)
-        assert.isDefined(exit, "acquire was still waiting 2 s after being interrupted")
+        assert.isDefined(exit, "acquire was still waiting long after being interrupted")
         assert.isTrue(exit !== undefined && Exit.hasInterrupts(exit), "acquire ended interrupted")
         assert.strictEqual(waitingAfter, 0)
         assert.deepStrictEqual(yield* TcpStorage.stats, { slots: 2, inUse: 2, waiting: 0, highWater: 2 })
@@ -265,8 +277,8 @@ describe("TcpStorage", () => {
           const socket = yield* TcpClient.connect(server.address, { storage: slot, timeout: "2 seconds" })
           yield* roundTrip(socket, "x")
           yield* socket.close({ timeout: "2 seconds" })
-          // Give any asynchronous release a chance; the scope still holds the slot.
-          yield* Effect.sleep("100 millis")
+          // Give any asynchronous release (Node closing the handle) a chance; the scope still holds the slot.
+          yield* turns()
           assert.strictEqual((yield* TcpStorage.stats).inUse, 1)
           const error = yield* Effect.flip(Effect.scoped(TcpStorage.acquire()))
           assert.strictEqual(error._tag, "OutOfMemory")
@@ -276,20 +288,18 @@ describe("TcpStorage", () => {
   })
 
   describe("layer settings", () => {
-    it.live("invalid settings die at layer build", () =>
+    it.live("invalid settings fail the layer build with InvalidArgument (see LayerOptions.test.ts)", () =>
       Effect.gen(function*() {
-        yield* expectLayerDies({ slots: 0 }, "slots 0")
-        yield* expectLayerDies({ slots: -1 }, "slots -1")
-        yield* expectLayerDies({ slots: 1.5 }, "slots 1.5")
-        yield* expectLayerDies({ slots: Number.NaN }, "slots NaN")
-        yield* expectLayerDies({ bufferSize: 10 }, "bufferSize 10")
-        yield* expectLayerDies({ bufferSize: 1023 }, "bufferSize 1023")
-        yield* expectLayerDies({ bufferSize: 4096.5 }, "bufferSize 4096.5")
-        yield* expectLayerDies({ onExhausted: "sometimes" as never }, "onExhausted sometimes")
-        const viaNode = yield* Effect.exit(
-          Effect.provide(TcpStorage.stats, TcpNode.layerWith({ slots: 0 }))
-        )
-        assert.isTrue(Exit.isFailure(viaNode) && Cause.hasDies(viaNode.cause), "TcpNode.layerWith dies too")
+        yield* expectLayerInvalid({ slots: 0 }, "slots 0")
+        yield* expectLayerInvalid({ slots: -1 }, "slots -1")
+        yield* expectLayerInvalid({ slots: 1.5 }, "slots 1.5")
+        yield* expectLayerInvalid({ slots: Number.NaN }, "slots NaN")
+        yield* expectLayerInvalid({ bufferSize: 10 }, "bufferSize 10")
+        yield* expectLayerInvalid({ bufferSize: 1023 }, "bufferSize 1023")
+        yield* expectLayerInvalid({ bufferSize: 4096.5 }, "bufferSize 4096.5")
+        yield* expectLayerInvalid({ onExhausted: "sometimes" as never }, "onExhausted sometimes")
+        const viaNode = yield* Effect.flip(Effect.provide(TcpStorage.stats, TcpNode.layerWith({ slots: 0 })))
+        assert.strictEqual(viaNode._tag, "InvalidArgument", "TcpNode.layerWith too")
       }))
 
     it.live("the smallest valid settings build", () =>
@@ -320,8 +330,8 @@ describe("TcpStorage", () => {
         yield* Effect.scoped(Effect.gen(function*() {
           const rssBefore = process.memoryUsage().rss
           const socket = yield* TcpClient.connect(server.address, { timeout: "2 seconds" })
-          // Wait (at most 5 s) until the peer's queue stops shrinking: the
-          // kernel's buffers are full and its writes are blocked.
+          // Poll (at most 100 times, 50 ms apart) until the peer's queue stops
+          // shrinking: the kernel's buffers are full and its writes are blocked.
           let last = -1
           let stable = 0
           for (let i = 0; i < 100 && stable < 5; i++) {
