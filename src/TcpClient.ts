@@ -15,7 +15,16 @@ import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, resolve, type Tc
 import { Connection } from "./internal/connection.ts"
 import { observed } from "./internal/observe.ts"
 import { socketReader, socketWriter } from "./internal/socket.ts"
-import { applySettings, checkedDuration, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
+import {
+  applySettings,
+  badDescriptor,
+  checkedDuration,
+  isDescriptor,
+  orDefault,
+  resolveClient,
+  resolveSettings,
+  type SocketSettings
+} from "./internal/options.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
@@ -112,11 +121,13 @@ export class TcpClient extends Context.Service<TcpClient, {
    * ```
    * @since 0.1.0
    */
-  static readonly layer: Layer.Layer<TcpClient, never, TcpStorage> = Layer.suspend(() => layerWith())
+  static readonly layer: Layer.Layer<TcpClient, never, TcpStorage> = Layer.suspend(() => clientLayer())
 
   /**
-   * The Node client with defaults of your own: `connectTimeout` bounds every
-   * connect that gives neither a deadline nor a timeout.
+   * The Node client with defaults of your own: `connectTimeout` (a
+   * non-negative duration; infinite means none) bounds every connect that
+   * gives neither a deadline nor a timeout. Defaults that are not valid fail
+   * the layer with `InvalidArgument` when it is built.
    *
    * @example
    * ```ts
@@ -125,24 +136,13 @@ export class TcpClient extends Context.Service<TcpClient, {
    * ```
    * @since 0.1.0
    */
-  static readonly layerWith = (defaults?: ClientDefaults): Layer.Layer<TcpClient, never, TcpStorage> =>
-    Layer.effect(
-      TcpClient,
-      Effect.gen(function*() {
-        const storage = yield* TcpStorage
-        const resolver = yield* Effect.serviceOption(AddressResolver.AddressResolver).pipe(
-          Effect.flatMap(Option.match({
-            onSome: Effect.succeed,
-            onNone: () => AddressResolver.AddressResolver.use(Effect.succeed).pipe(Effect.provide(systemResolver))
-          }))
-        )
-        return make(storage.pool, resolver, defaults?.connectTimeout)
-      })
-    )
+  static readonly layerWith: LayerWithConstructor = clientLayer
 
   /**
    * The Node client configured from `Config`: `TCP_CONNECT_TIMEOUT` (a
    * duration such as `"5 seconds"`, optional) is the default connect timeout.
+   * A value that does not parse is a `ConfigError`, a negative one
+   * `InvalidArgument`.
    *
    * @example
    * ```ts
@@ -151,7 +151,11 @@ export class TcpClient extends Context.Service<TcpClient, {
    * ```
    * @since 0.1.0
    */
-  static readonly layerConfig: Layer.Layer<TcpClient, Config.ConfigError, TcpStorage> = Layer.unwrap(
+  static readonly layerConfig: Layer.Layer<
+    TcpClient,
+    Config.ConfigError | TcpError.InvalidArgument,
+    TcpStorage
+  > = Layer.unwrap(
     Effect.map(
       Config.option(Config.Duration("TCP_CONNECT_TIMEOUT")),
       (timeout) => layerWith({ connectTimeout: Option.getOrUndefined(timeout) })
@@ -174,7 +178,45 @@ export interface ClientDefaults {
 }
 
 /**
- * `TcpClient.TcpClient.layerWith`: the Node client with defaults of your own.
+ * `TcpClient.layerWith`: without defaults it cannot fail; with defaults,
+ * ones that are not valid fail the layer with `InvalidArgument`.
+ *
+ * @example
+ * ```ts
+ * import type { Layer } from "effect"
+ * import { TcpClient, TcpError, TcpStorage } from "effect-tcp"
+ * const client: Layer.Layer<TcpClient.TcpClient, TcpError.InvalidArgument, TcpStorage.TcpStorage> =
+ *   TcpClient.layerWith({ connectTimeout: "3 seconds" })
+ * ```
+ * @since 0.1.0
+ */
+export interface LayerWithConstructor {
+  (): Layer.Layer<TcpClient, never, TcpStorage>
+  (defaults: ClientDefaults | undefined): Layer.Layer<TcpClient, TcpError.InvalidArgument, TcpStorage>
+}
+
+function clientLayer(): Layer.Layer<TcpClient, never, TcpStorage>
+function clientLayer(defaults: ClientDefaults | undefined): Layer.Layer<TcpClient, TcpError.InvalidArgument, TcpStorage>
+function clientLayer(defaults?: ClientDefaults): Layer.Layer<TcpClient, TcpError.InvalidArgument, TcpStorage> {
+  return Layer.effect(
+    TcpClient,
+    Effect.gen(function*() {
+      const { connectTimeout } = yield* Effect.fromResult(resolveClient(defaults, "TcpClient.layer"))
+      const storage = yield* TcpStorage
+      const resolver = yield* Effect.serviceOption(AddressResolver.AddressResolver).pipe(
+        Effect.flatMap(Option.match({
+          onSome: Effect.succeed,
+          onNone: () => AddressResolver.AddressResolver.use(Effect.succeed).pipe(Effect.provide(systemResolver))
+        }))
+      )
+      return make(storage.pool, resolver, connectTimeout)
+    })
+  )
+}
+
+/**
+ * `TcpClient.TcpClient.layerWith`: the Node client with defaults of your own
+ * (`InvalidArgument` when they are not valid).
  *
  * @example
  * ```ts
@@ -183,11 +225,12 @@ export interface ClientDefaults {
  * ```
  * @since 0.1.0
  */
-export const layerWith = (defaults?: ClientDefaults): Layer.Layer<TcpClient, never, TcpStorage> =>
-  TcpClient.layerWith(defaults)
+export const layerWith: LayerWithConstructor = clientLayer
 
 /**
- * `TcpClient.TcpClient.layerConfig`: the Node client configured from `Config`.
+ * `TcpClient.TcpClient.layerConfig`: the Node client configured from `Config`
+ * (`ConfigError` for a value that does not parse, `InvalidArgument` for a
+ * negative duration).
  *
  * @example
  * ```ts
@@ -196,7 +239,7 @@ export const layerWith = (defaults?: ClientDefaults): Layer.Layer<TcpClient, nev
  * ```
  * @since 0.1.0
  */
-export const layerConfig: Layer.Layer<TcpClient, Config.ConfigError, TcpStorage> = Layer.suspend(() =>
+export const layerConfig: Layer.Layer<TcpClient, Config.ConfigError | TcpError.InvalidArgument, TcpStorage> = Layer.suspend(() =>
   TcpClient.layerConfig
 )
 
@@ -300,7 +343,7 @@ export const makeSocket = (
             open.closeUnsafe()
           })
         )
-        return socketReader(socket)
+        return yield* socketReader(socket)
       })
       // Writes go to whichever connection the reader opened, once it has.
       const connected = open.whenOpen(Effect.suspend(() =>
@@ -518,7 +561,7 @@ const make = (
 
   const fromFd = Effect.fn("TcpClient.fromFd")(function*(fd: number, options?: FromFdOptions) {
     const text = `fd ${String(fd)}`
-    if (!Number.isSafeInteger(fd) || fd < 0) return yield* TcpError.invalid("fromFd", "fd must be a descriptor number", text)
+    if (!isDescriptor(fd)) return yield* TcpError.invalid("fromFd", badDescriptor, text)
     const settings = yield* Effect.fromResult(resolveSettings(options, "fromFd", text))
     const deadline = yield* Deadline.resolve(options, "fromFd", text)
     if (isTcpDescriptor(fd) === false) return yield* TcpError.invalid("fromFd", "fd is not a TCP socket", text)

@@ -25,7 +25,14 @@ import * as Deadline from "./Deadline.ts"
 import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
 import { observed } from "./internal/observe.ts"
-import { applySettings, orDefault, resolveSettings, type SocketSettings } from "./internal/options.ts"
+import {
+  applySettings,
+  badDescriptor,
+  isDescriptor,
+  orDefault,
+  resolveSettings,
+  type SocketSettings
+} from "./internal/options.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
 import { suspend } from "./internal/wait.ts"
 import * as TcpError from "./TcpError.ts"
@@ -457,7 +464,7 @@ export const fromFd = Effect.fn("TcpListener.fromFd")(
     Scope.Scope | TcpStorage
   > {
     const text = `fd ${String(fd)}`
-    if (!isCount(fd, 0)) return yield* TcpError.invalid("listen", "fd must be a descriptor number", text)
+    if (!isDescriptor(fd)) return yield* TcpError.invalid("listen", badDescriptor, text)
     const { pending } = yield* validate(options, text)
     if (isTcpDescriptor(fd) === false) return yield* TcpError.invalid("listen", "fd is not a TCP socket", text)
     const storage = yield* TcpStorage

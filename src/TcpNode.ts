@@ -6,12 +6,15 @@
 import type { Config } from "effect"
 import { Layer } from "effect"
 import { TcpClient } from "./TcpClient.ts"
+import type * as TcpError from "./TcpError.ts"
 import { TcpStorage } from "./TcpStorage.ts"
+import type * as TcpStorageModule from "./TcpStorage.ts"
 
 /**
  * `TcpClient` and a `TcpStorage` pool with the default settings (1024 slots
  * of 64 KiB, waiting when exhausted). Names resolve through the operating
- * system unless an `AddressResolver` is provided to the layer.
+ * system unless an `AddressResolver` is provided to the layer. It cannot
+ * fail.
  *
  * @example
  * ```ts
@@ -26,21 +29,35 @@ export const layer: Layer.Layer<TcpClient | TcpStorage> = TcpClient.layer.pipe(
 )
 
 /**
- * Like `layer`, with the pool's settings given.
+ * Like `layer`, with the pool's settings given (see `TcpStorage.Options`).
+ * Settings out of range (`slots: 0`, a `bufferSize` under 1 KiB or over
+ * 1 GiB, an `onExhausted` other than `"wait"` or `"fail"`) fail the layer
+ * with `InvalidArgument` when it is built.
  *
  * @example
  * ```ts
- * import { TcpNode } from "effect-tcp"
+ * import { Effect } from "effect"
+ * import { TcpClient, TcpNode } from "effect-tcp"
  * const Tcp = TcpNode.layerWith({ slots: 64, bufferSize: 16 * 1024, onExhausted: "fail" })
+ * const program = TcpClient.connect("127.0.0.1:6379").pipe(
+ *   Effect.scoped,
+ *   Effect.provide(Tcp),
+ *   Effect.catchTag("InvalidArgument", (e) => Effect.logError(e.message))
+ * )
  * ```
  * @since 0.1.0
  */
-export const layerWith = (options: Parameters<typeof TcpStorage.layer>[0]): Layer.Layer<TcpClient | TcpStorage> =>
+export const layerWith = (
+  options: TcpStorageModule.Options
+): Layer.Layer<TcpClient | TcpStorage, TcpError.InvalidArgument> =>
   TcpClient.layer.pipe(Layer.provideMerge(TcpStorage.layer(options)))
 
 /**
  * `TcpClient` and `TcpStorage` configured from `Config`: `TCP_POOL_SLOTS`,
- * `TCP_BUFFER_SIZE`, `TCP_POOL_ON_EXHAUSTED` and `TCP_CONNECT_TIMEOUT`.
+ * `TCP_BUFFER_SIZE`, `TCP_POOL_ON_EXHAUSTED` and `TCP_CONNECT_TIMEOUT`. A
+ * value that does not parse fails the layer with a `ConfigError`, one that
+ * parses but is out of range (`TCP_POOL_SLOTS=0`, a negative timeout) with
+ * `InvalidArgument`.
  *
  * @example
  * ```ts
@@ -50,6 +67,7 @@ export const layerWith = (options: Parameters<typeof TcpStorage.layer>[0]): Laye
  * ```
  * @since 0.1.0
  */
-export const layerConfig: Layer.Layer<TcpClient | TcpStorage, Config.ConfigError> = TcpClient.layerConfig.pipe(
-  Layer.provideMerge(TcpStorage.layerConfig)
-)
+export const layerConfig: Layer.Layer<
+  TcpClient | TcpStorage,
+  Config.ConfigError | TcpError.InvalidArgument
+> = TcpClient.layerConfig.pipe(Layer.provideMerge(TcpStorage.layerConfig))

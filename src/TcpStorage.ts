@@ -14,7 +14,7 @@
 import { Config, Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import * as Deadline from "./Deadline.ts"
-import { orDefault } from "./internal/options.ts"
+import { maxBufferSize, minBufferSize, resolvePool } from "./internal/options.ts"
 import { type OnExhausted, Pool, SlotHandle, type Stats as PoolStats } from "./internal/pool.ts"
 import type * as TcpError from "./TcpError.ts"
 
@@ -55,9 +55,11 @@ export interface Slot {
 export type Stats = PoolStats
 
 /**
- * Pool settings. `slots` bounds the number of live sockets (default 1024),
- * `bufferSize` is each socket's receive buffer in bytes (default 64 KiB, at
- * least 1 KiB), `onExhausted` says what a caller does when every slot is held.
+ * Pool settings. `slots` bounds the number of live sockets (a positive
+ * integer, default 1024), `bufferSize` is each socket's receive buffer in
+ * bytes (an integer from 1 KiB through 1 GiB, default 64 KiB), `onExhausted`
+ * says what a caller does when every slot is held (`"wait"`, the default, or
+ * `"fail"`). Anything else fails the layer with `InvalidArgument`.
  *
  * @example
  * ```ts
@@ -85,6 +87,44 @@ export interface Options {
 export const defaults = { slots: 1024, bufferSize: 64 * 1024, onExhausted: "wait" } as const
 
 /**
+ * The range `bufferSize` must lie in: 1 KiB through 1 GiB.
+ *
+ * @example
+ * ```ts
+ * import { TcpStorage } from "effect-tcp"
+ * TcpStorage.bufferSizeRange.max // 1073741824
+ * ```
+ * @since 0.1.0
+ */
+export const bufferSizeRange: { readonly min: number; readonly max: number } = {
+  min: minBufferSize,
+  max: maxBufferSize
+}
+
+/**
+ * `TcpStorage.layer`: without options it cannot fail; with options, options
+ * outside what `Options` allows fail the layer with `InvalidArgument`.
+ *
+ * @example
+ * ```ts
+ * import type { Layer } from "effect"
+ * import { TcpError, TcpStorage } from "effect-tcp"
+ * const pool: Layer.Layer<TcpStorage.TcpStorage, TcpError.InvalidArgument> = TcpStorage.layer({ slots: 16 })
+ * ```
+ * @since 0.1.0
+ */
+export interface LayerConstructor {
+  (): Layer.Layer<TcpStorage>
+  (options: Options | undefined): Layer.Layer<TcpStorage, TcpError.InvalidArgument>
+}
+
+function layerOf(): Layer.Layer<TcpStorage>
+function layerOf(options: Options | undefined): Layer.Layer<TcpStorage, TcpError.InvalidArgument>
+function layerOf(options?: Options): Layer.Layer<TcpStorage, TcpError.InvalidArgument> {
+  return Layer.effect(TcpStorage, make(options))
+}
+
+/**
  * The storage pool service.
  *
  * @example
@@ -108,8 +148,10 @@ export class TcpStorage extends Context.Service<TcpStorage, {
   readonly pool: Pool
 }>()("effect-tcp/TcpStorage") {
   /**
-   * A pool with the given settings. Closing the layer's scope aborts the
-   * graceful closes still running in the background.
+   * A pool with the given settings. Settings outside what `Options` allows
+   * fail the layer with `InvalidArgument` when it is built (without options
+   * the layer cannot fail). Closing the layer's scope aborts the graceful
+   * closes still running in the background.
    *
    * @example
    * ```ts
@@ -118,13 +160,14 @@ export class TcpStorage extends Context.Service<TcpStorage, {
    * ```
    * @since 0.1.0
    */
-  static readonly layer = (options?: Options): Layer.Layer<TcpStorage> =>
-    Layer.effect(TcpStorage, make(options))
+  static readonly layer: LayerConstructor = layerOf
 
   /**
    * A pool configured from `Config`: `TCP_POOL_SLOTS`, `TCP_BUFFER_SIZE`
    * (integers) and `TCP_POOL_ON_EXHAUSTED` (`wait` or `fail`), each
-   * defaulting like `layer()`.
+   * defaulting like `layer()`. A value that does not parse is a
+   * `ConfigError`; one that parses but is out of range (`TCP_POOL_SLOTS=0`)
+   * is `InvalidArgument`, as with `layer`.
    *
    * @example
    * ```ts
@@ -133,7 +176,7 @@ export class TcpStorage extends Context.Service<TcpStorage, {
    * ```
    * @since 0.1.0
    */
-  static readonly layerConfig: Layer.Layer<TcpStorage, Config.ConfigError> = Layer.unwrap(
+  static readonly layerConfig: Layer.Layer<TcpStorage, Config.ConfigError | TcpError.InvalidArgument> = Layer.unwrap(
     Effect.map(
       Config.all({
         slots: Config.Int("TCP_POOL_SLOTS").pipe(Config.withDefault(defaults.slots)),
@@ -147,19 +190,8 @@ export class TcpStorage extends Context.Service<TcpStorage, {
   )
 }
 
-const isSize = (n: number, min: number) => Number.isSafeInteger(n) && n >= min
-
 const make = Effect.fnUntraced(function*(options?: Options) {
-  const slots = orDefault(options?.slots, defaults.slots)
-  const bufferSize = orDefault(options?.bufferSize, defaults.bufferSize)
-  const onExhausted = orDefault(options?.onExhausted, defaults.onExhausted)
-  if (!isSize(slots, 1) || !isSize(bufferSize, 1024) || (onExhausted !== "wait" && onExhausted !== "fail")) {
-    return yield* Effect.die(
-      new RangeError(`TcpStorage.layer: slots >= 1, bufferSize >= 1024, onExhausted "wait" | "fail"; got ${
-        JSON.stringify({ slots, bufferSize, onExhausted })
-      }`)
-    )
-  }
+  const { bufferSize, onExhausted, slots } = yield* Effect.fromResult(resolvePool(options, defaults, "TcpStorage.layer"))
   const pool = new Pool(slots, bufferSize, onExhausted, yield* Effect.scope)
   // Graceful closes still lingering when the layer goes end now.
   yield* Effect.addFinalizer(() =>
@@ -183,7 +215,8 @@ const make = Effect.fnUntraced(function*(options?: Options) {
 })
 
 /**
- * A pool with the given settings (see `Options`).
+ * A pool with the given settings (see `Options`); settings out of range
+ * fail the layer with `InvalidArgument`.
  *
  * @example
  * ```ts
@@ -194,10 +227,12 @@ const make = Effect.fnUntraced(function*(options?: Options) {
  * ```
  * @since 0.1.0
  */
-export const layer: (options?: Options) => Layer.Layer<TcpStorage> = TcpStorage.layer
+export const layer: LayerConstructor = TcpStorage.layer
 
 /**
- * `TcpStorage.TcpStorage.layerConfig`: a pool configured from `Config`.
+ * `TcpStorage.TcpStorage.layerConfig`: a pool configured from `Config`
+ * (`ConfigError` for a value that does not parse, `InvalidArgument` for one
+ * out of range).
  *
  * @example
  * ```ts
@@ -206,7 +241,8 @@ export const layer: (options?: Options) => Layer.Layer<TcpStorage> = TcpStorage.
  * ```
  * @since 0.1.0
  */
-export const layerConfig: Layer.Layer<TcpStorage, Config.ConfigError> = TcpStorage.layerConfig
+export const layerConfig: Layer.Layer<TcpStorage, Config.ConfigError | TcpError.InvalidArgument> =
+  TcpStorage.layerConfig
 
 /**
  * Takes a slot from the pool for the current scope, waiting within the

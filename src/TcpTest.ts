@@ -1455,6 +1455,36 @@ const build: Effect.Effect<
 })
 
 /**
+ * `TcpTest.layerWith`: without options it cannot fail; with options, ones
+ * out of range fail the layer with `InvalidArgument`.
+ *
+ * @example
+ * ```ts
+ * import type { Layer } from "effect"
+ * import { TcpClient, TcpError, TcpStorage, TcpTest } from "effect-tcp"
+ * const Tcp: Layer.Layer<TcpTest.TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage, TcpError.InvalidArgument> =
+ *   TcpTest.layerWith({ slots: 1 })
+ * ```
+ * @since 0.1.0
+ */
+export interface LayerWithConstructor {
+  (): Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage>
+  (
+    options: TcpStorage.Options | undefined
+  ): Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage, TcpError.InvalidArgument>
+}
+
+function testLayer(): Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage>
+function testLayer(
+  options: TcpStorage.Options | undefined
+): Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage, TcpError.InvalidArgument>
+function testLayer(
+  options?: TcpStorage.Options
+): Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage, TcpError.InvalidArgument> {
+  return Layer.effectContext(build).pipe(Layer.provideMerge(TcpStorage.layer(options)))
+}
+
+/**
  * The control service of the in-memory network: listeners the test plays,
  * connect failures, and the count of the application's open sockets.
  *
@@ -1490,6 +1520,8 @@ export class TcpTest extends Context.Service<TcpTest, {
    * The in-memory client, the control service and a `TcpStorage` pool with
    * the given settings (its slots count the in-memory sockets, so a small
    * pool with `onExhausted: "fail"` makes connects fail with `OutOfMemory`).
+   * Settings out of range fail the layer with `InvalidArgument`, as
+   * `TcpStorage.layer` does.
    *
    * @example
    * ```ts
@@ -1498,10 +1530,7 @@ export class TcpTest extends Context.Service<TcpTest, {
    * ```
    * @since 0.1.0
    */
-  static readonly layerWith = (
-    options?: TcpStorage.Options
-  ): Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage> =>
-    Layer.effectContext(build).pipe(Layer.provideMerge(TcpStorage.layer(options)))
+  static readonly layerWith: LayerWithConstructor = testLayer
 
   /**
    * The in-memory client, the control service and a default `TcpStorage`
@@ -1515,7 +1544,7 @@ export class TcpTest extends Context.Service<TcpTest, {
    * ```
    * @since 0.1.0
    */
-  static readonly layer: Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage> = TcpTest.layerWith()
+  static readonly layer: Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage> = testLayer()
 }
 
 /**
@@ -1544,9 +1573,7 @@ export const layer: Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpSt
  * ```
  * @since 0.1.0
  */
-export const layerWith: (
-  options?: TcpStorage.Options
-) => Layer.Layer<TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage> = TcpTest.layerWith
+export const layerWith: LayerWithConstructor = TcpTest.layerWith
 
 /**
  * Opens an in-memory listener at `address` for the current scope: connects

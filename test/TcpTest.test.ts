@@ -7,7 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
-import type { Scope } from "effect"
+import type { Layer, Scope } from "effect"
 import { NetAddress } from "effect/net"
 import { TestClock } from "effect/testing"
 import { Deadline, TcpClient, TcpError, TcpSocket, TcpStorage, TcpTest } from "../src/index.ts"
@@ -21,10 +21,10 @@ const text = (data: Uint8Array) => new TextDecoder().decode(data)
 type Env = TcpTest.TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage | Scope.Scope
 
 /** Runs `body` in its own scope on a fresh in-memory network. */
-const run = <A, E>(
+const run = <A, E, LE = never>(
   body: Effect.Effect<A, E, Env>,
-  layer = TcpTest.layer
-): Effect.Effect<A, E> => body.pipe(Effect.scoped, Effect.provide(layer))
+  layer: Layer.Layer<Exclude<Env, Scope.Scope>, LE> = TcpTest.layer
+): Effect.Effect<A, E | LE> => body.pipe(Effect.scoped, Effect.provide(layer))
 
 /** The application's socket connected to a scripted peer. */
 const pair = (options?: TcpTest.ListenOptions, connect?: TcpClient.ConnectOptions) =>

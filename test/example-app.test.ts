@@ -182,7 +182,7 @@ interface Case {
   /** Where the application connects (default `ADDRESS`). */
   readonly address?: string
   readonly listen?: TcpTest.ListenOptions
-  readonly layer?: Layer.Layer<TcpTest.TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage>
+  readonly layer?: Layer.Layer<TcpTest.TcpTest | TcpClient.TcpClient | TcpStorage.TcpStorage, TcpError.InvalidArgument>
   /** Runs before the application starts. */
   readonly arrange?: (server: TcpTest.Listener) => Effect.Effect<void, unknown, Env>
   /** Plays the server while the application runs. */

@@ -71,3 +71,113 @@ export const applySettings = (socket: Net.Socket, settings: ResolvedSettings): v
   socket.setNoDelay(settings.noDelay)
   if (settings.keepAlive !== false) socket.setKeepAlive(true, settings.keepAlive)
 }
+
+/** What a pool slot's receive buffer may be: 1 KiB up to 1 GiB (Node reads into it through a `uv_buf_t`, whose length is 32 bits). */
+export const minBufferSize = 1024
+export const maxBufferSize = 2 ** 30
+
+/** The storage pool's settings, checked and filled in. */
+export interface PoolSettings {
+  readonly slots: number
+  readonly bufferSize: number
+  readonly onExhausted: "wait" | "fail"
+}
+
+const isWhole = (n: unknown, min: number, max: number): n is number =>
+  typeof n === "number" && Number.isSafeInteger(n) && n >= min && n <= max
+
+/** A field whose getter or proxy threw: the caller's error like any other bad value, not a defect. */
+const unreadable: unique symbol = Symbol("unreadable")
+
+/**
+ * A layer's options read field by field, or `undefined` when they are no
+ * options object at all (anything but `undefined` or an object).
+ */
+const fieldsOf = (options: unknown): ((name: string) => unknown) | undefined => {
+  if (options === undefined) return () => undefined
+  if (typeof options !== "object" || options === null) return undefined
+  return (name) => {
+    try {
+      return Reflect.get(options, name)
+    } catch {
+      return unreadable
+    }
+  }
+}
+
+/**
+ * Checks the storage pool's settings (`TcpStorage.layer`), filling in
+ * `defaults`: `slots` a positive safe integer, `bufferSize` an integer from
+ * `minBufferSize` through `maxBufferSize`, `onExhausted` `"wait"` or `"fail"`.
+ */
+export const resolvePool = (
+  options: unknown,
+  defaults: PoolSettings,
+  syscall: string
+): Result.Result<PoolSettings, TcpError.InvalidArgument> => {
+  const field = fieldsOf(options)
+  if (field === undefined) return Result.fail(TcpError.invalid(syscall, `options must be an object, got ${describe(options)}`))
+  const slots = orDefault(field("slots"), defaults.slots)
+  if (!isWhole(slots, 1, Number.MAX_SAFE_INTEGER)) {
+    return Result.fail(TcpError.invalid(syscall, `slots must be a positive integer, got ${describe(slots)}`))
+  }
+  const bufferSize = orDefault(field("bufferSize"), defaults.bufferSize)
+  if (!isWhole(bufferSize, minBufferSize, maxBufferSize)) {
+    return Result.fail(TcpError.invalid(
+      syscall,
+      `bufferSize must be an integer from ${minBufferSize} through ${maxBufferSize} (1 GiB), got ${describe(bufferSize)}`
+    ))
+  }
+  const onExhausted = orDefault(field("onExhausted"), defaults.onExhausted)
+  if (onExhausted !== "wait" && onExhausted !== "fail") {
+    return Result.fail(TcpError.invalid(syscall, `onExhausted must be "wait" or "fail", got ${describe(onExhausted)}`))
+  }
+  return Result.succeed({ slots, bufferSize, onExhausted })
+}
+
+/** The client layer's defaults, checked. */
+export interface ClientSettings {
+  /** Bounds a connect that gives neither deadline nor timeout; `undefined`: no bound. */
+  readonly connectTimeout: Duration.Duration | undefined
+}
+
+/**
+ * Checks the client layer's defaults (`TcpClient.layerWith`):
+ * `connectTimeout` a non-negative duration, an infinite one meaning none,
+ * as a call's own `timeout`.
+ */
+export const resolveClient = (
+  options: unknown,
+  syscall: string
+): Result.Result<ClientSettings, TcpError.InvalidArgument> => {
+  const field = fieldsOf(options)
+  if (field === undefined) return Result.fail(TcpError.invalid(syscall, `options must be an object, got ${describe(options)}`))
+  const input = field("connectTimeout")
+  if (input === undefined) return Result.succeed({ connectTimeout: undefined })
+  const duration = checkedDuration(input)
+  return Option.isSome(duration)
+    ? Result.succeed({ connectTimeout: duration.value })
+    : Result.fail(TcpError.invalid(syscall, `connectTimeout must be a non-negative duration, got ${describe(input)}`))
+}
+
+/** A value as an error message can show it, kept short whatever it is. */
+const describe = (u: unknown): string => {
+  if (u === unreadable) return "a value that could not be read"
+  let text: string
+  try {
+    text = typeof u === "string" ? JSON.stringify(u) : typeof u === "bigint" ? `${u}n` : String(u)
+  } catch {
+    text = "an unprintable value"
+  }
+  return text.length > 40 ? `${text.slice(0, 40)}…` : text
+}
+
+/** The largest descriptor number: a C `int`, which is what Node checks `fd` against too. */
+const maxDescriptor = 2 ** 31 - 1
+
+/** Whether `fd` can be a descriptor number: an integer from 0 through 2^31 - 1. */
+export const isDescriptor = (fd: unknown): fd is number =>
+  typeof fd === "number" && Number.isInteger(fd) && fd >= 0 && fd <= maxDescriptor
+
+/** The message for a `fd` that is not a descriptor number. */
+export const badDescriptor = `fd must be a descriptor number (0..${maxDescriptor})`
