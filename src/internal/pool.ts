@@ -96,7 +96,8 @@ export class Pool {
     address?: string
   ): Effect.Effect<SlotMemory, TcpError.TimedOut | TcpError.OutOfMemory> {
     return Effect.suspend((): Effect.Effect<SlotMemory, TcpError.TimedOut | TcpError.OutOfMemory> => {
-      const slot = this.tryTake()
+      const slot = this.tryTake(syscall, address)
+      if (slot instanceof TcpError.OutOfMemory) return Effect.fail(slot)
       if (slot !== undefined) return Effect.succeed(slot)
       if (this.onExhausted === "fail") {
         return Effect.fail(
@@ -124,11 +125,19 @@ export class Pool {
     waiter.wake()
   }
 
-  private tryTake(): SlotMemory | undefined {
+  /** A free slot, a new one, `undefined` when all are held, or `OutOfMemory` when a new one cannot be allocated. */
+  private tryTake(syscall: string, address?: string): SlotMemory | TcpError.OutOfMemory | undefined {
     let slot = this.free.pop()
     if (slot === undefined) {
       if (this.created >= this.size) return undefined
-      slot = new SlotMemory(this.created, Buffer.allocUnsafeSlow(this.bufferSize), this)
+      let buffer: Buffer
+      try {
+        buffer = Buffer.allocUnsafeSlow(this.bufferSize)
+      } catch {
+        // Node throws a RangeError (ERR_MEMORY_ALLOCATION_FAILED) when the memory is not there: the call's error.
+        return TcpError.outOfMemory(syscall, `cannot allocate a ${this.bufferSize}-byte storage slot`, address)
+      }
+      slot = new SlotMemory(this.created, buffer, this)
       this.created += 1
     }
     slot.holders = 1
