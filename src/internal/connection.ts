@@ -19,6 +19,27 @@ const descriptorOf = (socket: Net.Socket): number | undefined => {
   return typeof fd === "number" && fd >= 0 ? fd : undefined
 }
 
+/** One byte to read into where the stream has ended: nothing ever lands in it. */
+const endProbe = new Uint8Array(1)
+
+/**
+ * The reset hidden behind an end of stream, if any. libuv before 1.52 (Node
+ * 22) reports a peer's RST that arrives behind unread bytes as EOF, after
+ * reading those bytes, and leaves the reset pending on the descriptor: one
+ * read of it tells a FIN (0 bytes) from a reset (ECONNRESET). Node 24 reports
+ * the reset itself.
+ */
+const pendingReset = (socket: Net.Socket): Error | undefined => {
+  const fd = descriptorOf(socket)
+  if (fd === undefined) return undefined
+  try {
+    Fs.readSync(fd, endProbe)
+    return undefined
+  } catch (cause) {
+    return cause instanceof Error && Reflect.get(cause, "code") === "ECONNRESET" ? cause : undefined
+  }
+}
+
 /**
  * A send (or, with no chunks, the FIN of `done`) in the outbound lane: its
  * bytes, how many went to the kernel or to Node so far, and the waiting
@@ -539,6 +560,9 @@ export class Connection {
   // -------------------------------------------------------------- lifecycle
 
   private onEnd(): void {
+    const reset = pendingReset(this.socket)
+    // As Node 24 does with the reset it reads: 'error', then 'close'.
+    if (reset !== undefined) return void this.socket.destroy(reset)
     this.eof = true
     if (this.reader !== undefined) this.serve(this.reader)
     this.wakeFin(Effect.void)
