@@ -13,7 +13,7 @@ import { createHash, randomFillSync } from "node:crypto"
 import type * as Net from "node:net"
 import { TcpClient, TcpListener, TcpNode, TcpStorage } from "../../src/index.ts"
 import type { TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, openFds, rawServer, statsWhen } from "../helpers.ts"
+import { checkFdLeaks, expectWaiting, openFds, rawServer, statsWhen, turns } from "../helpers.ts"
 import { failsWith, KiB, MiB, sha256, waitUntil, withPool } from "./support.ts"
 
 const SIZE = 64 * MiB
@@ -141,11 +141,11 @@ describe("faults: graceful close", () => {
             assert.strictEqual(error.errno, "ETIMEDOUT")
             return { deadlineMs, elapsed: Date.now() - start }
           }), { concurrency: "unbounded" })
+        // How late they ended depends on the machine's load: logged, not asserted (the bench measures it).
         const late = results.map((r) => r.elapsed - r.deadlineMs)
         console.log(`[faults/close] 20 closes against silent peers: ended ${Math.min(...late)}..${Math.max(...late)} ms after their deadlines`)
         for (const { deadlineMs, elapsed } of results) {
           assert.isAtLeast(elapsed, deadlineMs - 1, "ended before its deadline")
-          assert.isAtMost(elapsed, deadlineMs + 300, "ended long after its deadline")
         }
         // Released at once (not left to the peers), and the peers saw our FIN.
         assert.strictEqual((yield* statsWhen((s) => s.inUse === 0)).inUse, 0)
@@ -157,8 +157,7 @@ describe("faults: graceful close", () => {
         const server = yield* silentPeer
         const socket = yield* TcpClient.connect(server.address, T)
         const closing = yield* Effect.forkChild(socket.close({ deadline: -1 }))
-        yield* Effect.sleep("300 millis")
-        assert.isUndefined(closing.pollUnsafe(), "close ended without the peer's FIN")
+        yield* expectWaiting(closing, "close without the peer's FIN")
         assert.strictEqual((yield* TcpStorage.stats).inUse, 1)
         yield* Fiber.interrupt(closing)
         assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(closing)))
@@ -178,7 +177,6 @@ describe("faults: graceful close", () => {
         console.log(`[faults/close] background close against a silent peer released its slot after ${elapsed} ms (closeTimeout 400 ms)`)
         assert.strictEqual(stats.inUse, 0)
         assert.isAtLeast(elapsed, 380, "released before closeTimeout")
-        assert.isAtMost(elapsed, 400 + 300, "released long after closeTimeout")
       })), 30_000)
     it.live("a layer that ends aborts the background closes still waiting for a FIN", () =>
       Effect.scoped(Effect.gen(function*() {
@@ -195,14 +193,15 @@ describe("faults: graceful close", () => {
         yield* waitUntil(() => openFds() === before + 1, "the client's descriptor is closed")
       })))
 
+    // A minute: far longer than the polls below last in real time, so only virtual time can end it.
     it.effect("on TestClock the background close ends at closeTimeout of virtual time", () =>
       withPool(TcpNode.layerWith({ slots: 4, bufferSize: 16 * KiB }), Effect.gen(function*() {
         const server = yield* silentPeer
-        yield* Effect.scoped(Effect.asVoid(TcpClient.connect(server.address, { ...T, closeTimeout: "5 seconds" })))
-        yield* TestClock.withLive(Effect.sleep("200 millis"))
+        yield* Effect.scoped(Effect.asVoid(TcpClient.connect(server.address, { ...T, closeTimeout: "1 minute" })))
+        yield* turns()
         assert.strictEqual((yield* TcpStorage.stats).inUse, 1, "ended before virtual time moved")
-        yield* TestClock.adjust("5 seconds")
-        const stats = yield* TestClock.withLive(statsWhen((s) => s.inUse === 0))
+        yield* TestClock.adjust("1 minute")
+        const stats = yield* statsWhen((s) => s.inUse === 0)
         assert.strictEqual(stats.inUse, 0, "still lingering after closeTimeout")
       })))
   })

@@ -9,7 +9,7 @@ import type { Layer, Scope } from "effect"
 import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import type { TcpClient, TcpError, TcpStorage } from "../../src/index.ts"
-import { failsWith, withTcp } from "../helpers.ts"
+import { eventually, failsWith, withTcp } from "../helpers.ts"
 export { failsWith, type ProcessResult, runProcess } from "../helpers.ts"
 
 export const KiB = 1024
@@ -62,15 +62,13 @@ export const sha256 = (...parts: ReadonlyArray<Uint8Array>): string => {
 /** Resident set size of this process, in bytes. */
 export const rss = (): number => process.memoryUsage.rss()
 
-/** Polls `condition` every 10 ms for at most `ms` (real time); fails the test if it never holds. */
-export const waitUntil = (condition: () => boolean, what: string, ms = 3000): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const until = Date.now() + ms
-    while (!condition()) {
-      if (Date.now() > until) return assert.fail(`timed out after ${ms} ms waiting until ${what}`)
-      yield* Effect.sleep("10 millis")
-    }
-  })
+/**
+ * Polls `condition` every 10 ms, about `ms` on an idle machine: bounded in
+ * count, so a loaded machine only makes it wait longer. Fails the test if it
+ * never holds.
+ */
+export const waitUntil = (condition: () => boolean, what: string, ms = 5000): Effect.Effect<void> =>
+  eventually(condition, what, Math.ceil(ms / 10))
 
 /** `failsWith(make, "PeerClosed")`, narrowed: the error with the bytes that did arrive. */
 export const failsPeerClosed = <A, R>(
