@@ -18,7 +18,7 @@ import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { TcpClient, TcpListener, TcpNode, TcpStorage } from "../../src/index.ts"
 import type { TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, rawServer, readAll } from "../helpers.ts"
+import { awaitDone, checkFdLeaks, forkWaiting, rawServer, readAll, turns } from "../helpers.ts"
 import { failsPeerClosed, failsWith, KiB, MiB, rss, sha256, waitUntil, withPool } from "./support.ts"
 
 const T = { timeout: "5 seconds" } as const
@@ -56,7 +56,7 @@ const rawPeers = (setup: (peer: Net.Socket) => void = () => {}) =>
     return { server, peers, next }
   })
 
-/** Samples this process's RSS every 20 ms while `body` runs; returns its result and the peak. */
+/** Samples this process's RSS every 20 ms (a sampling period, not a synchronisation) while `body` runs; returns its result and the peak. */
 const peakRss = <A, E, R>(body: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     let peak = rss()
@@ -95,9 +95,9 @@ describe("faults: hostile peers", () => {
           `[faults/hostile] never-reading peers: 16 sends of 16 MiB (256 MiB if copied) timed out after ` +
             `${Math.min(...result)}..${Math.max(...result)} ms (deadline 400 ms); peak RSS +${mib(grown)}`
         )
+        // How late they ended depends on the machine's load: logged above, not asserted.
         for (const elapsed of result) {
           assert.isAtLeast(elapsed, 399, "a send ended before its deadline")
-          assert.isAtMost(elapsed, 400 + 400, "a send ended long after its deadline")
         }
         // Node keeps a reference to the caller's bytes; copying them would cost 256 MiB.
         assert.isBelow(grown, 48 * MiB, `RSS grew ${mib(grown)} while 256 MiB were being sent`)
@@ -133,7 +133,8 @@ describe("faults: hostile peers", () => {
             const sockets: Array<TcpSocket.TcpSocket> = []
             for (let i = 0; i < N; i++) sockets.push(yield* listener.accept(T))
             for (let i = 0; i < N; i++) sockets.push(yield* TcpClient.connect(`127.0.0.1:${port}`, T))
-            // Nobody here reads for 1.5 s while every socket is flooded.
+            // The scenario: nobody here reads for 1.5 s while every socket is flooded (a slower
+            // machine floods less; what is asserted holds for any amount).
             yield* Effect.sleep("1500 millis")
             return sockets
           }))
@@ -170,11 +171,11 @@ describe("faults: hostile peers", () => {
         const { server, next } = yield* rawPeers()
         const client = yield* TcpClient.connect(server.address, T)
         const peer = yield* next(0)
-        // One byte per write, one write per turn of the event loop.
+        // One byte per write; every fourth write, a turn of the event loop.
         const trickle = yield* Effect.forkChild(Effect.gen(function*() {
           for (let i = 0; i < total; i++) {
             yield* peerWrite(peer, data.subarray(i, i + 1))
-            if (i % 4 === 0) yield* Effect.sleep("0 millis")
+            if (i % 4 === 0) yield* turns(1)
           }
         }))
         const parts: Array<Uint8Array> = []
@@ -205,7 +206,8 @@ describe("faults: hostile peers", () => {
         // 48 KiB reach our slot before anything else happens.
         yield* peerWrite(peer, data.subarray(0, 48 * KiB))
         yield* waitUntil(() => peer.bytesWritten >= 48 * KiB, "48 KiB written")
-        yield* Effect.sleep("50 millis")
+        // They are in this end's kernel buffer, ahead of anything that follows (the reset too).
+        yield* turns()
         // Then the peer keeps writing and resets after 1 MiB, while we read.
         const writer = yield* Effect.forkChild(Effect.gen(function*() {
           for (let at = 48 * KiB; at < MiB; at += 64 * KiB) yield* peerWrite(peer, data.subarray(at, at + 64 * KiB))
@@ -239,13 +241,13 @@ describe("faults: hostile peers", () => {
         const { server, next } = yield* rawPeers((peer) => peer.pause())
         const client = yield* TcpClient.connect(server.address, T)
         const peer = yield* next(0)
-        const sending = yield* Effect.forkChild(client.send(Buffer.alloc(64 * MiB, 1), { deadline: -1 }))
-        yield* Effect.sleep("100 millis")
-        assert.isUndefined(sending.pollUnsafe(), "64 MiB to a paused peer completed")
+        const sending = yield* forkWaiting(client.send(Buffer.alloc(64 * MiB, 1), { deadline: -1 }), "64 MiB to a paused peer")
         const start = Date.now()
         peer.resetAndDestroy()
-        yield* failsWith(() => Fiber.join(sending), ["ConnReset", "BrokenPipe"], "the blocked send")
-        assert.isAtMost(Date.now() - start, 2000, "the send noticed the reset promptly")
+        // Bounded in polls, not time: a send that never notices fails here.
+        const sent = yield* awaitDone(sending, "the blocked send noticed the reset")
+        console.log(`[faults/hostile] a send blocked on a paused peer noticed its reset after ${Date.now() - start} ms`)
+        yield* failsWith(() => sent, ["ConnReset", "BrokenPipe"], "the blocked send")
         yield* failsWith(() => client.send(Buffer.from("x"), T), ["ConnReset", "BrokenPipe"], "a later send")
         yield* failsWith(() => client.recv(1, T), ["ConnReset", "PeerClosed"], "a later recv")
         const closing = yield* Effect.exit(client.close(T))
@@ -263,9 +265,10 @@ describe("faults: hostile peers", () => {
       const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
       const server = yield* listener.accept(T)
       yield* server.abort
-      yield* Effect.sleep("50 millis")
+      // Whether the FIN is here yet or not, 4 MiB sent to a closed descriptor meet its reset.
+      yield* turns()
       yield* failsWith(() => client.send(Buffer.alloc(4 * MiB), { deadline: -1 }), ["BrokenPipe", "ConnReset"], "the send")
-      yield* Effect.sleep("50 millis")
+      yield* turns()
       return client
     })
 
@@ -298,8 +301,9 @@ describe("faults: hostile peers", () => {
         const peer = yield* next(0)
         const everything = yield* Effect.forkChild(readAll(peer))
         peer.end(theirs)
-        // Its FIN is here, and it still reads: our sends succeed.
-        yield* Effect.sleep("50 millis")
+        // Its FIN is on its way (after 100 KiB the kernel may not take at once), and it still reads:
+        // our sends succeed.
+        yield* turns()
         yield* client.send(ours, T)
         const a = yield* client.recv(60 * KiB, T)
         const tail = yield* failsPeerClosed(() => client.recv(50 * KiB, T), "recv spanning the end")
