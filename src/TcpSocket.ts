@@ -540,7 +540,7 @@ export const sink = (self: TcpSocket): Sink.Sink<void, Uint8Array, never, TcpErr
  */
 export const toSocket = (self: TcpSocket): Socket.Socket =>
   Socket.make({
-    reader: Effect.succeed(socketReader(self)),
+    reader: socketReader(self),
     writer: Effect.acquireRelease(Effect.succeed(socketWriter(self)), () => Effect.ignore(self.done()))
   })
 

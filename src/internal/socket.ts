@@ -1,4 +1,5 @@
 import { Array as Arr, Effect } from "effect"
+import type { Fiber, Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type * as TcpError from "../TcpError.ts"
 import type { TcpSocket } from "../TcpSocket.ts"
@@ -7,18 +8,64 @@ const utf8 = new TextEncoder()
 
 const bytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? utf8.encode(chunk) : chunk
 
-/** The read side of `effect/socket` over a TcpSocket: what has arrived, a close error 1000 at the FIN. */
-export const socketReader = (self: TcpSocket): Socket.Reader<Uint8Array> => ({
-  pull: self.recvSome(64 * 1024).pipe(
-    Effect.map(Arr.of),
-    Effect.mapError((cause: TcpError.RecvError) =>
-      cause._tag === "PeerClosed"
-        ? new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000 }) })
-        : new Socket.SocketError({ reason: new Socket.SocketReadError({ cause }) })
+const closeError = (code: number) => new Socket.SocketError({ reason: new Socket.SocketCloseError({ code }) })
+
+const readError = (cause: TcpError.RecvError) =>
+  cause._tag === "PeerClosed"
+    ? closeError(1000)
+    : new Socket.SocketError({ reason: new Socket.SocketReadError({ cause }) })
+
+/**
+ * The read side of `effect/socket` over a TcpSocket, for one acquisition of
+ * the reader: what has arrived, a close error 1000 at the FIN, and 1006 once
+ * the acquisition's scope has closed (NodeSocket's code for a torn-down
+ * reader), for the pull waiting then and every pull after.
+ *
+ * `Socket.make`'s contract: closing the scope must fail a pull suspended in
+ * another fiber (`toChannel` ends a run that way when its input fails). The
+ * TcpSocket may outlive the scope (`toSocket`), so the scope does not close
+ * it: each pull receives in a fiber of its own, which the scope's end
+ * interrupts while it waits. An interrupted `recvSome` consumes nothing, so
+ * a later reader of the same socket gets every byte.
+ */
+export const socketReader = (self: TcpSocket): Effect.Effect<Socket.Reader<Uint8Array>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let released = false
+    const waiting = new Set<() => void>()
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        released = true
+        for (const release of waiting) release()
+        waiting.clear()
+      })
     )
-  ),
-  upgrade: Socket.SocketUpgradeError.unsupported
-})
+    const receive = self.recvSome(64 * 1024).pipe(Effect.map(Arr.of), Effect.mapError(readError))
+    const awaitReceive = (
+      fiber: Fiber.Fiber<Arr.NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError>
+    ): Effect.Effect<Arr.NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError> =>
+      // Bytes already buffered: the fiber has finished before it was even returned.
+      fiber.pollUnsafe() ?? Effect.callback((resume) => {
+        const release = () => {
+          resume(Effect.fail(closeError(1006)))
+          fiber.interruptUnsafe()
+        }
+        waiting.add(release)
+        fiber.addObserver((exit) => {
+          waiting.delete(release)
+          resume(exit)
+        })
+        return Effect.sync(() => {
+          waiting.delete(release)
+          fiber.interruptUnsafe()
+        })
+      })
+    const pull = Effect.suspend(() =>
+      released
+        ? Effect.fail(closeError(1006))
+        : Effect.flatMap(Effect.forkDetach(receive, { startImmediately: true }), awaitReceive)
+    )
+    return { pull, upgrade: Socket.SocketUpgradeError.unsupported }
+  })
 
 const writeError = (cause: TcpError.SendError) =>
   new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
