@@ -16,7 +16,7 @@ import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { TcpClient, TcpListener, TcpNode, TcpStorage } from "../../src/index.ts"
 import type { TcpError, TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, expectPoolIdle, openFds } from "../helpers.ts"
+import { checkFdLeaks, expectPoolIdle, fdsBackTo, openFds, turns } from "../helpers.ts"
 import { classify, KiB } from "./support.ts"
 
 const CONNECTIONS = 1000
@@ -91,7 +91,6 @@ const withServer = <A, E, R>(
     return result
   })
 
-/** Samples `TcpStorage.stats` of the pool in context every 5 ms while `body` runs. */
 /** All CONNECTIONS exchanges at once, each one's exit kept. */
 const everyExchange = (address: string) =>
   Effect.forEach(Array.from({ length: CONNECTIONS }, (_, i) => i), (i) => Effect.exit(exchange(address, i)), {
@@ -104,6 +103,7 @@ const expectNoFailures = (result: ReadonlyArray<Exit.Exit<unknown, unknown>>): v
   assert.deepStrictEqual(failures.slice(0, 5), [], `${failures.length} of ${CONNECTIONS} failed`)
 }
 
+/** Samples `TcpStorage.stats` of the pool in context at every turn of the event loop while `body` runs. */
 const sampled = <A, E, R>(body: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     let maxWaiting = 0
@@ -116,7 +116,7 @@ const sampled = <A, E, R>(body: Effect.Effect<A, E, R>) =>
             maxWaiting = Math.max(maxWaiting, s.waiting)
             maxInUse = Math.max(maxInUse, s.inUse)
           }),
-          Effect.sleep("5 millis")
+          turns(1)
         )
     )))
     const result = yield* body
@@ -151,9 +151,7 @@ describe("faults: load", () => {
           )
           yield* expectPoolIdle
         }).pipe(Effect.scoped, Effect.provide(TcpNode.layerWith({ slots: 2 * CONNECTIONS + 100, bufferSize: 4 * KiB })))
-        const settle = Date.now() + 5000
-        while (openFds() > fdsBefore && Date.now() < settle) yield* Effect.sleep("20 millis")
-        assert.isAtMost(openFds() - fdsBefore, 0, "descriptors left behind")
+        yield* fdsBackTo(fdsBefore, "descriptors left behind")
       }),
     60_000
   )
@@ -193,7 +191,7 @@ describe("faults: load", () => {
         const listener = yield* TcpListener.listen("127.0.0.1:0", { backlog: 1024, pending: CONNECTIONS })
         const address = `127.0.0.1:${listener.port}`
         yield* withServer(listener, Effect.gen(function*() {
-          const outcomes = yield* Effect.forEach(
+          const { maxWaiting, result: outcomes } = yield* sampled(Effect.forEach(
             Array.from({ length: CONNECTIONS }, (_, i) => i),
             (i) =>
               Effect.gen(function*() {
@@ -202,7 +200,7 @@ describe("faults: load", () => {
                 return { exit, ms: Date.now() - start }
               }),
             { concurrency: "unbounded" }
-          )
+          ))
           const ok = outcomes.filter((o) => Exit.isSuccess(o.exit)).length
           const oom = outcomes.filter((o) => {
             const c = classify(o.exit)
@@ -230,7 +228,8 @@ describe("faults: load", () => {
               assert.strictEqual(e.syscall, "connect")
             }
           }
-          assert.isAtMost(Math.max(0, ...oom.map((o) => o.ms)), 1000, "OutOfMemory comes at once, it does not wait")
+          // At once: nobody ever queued for a slot (how long it took is logged above, not asserted).
+          assert.strictEqual(maxWaiting, 0, "OutOfMemory comes at once, it does not wait for a slot")
           assert.strictEqual(stats.highWater, 100)
           yield* expectPoolIdle
         }).pipe(Effect.provide(TcpNode.layerWith({ slots: 100, bufferSize: 4 * KiB, onExhausted: "fail" }))))
