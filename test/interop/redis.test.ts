@@ -103,7 +103,8 @@ const startRedis = (binary: string): Effect.Effect<{ readonly port: number; read
           child.kill("SIGTERM")
         })
     )
-    // Ready when it accepts: at most 100 tries, 50 ms apart.
+    // Ready when it accepts: polled, at most 200 tries 50 ms apart (bounded in count: a loaded
+    // machine starting redis slowly only takes longer).
     for (let attempt = 0;; attempt++) {
       if (child.exitCode !== null) return yield* Effect.fail(new Error(`redis-server exited: ${logs.join("")}`))
       const accepted = yield* Effect.callback<boolean>((resume) => {
@@ -118,7 +119,7 @@ const startRedis = (binary: string): Effect.Effect<{ readonly port: number; read
         })
       })
       if (accepted) break
-      if (attempt >= 100) return yield* Effect.fail(new Error(`redis-server not accepting on ${port}: ${logs.join("")}`))
+      if (attempt >= 200) return yield* Effect.fail(new Error(`redis-server not accepting on ${port}: ${logs.join("")}`))
       yield* Effect.sleep("50 millis")
     }
     return { port, address: `127.0.0.1:${port}` }
