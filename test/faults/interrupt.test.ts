@@ -160,8 +160,8 @@ const count = (name: string, outcome: Outcome) => {
 
 /**
  * Forks `effect` (started at once or scheduled), waits `at`, interrupts it
- * and returns how it ended. An interrupt that does not return within 10 s (a hang guard, not a measure) is a
- * hang: the property fails.
+ * and returns how it ended. An interrupt that does not return within 10 s
+ * (a hang guard, not a measure) is a hang: the property fails.
  */
 const interruptAfter = <A, E, R>(effect: Effect.Effect<A, E, R>, at: Delay, now = false) =>
   Effect.gen(function*() {
