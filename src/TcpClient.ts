@@ -304,8 +304,9 @@ export const fromFd = (
  * in context: like `NodeSocket.makeNet`, each acquisition of its reader
  * opens a connection in the reader's scope (a failed connect is a
  * `SocketOpenError`, `"Timeout"` for `TimedOut`, with the tagged error as
- * its cause), and its writer writes to the open one. See
- * `TcpSocket.toSocket` for the rest of the mapping.
+ * its cause), and its writer writes to the open one. Closing the reader's
+ * scope fails a pull waiting then with `SocketCloseError` 1006 and closes
+ * the connection. See `TcpSocket.toSocket` for the rest of the mapping.
  *
  * @example
  * ```ts

@@ -524,7 +524,11 @@ export const sink = (self: TcpSocket): Sink.Sink<void, Uint8Array, never, TcpErr
  * the writer sends with backpressure, a `CloseEvent` (or releasing the
  * writer's scope) half-closes the socket (FIN), and a `CloseEvent` with a
  * code above 1000 aborts it. Errors carry the tagged `TcpError` as their
- * cause. The socket itself still lives in the scope it came from.
+ * cause. The socket itself still lives in the scope it came from: closing
+ * the scope a reader was acquired in fails that reader's pulls, the one
+ * waiting then included, with `SocketCloseError` 1006 (effect/socket's
+ * contract, which `Socket.toChannel` relies on to end a run), and leaves
+ * the socket open; a reader acquired later reads on from the next byte.
  *
  * @example
  * ```ts
