@@ -16,7 +16,18 @@
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect, Exit, Function as Fn, Option, Predicate, Scope as ScopeModule, Semaphore } from "effect"
+import {
+  Cause,
+  Duration,
+  Effect,
+  Exit,
+  Function as Fn,
+  Inspectable,
+  Option,
+  Predicate,
+  Scope as ScopeModule,
+  Semaphore
+} from "effect"
 import type { Scope } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { NetAddress } from "effect/net"
@@ -46,7 +57,8 @@ import type * as TcpStorageModule from "./TcpStorage.ts"
 export const TypeId: "~effect-tcp/TcpListener" = "~effect-tcp/TcpListener"
 
 /**
- * A listening socket.
+ * A listening socket. Printed, it shows its address, state and queue
+ * sizes, never bytes or the pool's slots.
  *
  * @example
  * ```ts
@@ -60,7 +72,7 @@ export const TypeId: "~effect-tcp/TcpListener" = "~effect-tcp/TcpListener"
  * ```
  * @since 0.1.0
  */
-export interface TcpListener extends Pipeable {
+export interface TcpListener extends Pipeable, Inspectable.Inspectable {
   readonly [TypeId]: typeof TypeId
   /** The bound address (with the port the kernel picked for port 0). */
   readonly address: NetAddress.InetAddress
@@ -147,7 +159,7 @@ interface Acceptor {
 
 const isCount = (n: unknown, min: number): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= min
 
-class TcpListenerImpl implements TcpListener {
+class TcpListenerImpl extends Inspectable.Class implements TcpListener {
   readonly [TypeId] = TypeId
   readonly server: Net.Server
   readonly pool: Pool
@@ -162,6 +174,7 @@ class TcpListenerImpl implements TcpListener {
   private closed = false
 
   constructor(server: Net.Server, pool: Pool, pending: number, address: NetAddress.InetAddress) {
+    super()
     this.server = server
     this.pool = pool
     this.pending = pending
@@ -173,6 +186,17 @@ class TcpListenerImpl implements TcpListener {
 
   get port(): number {
     return this.address.port
+  }
+
+  toJSON() {
+    return {
+      _id: "TcpListener",
+      address: this.text,
+      state: this.closed ? "closed" : "listening",
+      queued: this.queue.length,
+      pending: this.pending,
+      waitingAccepts: this.acceptors.length
+    }
   }
 
   pipe() {

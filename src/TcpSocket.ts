@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Function as Fn, Predicate, Result, Sink, Stream } from "effect"
+import { Duration, Effect, Function as Fn, Inspectable, Predicate, Result, Sink, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
 import { socketReader, socketWriter } from "./internal/socket.ts"
 import type { Scope } from "effect"
@@ -33,6 +33,10 @@ export const TypeId: "~effect-tcp/TcpSocket" = "~effect-tcp/TcpSocket"
  * concurrent receives run one after another in call order, and so do
  * concurrent sends, while a send and a receive run at the same time.
  *
+ * Printed (`util.inspect`, `JSON.stringify`, `String`, `Effect.log`) a
+ * socket shows its addresses, state and sizes, never bytes: its storage
+ * slot may hold what an earlier connection received.
+ *
  * @example
  * ```ts
  * import { Effect } from "effect"
@@ -47,7 +51,7 @@ export const TypeId: "~effect-tcp/TcpSocket" = "~effect-tcp/TcpSocket"
  * ```
  * @since 0.1.0
  */
-export interface TcpSocket extends Pipeable {
+export interface TcpSocket extends Pipeable, Inspectable.Inspectable {
   readonly [TypeId]: typeof TypeId
   /**
    * libdill's `bsend`: completes once every byte is accepted by the kernel,
@@ -131,11 +135,12 @@ const checkChunks = (
 }
 
 /** The socket object users hold: validation, deadlines and spans around a `Connection`. */
-class TcpSocketImpl implements TcpSocket {
+class TcpSocketImpl extends Inspectable.Class implements TcpSocket {
   readonly [TypeId] = TypeId
   readonly conn: Connection
   readonly closeTimeout: Duration.Duration
   constructor(conn: Connection, closeTimeout: Duration.Duration) {
+    super()
     this.conn = conn
     this.closeTimeout = closeTimeout
   }
@@ -178,8 +183,8 @@ class TcpSocketImpl implements TcpSocket {
   get remoteAddress() {
     return fromNode(this.conn.socket.remoteAddress, this.conn.socket.remotePort)
   }
-  toString() {
-    return `TcpSocket(${this.conn.address ?? "?"})`
+  toJSON() {
+    return { _id: "TcpSocket", ...this.conn.summary() }
   }
   pipe() {
     return pipeArguments(this, arguments)

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, Effect, Layer } from "effect"
+import { Config, Context, Effect, Inspectable, Layer } from "effect"
 import type { Scope } from "effect"
 import * as Deadline from "./Deadline.ts"
 import { maxBufferSize, minBufferSize, resolvePool } from "./internal/options.ts"
@@ -22,7 +22,8 @@ import type * as TcpError from "./TcpError.ts"
  * A storage slot taken explicitly with `acquire`, to pass as `{ storage }` to
  * `connect` or `accept` (libdill's `tcp_connect_mem`). One slot serves one
  * live socket at a time; it returns to the pool when both its scope and its
- * socket are done with it.
+ * socket are done with it. Printed, it shows its id, size and whether it is
+ * still held, never its bytes.
  *
  * @example
  * ```ts
@@ -125,7 +126,9 @@ function layerOf(options?: Options): Layer.Layer<TcpStorage, TcpError.InvalidArg
 }
 
 /**
- * The storage pool service.
+ * The storage pool service. Printed (`util.inspect`, `JSON.stringify`,
+ * `Effect.log`), it shows its settings and figures (`slots`, `bufferSize`,
+ * `inUse`, ...), never a slot's bytes: slots are reused without clearing.
  *
  * @example
  * ```ts
@@ -211,8 +214,26 @@ const make = Effect.fnUntraced(function*(options?: Options) {
     return new SlotHandle(memory, memory.generation) as Slot
   })
 
-  return TcpStorage.of({ bufferSize, acquire, stats: Effect.sync(() => pool.stats()), pool })
+  return TcpStorage.of(new Storage(pool, acquire))
 })
+
+/** The service: printed, it shows the pool's settings and figures, never a slot's bytes. */
+class Storage extends Inspectable.Class {
+  readonly bufferSize: number
+  readonly stats: Effect.Effect<Stats>
+  readonly pool: Pool
+  readonly acquire: TcpStorage["Service"]["acquire"]
+  constructor(pool: Pool, acquire: TcpStorage["Service"]["acquire"]) {
+    super()
+    this.pool = pool
+    this.bufferSize = pool.bufferSize
+    this.stats = Effect.sync(() => pool.stats())
+    this.acquire = acquire
+  }
+  toJSON() {
+    return this.pool.toJSON()
+  }
+}
 
 /**
  * A pool with the given settings (see `Options`); settings out of range

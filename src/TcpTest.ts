@@ -34,7 +34,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Exit, Layer, Predicate, Result, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Inspectable, Layer, Predicate, Result, Scope } from "effect"
 import type { Sink, Stream } from "effect"
 import { Host, NetAddress } from "effect/net"
 import { pipeArguments } from "effect/Pipeable"
@@ -894,9 +894,10 @@ class Link {
 }
 
 /** The peer's end of a `Link`. */
-class PeerImpl implements Peer {
+class PeerImpl extends Inspectable.Class implements Peer {
   readonly link: Link
   constructor(link: Link) {
+    super()
     this.link = link
   }
 
@@ -955,8 +956,16 @@ class PeerImpl implements Peer {
     }))
   }
 
-  toString() {
-    return `TcpTest.Peer(${this.link.appAddress ?? "?"} -> ${this.link.address})`
+  /** Addresses, state and sizes: never the bytes in flight. */
+  toJSON() {
+    return {
+      _id: "TcpTest.Peer",
+      localAddress: this.link.address,
+      remoteAddress: this.link.appAddress,
+      app: this.link.appState(),
+      unread: this.link.up.size,
+      undelivered: this.link.down.size
+    }
   }
 }
 
@@ -1083,7 +1092,7 @@ const peerReceiveAll = (link: Link, deadline: Deadline.Deadline): Effect.Effect<
 }
 
 /** An in-memory listener: connects queue here until the test accepts them. */
-class ListenerImpl implements Listener {
+class ListenerImpl extends Inspectable.Class implements Listener {
   readonly world: World
   readonly key: string
   readonly address: string
@@ -1095,6 +1104,7 @@ class ListenerImpl implements Listener {
   closed = false
 
   constructor(world: World, endpoint: Endpoint, backlog: number, window: number) {
+    super()
     this.world = world
     this.key = endpoint.key
     this.address = endpoint.key
@@ -1162,8 +1172,15 @@ class ListenerImpl implements Listener {
     this.admit()
   }
 
-  toString() {
-    return `TcpTest.Listener(${this.address})`
+  /** Address, state and queue size: never a waiting connection's bytes. */
+  toJSON() {
+    return {
+      _id: "TcpTest.Listener",
+      address: this.address,
+      state: this.closed ? "closed" : "listening",
+      queued: this.incoming.length,
+      backlog: this.backlog
+    }
   }
 }
 
@@ -1240,11 +1257,12 @@ const failConnectIn = (
 // --------------------------------------------------- the application's socket
 
 /** The application's end of a `Link`, behind the public `TcpSocket` interface. */
-class MemorySocket implements TcpSocket.TcpSocket {
+class MemorySocket extends Inspectable.Class implements TcpSocket.TcpSocket {
   readonly [TcpSocket.TypeId] = TcpSocket.TypeId
   readonly link: Link
   readonly closeTimeout: Duration.Duration
   constructor(link: Link, closeTimeout: Duration.Duration) {
+    super()
     this.link = link
     this.closeTimeout = closeTimeout
   }
@@ -1290,8 +1308,17 @@ class MemorySocket implements TcpSocket.TcpSocket {
   pipe() {
     return pipeArguments(this, arguments)
   }
-  toString() {
-    return `TcpSocket(${this.link.address}, in memory)`
+  /** Like a Node socket's: addresses, state and sizes, never the bytes in flight. */
+  toJSON() {
+    return {
+      _id: "TcpSocket",
+      inMemory: true,
+      remoteAddress: this.link.address,
+      localAddress: this.link.appAddress,
+      state: this.link.appState(),
+      unread: this.link.down.size,
+      unsent: this.link.up.size
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Exit } from "effect"
+import { Clock, Duration, Effect, Exit, Inspectable } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type { Deadline } from "../Deadline.ts"
@@ -133,7 +133,7 @@ class Incoming implements Turn {
  * the kernel took every byte, and Node never holds the caller's memory, so
  * the caller may reuse it as soon as the send returns, however it ended.
  */
-export class Connection {
+export class Connection extends Inspectable.Class {
   readonly socket: Net.Socket
   /** `host:port` of the peer, for error messages, where known. */
   address: string | undefined
@@ -178,6 +178,7 @@ export class Connection {
   private stopLingering: (() => void) | undefined
 
   constructor(slot: SlotMemory, address: string | undefined, onRelease: () => void, options: Net.SocketConstructorOpts) {
+    super()
     this.slot = slot
     this.buffer = slot.buffer
     this.region = slot.buffer
@@ -191,6 +192,31 @@ export class Connection {
     this.socket.on("end", () => this.onEnd())
     this.socket.on("error", (error) => this.onError(error))
     this.socket.on("close", () => this.onClose())
+  }
+
+  /**
+   * What printing the connection (or its socket) shows: addresses, state
+   * and sizes. Never the slot's bytes, which may be another connection's
+   * (slots are reused without clearing), nor Node's socket.
+   */
+  summary() {
+    const host = this.socket.localAddress
+    const port = this.socket.localPort
+    const local = host === undefined || port === undefined ? undefined : host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
+    return {
+      remoteAddress: this.address,
+      localAddress: local,
+      state: this.phase !== "open" ? this.phase : this.outbound,
+      peerFinished: this.eof,
+      unread: this.count,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
+      slot: { id: this.slot.id, bufferSize: this.buffer.length }
+    }
+  }
+
+  toJSON() {
+    return { _id: "Connection", ...this.summary() }
   }
 
   // ---------------------------------------------------------------- inbound

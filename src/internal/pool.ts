@@ -1,4 +1,4 @@
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Inspectable } from "effect"
 import type { Scope } from "effect"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
@@ -9,7 +9,7 @@ import { attempt, suspend } from "./wait.ts"
  * life. `generation` changes each time the slot goes back to the pool, so a
  * stale handle to it can never reach the next owner's socket.
  */
-export class SlotMemory {
+export class SlotMemory extends Inspectable.Class {
   generation = 0
   /** The acquiring scope (if any) and the live socket (if any). */
   holders = 0
@@ -23,19 +23,29 @@ export class SlotMemory {
   /** The pool this slot goes back to, whichever pool's socket used it. */
   readonly pool: Pool
   constructor(id: number, buffer: Buffer, pool: Pool) {
+    super()
     this.id = id
     this.buffer = buffer
     this.pool = pool
   }
+  /** Slots are reused without clearing: printing shows sizes and state, never the buffer. */
+  toJSON() {
+    return { _id: "TcpStorage.Slot", id: this.id, bufferSize: this.buffer.length, attached: this.attached }
+  }
 }
 
 /** What `TcpStorage.acquire` hands out: a handle to a slot for one generation. */
-export class SlotHandle {
+export class SlotHandle extends Inspectable.Class {
   readonly memory: SlotMemory
   readonly generation: number
   constructor(memory: SlotMemory, generation: number) {
+    super()
     this.memory = memory
     this.generation = generation
+  }
+  /** Printing shows which slot and whether it is still held, never its bytes. */
+  toJSON() {
+    return { _id: "TcpStorage.Slot", id: this.id, bufferSize: this.bufferSize, live: this.live }
   }
   get id(): number {
     return this.memory.id
@@ -63,7 +73,7 @@ export interface Stats {
 }
 
 /** A bounded pool of slots, created on demand up to `size` and then reused. */
-export class Pool {
+export class Pool extends Inspectable.Class {
   private created = 0
   private inUse = 0
   private highWater = 0
@@ -79,10 +89,23 @@ export class Pool {
   readonly lingering = new Set<{ readonly abort: Effect.Effect<void> }>()
 
   constructor(size: number, bufferSize: number, onExhausted: OnExhausted, background: Scope.Scope) {
+    super()
     this.size = size
     this.bufferSize = bufferSize
     this.onExhausted = onExhausted
     this.background = background
+  }
+
+  /** Printing shows the settings and figures, never a slot's bytes (slots are reused without clearing). */
+  toJSON() {
+    return {
+      _id: "TcpStorage",
+      maxSlots: this.size,
+      bufferSize: this.bufferSize,
+      onExhausted: this.onExhausted,
+      ...this.stats(),
+      lingering: this.lingering.size
+    }
   }
 
   stats(): Stats {
