@@ -41,7 +41,7 @@ const pause = (millis: number): Effect.Effect<void> =>
   })
 
 /**
- * Lets every ready fiber and Node callback run: `turns` rounds of the event
+ * Lets every ready fiber and Node callback run: `count` rounds of the event
  * loop (each one polls I/O once), no clock involved.
  *
  * @example
@@ -82,7 +82,15 @@ export const eventually = <E = never, R = never>(
   Effect.flatMap(pollUntil(condition, polls), (held) =>
     held ? Effect.void : Effect.sync(() => assert.fail(`gave up waiting (${polls} polls) until ${what}`)))
 
-/** `eventually` without the assertion: whether `condition` held within `polls` polls. */
+/**
+ * `eventually` without the assertion: whether `condition` held within
+ * `polls` polls.
+ *
+ * @example
+ * ```ts
+ * const flushed = yield* pollUntil(() => peer.writableFinished, 100)
+ * ```
+ */
 export const pollUntil = <E = never, R = never>(
   condition: (() => boolean) | Effect.Effect<boolean, E, R>,
   polls = POLLS
