@@ -1,5 +1,5 @@
 import { Array as Arr, Effect } from "effect"
-import type { Fiber, Scope } from "effect"
+import type { Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type * as TcpError from "../TcpError.ts"
 import type { TcpSocket } from "../TcpSocket.ts"
@@ -40,29 +40,28 @@ export const socketReader = (self: TcpSocket): Effect.Effect<Socket.Reader<Uint8
       })
     )
     const receive = self.recvSome(64 * 1024).pipe(Effect.map(Arr.of), Effect.mapError(readError))
-    const awaitReceive = (
-      fiber: Fiber.Fiber<Arr.NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError>
-    ): Effect.Effect<Arr.NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError> =>
-      // Bytes already buffered: the fiber has finished before it was even returned.
-      fiber.pollUnsafe() ?? Effect.callback((resume) => {
+    const pull = Effect.withFiber<Arr.NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError>((caller) =>
+      released ? Effect.fail(closeError(1006)) : Effect.callback((resume) => {
+        // Forked and watched in one step: no interruption of the caller can
+        // come in between and leave a receive running that nobody awaits.
+        const receiving = Effect.runForkWith(caller.context)(receive)
+        const finished = receiving.pollUnsafe()
+        // Bytes already buffered: the receive finished without waiting.
+        if (finished !== undefined) return resume(finished)
         const release = () => {
           resume(Effect.fail(closeError(1006)))
-          fiber.interruptUnsafe()
+          receiving.interruptUnsafe()
         }
         waiting.add(release)
-        fiber.addObserver((exit) => {
+        receiving.addObserver((exit) => {
           waiting.delete(release)
           resume(exit)
         })
         return Effect.sync(() => {
           waiting.delete(release)
-          fiber.interruptUnsafe()
+          receiving.interruptUnsafe()
         })
       })
-    const pull = Effect.suspend(() =>
-      released
-        ? Effect.fail(closeError(1006))
-        : Effect.flatMap(Effect.forkDetach(receive, { startImmediately: true }), awaitReceive)
     )
     return { pull, upgrade: Socket.SocketUpgradeError.unsupported }
   })
