@@ -3,15 +3,20 @@
  * one line per address: `open`, or how the connect failed (the error's tag,
  * errno and message).
  *
- *     node scratchpad/port-check.ts [--timeout MS] ADDRESS...
+ *     npm run portcheck -- [--timeout MS] ADDRESS...
  *     npm run portcheck -- 127.0.0.1:22 127.0.0.1:6379 [::1]:80 nohostport localhost:1
  *     npm run portcheck -- --timeout 500 127.0.0.1:22
  *     npm run portcheck                  # a default list, on loopback only
+ *     npm run portcheck -- --help
+ *     npx node scratchpad/port-check.ts ...   # the same, outside npm
  *
  * Addresses are effect-tcp's: `host:port` or `[v6]:port`; names resolve
  * within the same timeout. Each connect gets `--timeout` ms (default 1000),
  * at most 8 run at once, and the lines come out in the order given. The
- * exit code is 1 when an address given on the command line is not open.
+ * exit code is 1 when an address given on the command line is not open, 2
+ * for a usage error (an unknown option, a bad `--timeout`). Every message
+ * about an address, a bad port included, is the library's own
+ * `InvalidArgument`: this script does not check addresses itself.
  *
  * With no address it checks, on loopback: a listener of its own (open), a
  * port nothing listens on (ConnRefused), port 0 (InvalidArgument), the same
@@ -25,7 +30,20 @@ import { TcpClient, TcpError, TcpListener, TcpNode } from "../src/index.ts"
 /** How many connects run at once. */
 const CONCURRENCY = 8
 
-const usage = "usage: port-check.ts [--timeout MS] [HOST:PORT | [V6]:PORT]..."
+const usage = "usage: npm run portcheck -- [--timeout MS] [HOST:PORT | [V6]:PORT]..."
+
+const help = `${usage}
+
+Connects to each address, ${CONCURRENCY} at a time, and prints one line per address in
+the order given: open, or a verdict with the error's tag, errno and message.
+With no address it checks a default list on loopback.
+
+  --timeout MS   each connect's deadline, in milliseconds (default 1000)
+  -h, --help     print this and exit
+  --             what follows is addresses, even if it starts with -
+
+Exit code: 0 when every address given is open, 1 when one is not, 2 for a
+usage error.`
 
 /** What one check found. */
 type Outcome =
@@ -102,19 +120,29 @@ const defaults = Effect.gen(function*() {
   ]
 })
 
-/** `--timeout MS` / `--timeout=MS` and the addresses, or a usage error. */
+/**
+ * `--timeout MS` / `--timeout=MS` and the addresses; `help`; or a usage
+ * error. An argument that starts with `-` is an option: an unknown one is
+ * an error, not an address (`--` ends the options).
+ */
 const parseArgs = (args: ReadonlyArray<string>) => {
   let timeout = Duration.seconds(1)
   const addresses: Array<string> = []
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? ""
-    if (arg === "--help" || arg === "-h") return { error: usage } as const
+    if (arg === "--") {
+      addresses.push(...args.slice(i + 1))
+      break
+    }
+    if (arg === "--help" || arg === "-h") return { help } as const
     if (arg === "--timeout" || arg.startsWith("--timeout=")) {
       const value = arg === "--timeout" ? args[++i] : arg.slice("--timeout=".length)
       if (value === undefined || !/^\d{1,7}$/.test(value)) {
         return { error: `--timeout needs a number of milliseconds, got ${JSON.stringify(value ?? "")}\n${usage}` } as const
       }
       timeout = Duration.millis(Number(value))
+    } else if (arg.startsWith("-")) {
+      return { error: `unknown option ${JSON.stringify(arg)}\n${usage}` } as const
     } else {
       addresses.push(arg)
     }
@@ -124,6 +152,10 @@ const parseArgs = (args: ReadonlyArray<string>) => {
 
 const main = Effect.gen(function*() {
   const parsed = parseArgs(process.argv.slice(2))
+  if ("help" in parsed) {
+    yield* Console.log(parsed.help)
+    return
+  }
   if ("error" in parsed) {
     yield* Console.error(parsed.error)
     process.exitCode = 2
