@@ -11,7 +11,7 @@ import { AddressResolver, Host, NetAddress } from "effect/net"
 import * as NodeAddressResolver from "@effect/platform-node/NodeAddressResolver"
 import * as NodeDns from "@effect/platform-node/NodeDns"
 import * as Deadline from "./Deadline.ts"
-import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, resolve, type TcpAddress } from "./internal/address.ts"
+import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, portRange, resolve, type TcpAddress } from "./internal/address.ts"
 import { Connection } from "./internal/connection.ts"
 import { observed } from "./internal/observe.ts"
 import { socketReader, socketWriter } from "./internal/socket.ts"
@@ -395,7 +395,7 @@ const localBinding = (
   const localPort = options?.localPort
   if (localAddress === undefined && localPort === undefined) return Result.succeed(undefined)
   if (localPort !== undefined && !(Number.isSafeInteger(localPort) && localPort >= 0 && localPort <= 65535)) {
-    return Result.fail(TcpError.invalid("connect", "localPort must be 0..65535", text))
+    return Result.fail(TcpError.invalid("connect", portRange("localPort", true), text))
   }
   if (localAddress === undefined) return Result.succeed({ bind: { localPort }, family: undefined })
   const ip = typeof localAddress === "string" ? NetAddress.ipFromString(localAddress) : undefined

@@ -694,7 +694,7 @@ export const acceptTags: ReadonlySet<AcceptError["_tag"]> = new Set([
 
 /**
  * Shorthand for the errors this library raises itself, with a specific
- * message: `invalid("connect", "port must be 1..65535", "x:0")`.
+ * message: `invalid("connect", "port must be an integer from 1 through 65535", "x:0")`.
  *
  * @example
  * ```ts

@@ -46,12 +46,18 @@ export const parse = (
 ): Result.Result<Endpoint, TcpError.InvalidArgument> => {
   const text = describe(address)
   const endpoint = endpointFrom(address)
-  if (Result.isFailure(endpoint)) return Result.fail(TcpError.invalid(syscall, endpoint.failure.message, text))
-  if (endpoint.success.port === 0 && !portZero) {
-    return Result.fail(TcpError.invalid(syscall, "port must be 1..65535", text))
+  if (Result.isFailure(endpoint)) {
+    // Effect's parser words port errors its own way: every bad port reads the same here.
+    const message = endpoint.failure.message.startsWith("port ") ? portRange("port", portZero) : endpoint.failure.message
+    return Result.fail(TcpError.invalid(syscall, message, text))
   }
+  if (endpoint.success.port === 0 && !portZero) return Result.fail(TcpError.invalid(syscall, portRange("port", false), text))
   return Result.succeed(endpoint.success)
 }
+
+/** The one wording of a bad port: `0` is allowed where it means "pick one" (listen, a local port). */
+export const portRange = (name: string, zeroAllowed: boolean): string =>
+  `${name} must be an integer from ${zeroAllowed ? 0 : 1} through 65535`
 
 const ipFamily = (family: Family): NetAddress.IpFamily | undefined =>
   family === "ipv4" ? "IPv4" : family === "ipv6" ? "IPv6" : undefined
