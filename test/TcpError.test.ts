@@ -10,7 +10,7 @@ import * as fc from "fast-check"
 import { TcpClient, TcpError, TcpListener, TcpSocket, TcpStorage } from "../src/index.ts"
 import { checkFdLeaks } from "./helpers.ts"
 
-/** DESIGN.md's error table: errno → tag (PeerClosed has no errno of its own). */
+/** DESIGN.md's error table: errno → tag. PeerClosed carries EPIPE (libdill's errno for a receive cut short) but an EPIPE from the kernel is BrokenPipe, so it is not in this mapping. */
 const table: ReadonlyArray<readonly [errno: string, tag: TcpError.Tag]> = [
   ["ECONNREFUSED", "ConnRefused"],
   ["ECONNRESET", "ConnReset"],
