@@ -12,7 +12,8 @@ import * as NodeAddressResolver from "@effect/platform-node/NodeAddressResolver"
 import * as NodeDns from "@effect/platform-node/NodeDns"
 import * as Deadline from "./Deadline.ts"
 import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, portRange, resolve, type TcpAddress } from "./internal/address.ts"
-import { Connection } from "./internal/connection.ts"
+import type { Connection as CoreConnection } from "./internal/core/connection.ts"
+import { connect as connectSocket, nodeConnection, type NodeTransport } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
 import { socketReader, socketWriter } from "./internal/socket.ts"
 import {
@@ -30,6 +31,9 @@ import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
 import { TcpStorage } from "./TcpStorage.ts"
 import type * as TcpStorageModule from "./TcpStorage.ts"
+
+/** A connection over a Node socket. */
+type Connection = CoreConnection<NodeTransport>
 
 export type {
   /**
@@ -531,11 +535,11 @@ const make = (
       const attempt = (target: NetAddress.InetAddress, slot: SlotMemory, paused: boolean) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.suspend(() => {
-            const conn = new Connection(slot, NetAddress.formatInet(target), () => {}, {})
-            applySettings(conn.socket, settings)
-            if (paused) conn.socket.pause()
+            const conn = nodeConnection(slot, NetAddress.formatInet(target), () => {}, {})
+            applySettings(conn.transport.socket, settings)
+            if (paused) conn.transport.socket.pause()
             const to = { host: nodeHost(target), port: target.port, ...local?.bind }
-            return restore(conn.connect(to, deadline)).pipe(
+            return restore(connectSocket(conn, to, deadline)).pipe(
               Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void),
               Effect.as(conn)
             )
@@ -547,7 +551,7 @@ const make = (
           : Effect.tap(
             staggered(interleaved(targets), (t) => attempt(t, slot, true), happy.value),
             // Starts the winner's reads, as Node does for a socket that connects unpaused.
-            (winner) => Effect.sync(() => winner.socket.read(0))
+            (winner) => Effect.sync(() => winner.transport.socket.read(0))
           )
 
       return yield* Effect.uninterruptibleMask((restore) =>
@@ -573,9 +577,9 @@ const make = (
           settings.closeTimeout,
           Effect.try({
             try: () => {
-              const conn = new Connection(slot, text, () => {}, { fd, readable: true, writable: true })
-              applySettings(conn.socket, settings)
-              conn.address = peerOf(conn.socket) ?? text
+              const conn = nodeConnection(slot, text, () => {}, { fd, readable: true, writable: true })
+              applySettings(conn.transport.socket, settings)
+              conn.address = peerOf(conn.transport.socket) ?? text
               return conn
             },
             catch: (cause) =>

@@ -34,7 +34,7 @@ import { NetAddress } from "effect/net"
 import * as Net from "node:net"
 import * as Deadline from "./Deadline.ts"
 import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
-import { Connection } from "./internal/connection.ts"
+import { acceptedConnection } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
 import {
   applySettings,
@@ -218,8 +218,11 @@ class TcpListenerImpl extends Inspectable.Class implements TcpListener {
       for (const wake of this.slotWaiters) wake()
       this.slotWaiters.clear()
     }
-    if (!this.server.listening) return resume(Effect.void)
-    this.server.close(() => resume(Effect.void))
+    // The listening descriptor closes now. Node's close callback would also
+    // wait for every connection the server still counts, and accepted
+    // sockets read by copying (see internal/node/transport.ts) stay counted.
+    if (this.server.listening) this.server.close()
+    resume(Effect.void)
   }).pipe(Effect.uninterruptible)
 
   private onConnection(raw: Net.Socket): void {
@@ -333,16 +336,6 @@ class TcpListenerImpl extends Inspectable.Class implements TcpListener {
 }
 
 /** Moves an accepted, still paused handle into a socket that reads into `slot`. */
-const adoptHandle = (raw: Net.Socket, conn: (options: Net.SocketConstructorOpts) => Connection): Connection => {
-  const handle: unknown = Reflect.get(raw, "_handle")
-  Reflect.set(raw, "_handle", null)
-  // The emptied socket now closes nothing but still tells the server it is gone.
-  raw.destroy()
-  const options: Net.SocketConstructorOpts = { readable: true, writable: true }
-  Reflect.set(options, "handle", handle)
-  return conn(options)
-}
-
 /**
  * Takes a connection, then the slot it will live in, both within the one
  * deadline. A pool slot is taken only once there is a connection for it, so
@@ -357,8 +350,8 @@ const accept = Effect.fn("TcpListener.accept")(function*(listener: TcpListenerIm
   const settings = yield* Effect.fromResult(resolveSettings(options, "accept", listener.text))
   const deadline = yield* Deadline.resolve(options, "accept", listener.text)
   const open = (slot: SlotMemory, { peer, raw }: Incoming) => {
-    const conn = adoptHandle(raw, (socketOptions) => new Connection(slot, peer, () => unclaim(slot), socketOptions))
-    applySettings(conn.socket, settings)
+    const conn = acceptedConnection(raw, slot, peer, () => unclaim(slot))
+    applySettings(conn.transport.socket, settings)
     return TcpSocket.attach(conn, settings.closeTimeout, listener.pool)
   }
   const storage = options?.storage

@@ -19,7 +19,8 @@ import { kMaxLength } from "node:buffer"
 import * as Deadline from "./Deadline.ts"
 import { fromNode } from "./internal/address.ts"
 import { leafSpan } from "./internal/span.ts"
-import type { Connection } from "./internal/connection.ts"
+import type { Connection } from "./internal/core/connection.ts"
+import type { NodeTransport } from "./internal/node/transport.ts"
 import type { Pool } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
 
@@ -137,9 +138,9 @@ const checkChunks = (
 /** The socket object users hold: validation, deadlines and spans around a `Connection`. */
 class TcpSocketImpl extends Inspectable.Class implements TcpSocket {
   readonly [TypeId] = TypeId
-  readonly conn: Connection
+  readonly conn: Connection<NodeTransport>
   readonly closeTimeout: Duration.Duration
-  constructor(conn: Connection, closeTimeout: Duration.Duration) {
+  constructor(conn: Connection<NodeTransport>, closeTimeout: Duration.Duration) {
     super()
     this.conn = conn
     this.closeTimeout = closeTimeout
@@ -178,10 +179,10 @@ class TcpSocketImpl extends Inspectable.Class implements TcpSocket {
     return sink(this)
   }
   get localAddress() {
-    return fromNode(this.conn.socket.localAddress, this.conn.socket.localPort)
+    return fromNode(this.conn.transport.socket.localAddress, this.conn.transport.socket.localPort)
   }
   get remoteAddress() {
-    return fromNode(this.conn.socket.remoteAddress, this.conn.socket.remotePort)
+    return fromNode(this.conn.transport.socket.remoteAddress, this.conn.transport.socket.remotePort)
   }
   toJSON() {
     return { _id: "TcpSocket", ...this.conn.summary() }
@@ -559,7 +560,7 @@ export const toSocket = (self: TcpSocket): Socket.Socket =>
  *
  * @internal
  */
-export const connectionOf = (self: TcpSocket): Connection | undefined =>
+export const connectionOf = (self: TcpSocket): Connection<NodeTransport> | undefined =>
   self instanceof TcpSocketImpl ? self.conn : undefined
 
 /**
@@ -569,7 +570,7 @@ export const connectionOf = (self: TcpSocket): Connection | undefined =>
  * @internal
  */
 export const attach = (
-  conn: Connection,
+  conn: Connection<NodeTransport>,
   closeTimeout: Duration.Duration,
   pool: Pool
 ): Effect.Effect<TcpSocket, never, Scope.Scope> =>

@@ -46,7 +46,7 @@ const countCalls = (target: object, method: string): () => number => {
 
 /** The libuv handle under one of our sockets. */
 const handleOf = (socket: TcpSocket.TcpSocket): object => {
-  const handle: unknown = Reflect.get(TcpSocket.connectionOf(socket)?.socket ?? {}, "_handle")
+  const handle: unknown = Reflect.get(TcpSocket.connectionOf(socket)?.transport.socket ?? {}, "_handle")
   assert.isTrue(typeof handle === "object" && handle !== null, "the socket has a libuv handle")
   return handle as object
 }

@@ -3,8 +3,13 @@
  * array: what a read gathered (`PeerClosed.bytes`), or the part of a send
  * the kernel did not take at once.
  */
-export const gather = (chunks: ReadonlyArray<Uint8Array>, until: number, from = 0): Uint8Array => {
-  const bytes = new Uint8Array(until - from)
+export const gather = (
+  chunks: ReadonlyArray<Uint8Array>,
+  until: number,
+  from = 0,
+  into: Uint8Array = new Uint8Array(until - from)
+): Uint8Array => {
+  const bytes = into.length === until - from ? into : into.subarray(0, until - from)
   let position = 0
   for (const chunk of chunks) {
     if (position >= until) break
