@@ -17,10 +17,8 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import type { NetAddress } from "effect/net"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "./Deadline.ts"
-import { fromNode } from "./internal/address.ts"
 import { leafSpan } from "./internal/span.ts"
 import type { Connection } from "./internal/core/connection.ts"
-import type { NodeTransport } from "./internal/node/transport.ts"
 import type { Pool } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
 
@@ -138,9 +136,9 @@ const checkChunks = (
 /** The socket object users hold: validation, deadlines and spans around a `Connection`. */
 class TcpSocketImpl extends Inspectable.Class implements TcpSocket {
   readonly [TypeId] = TypeId
-  readonly conn: Connection<NodeTransport>
+  readonly conn: Connection
   readonly closeTimeout: Duration.Duration
-  constructor(conn: Connection<NodeTransport>, closeTimeout: Duration.Duration) {
+  constructor(conn: Connection, closeTimeout: Duration.Duration) {
     super()
     this.conn = conn
     this.closeTimeout = closeTimeout
@@ -179,10 +177,10 @@ class TcpSocketImpl extends Inspectable.Class implements TcpSocket {
     return sink(this)
   }
   get localAddress() {
-    return fromNode(this.conn.transport.socket.localAddress, this.conn.transport.socket.localPort)
+    return this.conn.transport.localInet
   }
   get remoteAddress() {
-    return fromNode(this.conn.transport.socket.remoteAddress, this.conn.transport.socket.remotePort)
+    return this.conn.transport.remoteInet
   }
   toJSON() {
     return { _id: "TcpSocket", ...this.conn.summary() }
@@ -560,7 +558,7 @@ export const toSocket = (self: TcpSocket): Socket.Socket =>
  *
  * @internal
  */
-export const connectionOf = (self: TcpSocket): Connection<NodeTransport> | undefined =>
+export const connectionOf = (self: TcpSocket): Connection | undefined =>
   self instanceof TcpSocketImpl ? self.conn : undefined
 
 /**
@@ -570,7 +568,7 @@ export const connectionOf = (self: TcpSocket): Connection<NodeTransport> | undef
  * @internal
  */
 export const attach = (
-  conn: Connection<NodeTransport>,
+  conn: Connection,
   closeTimeout: Duration.Duration,
   pool: Pool
 ): Effect.Effect<TcpSocket, never, Scope.Scope> =>

@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { portable } from "../src/internal/node/transport.ts"
+import { NodeTransport, portable } from "../src/internal/node/transport.ts"
 import { TcpClient, TcpListener, TcpSocket } from "../src/index.ts"
 import { checkFdLeaks, roundTrip, withTcp } from "./helpers.ts"
 
@@ -25,9 +25,11 @@ describe("the Node transport", () => {
       const server = yield* listener.accept(T)
       const accepted = TcpSocket.connectionOf(server)?.transport
       const connected = TcpSocket.connectionOf(client)?.transport
-      assert.strictEqual(accepted?.copying, portable, "accepted socket")
+      assert.instanceOf(accepted, NodeTransport)
+      assert.instanceOf(connected, NodeTransport)
+      assert.strictEqual(accepted instanceof NodeTransport && accepted.copying, portable, "accepted socket")
       // A connected socket reads through onread either way: it is public.
-      assert.strictEqual(connected?.copying, false, "connected socket")
+      assert.strictEqual(connected instanceof NodeTransport && connected.copying, false, "connected socket")
       yield* client.send(new TextEncoder().encode("ping"), T)
       assert.strictEqual(new TextDecoder().decode(yield* server.recv(4, T)), "ping")
       yield* server.send(new TextEncoder().encode("pong"), T)

@@ -9,6 +9,7 @@ import { Effect } from "effect"
 import * as fc from "fast-check"
 import type * as Net from "node:net"
 import { TcpClient, TcpSocket } from "../src/index.ts"
+import { NodeTransport } from "../src/internal/node/transport.ts"
 import { checkFdLeaks, rawServer, withTcp } from "./helpers.ts"
 
 const T = { timeout: "5 seconds" } as const
@@ -46,7 +47,8 @@ const countCalls = (target: object, method: string): () => number => {
 
 /** The libuv handle under one of our sockets. */
 const handleOf = (socket: TcpSocket.TcpSocket): object => {
-  const handle: unknown = Reflect.get(TcpSocket.connectionOf(socket)?.transport.socket ?? {}, "_handle")
+  const transport = TcpSocket.connectionOf(socket)?.transport
+  const handle: unknown = Reflect.get(transport instanceof NodeTransport ? transport.socket : {}, "_handle")
   assert.isTrue(typeof handle === "object" && handle !== null, "the socket has a libuv handle")
   return handle as object
 }

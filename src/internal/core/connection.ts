@@ -10,6 +10,14 @@ import type { Transport, TransportEvents } from "./transport.ts"
 
 type Failure = Exclude<TcpError.TcpError, TcpError.PeerClosed>
 
+/** Errors to fail a connection's next calls with, by kind of call; `undefined` when none waits. */
+export interface Injector {
+  recv(): TcpError.RecvError | undefined
+  send(): TcpError.SendError | undefined
+  done(): TcpError.SendError | undefined
+  close(): TcpError.CloseError | undefined
+}
+
 /** A receive in the inbound lane: bytes go into `targets` in order until `total`. */
 class Incoming implements Turn {
   filled = 0
@@ -97,6 +105,10 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   private sending: Outgoing | undefined
 
   private phase: "open" | "closing" | "closed" = "open"
+  /** How the connection ended: gracefully (the peer's FIN came in time) or aborted. */
+  private fate: "closed" | "aborted" | undefined
+  /** Errors a test wants the next calls to fail with (`TcpTest`'s `failNext`), checked before anything moves. */
+  inject: Injector | undefined
   private transportClosed = false
   private released = false
   /** Called once the transport let go of the connection and its slot. */
@@ -151,6 +163,17 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
 
   get region(): Uint8Array {
     return this.ring.region
+  }
+
+  get unread(): number {
+    return this.ring.count
+  }
+
+  /** What the application did with this end: open, half-closed, closing, or how it ended. */
+  get state(): "open" | "done" | "closing" | "closed" | "aborted" {
+    if (this.phase === "closed") return this.fate ?? "aborted"
+    if (this.phase === "closing") return "closing"
+    return this.outbound === "done" ? "done" : "open"
   }
 
   received(n: number): boolean {
@@ -254,6 +277,8 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
    * `Effect.suspend` or an `Effect.fn` body).
    */
   recv(targets: ReadonlyArray<Uint8Array>, total: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
+    const injected = this.inject?.recv()
+    if (injected !== undefined) return Effect.fail(injected)
     return this.read(new Incoming(this, targets, total, total <= this.ring.size, false), total, deadline)
   }
 
@@ -263,6 +288,8 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
    * while the effect runs.
    */
   recvSome(max: number, deadline: Deadline): Effect.Effect<Uint8Array, TcpError.RecvError> {
+    const injected = this.inject?.recv()
+    if (injected !== undefined) return Effect.fail(injected)
     const read = new Incoming(this, [], max, true, true)
     return Effect.map(this.read(read, 1, deadline), () => read.targets[0] ?? new Uint8Array(0))
   }
@@ -342,6 +369,8 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
    * it ended: an abandoned send is never read from again.
    */
   send(chunks: ReadonlyArray<Uint8Array>, total: number, deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
+    const injected = this.inject?.send()
+    if (injected !== undefined) return Effect.fail(injected)
     return attempt<void, TcpError.SendError, TcpError.TimedOut>(deadline, this.sendTimedOut, (resume) => {
       const outgoing = new Outgoing(this, chunks, total, "send", resume)
       this.outboundLane.enter(outgoing)
@@ -351,6 +380,8 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
 
   /** Half-close: FIN after what is queued; receiving goes on. */
   done(deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
+    const injected = this.inject?.done()
+    if (injected !== undefined) return Effect.fail(injected)
     return attempt<void, TcpError.SendError, TcpError.TimedOut>(deadline, this.doneTimedOut, (resume) => {
       const fin = new Outgoing(this, [], 0, "done", resume)
       this.outboundLane.enter(fin)
@@ -459,6 +490,7 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   private closeNow(): void {
     if (this.phase === "closed") return
     this.phase = "closed"
+    this.fate ??= "aborted"
     this.failWaiters()
     this.transport.destroy()
     this.stopLingering?.()
@@ -518,8 +550,14 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   /** libdill's `tcp_close`: graceful within `deadline`, aborted either way. */
   close(deadline: Deadline): Effect.Effect<void, TcpError.CloseError> {
     return Effect.suspend(() => {
+      const injected = this.inject?.close()
+      if (injected !== undefined) return Effect.andThen(this.abort, Effect.fail(injected))
       if (!this.beginClose()) return Effect.fail(TcpError.closed("close", this.address))
-      return Effect.ensuring(this.awaitPeerFin(deadline), this.abort)
+      const graceful = Effect.tap(this.awaitPeerFin(deadline), () =>
+        Effect.sync(() => {
+          this.fate ??= "closed"
+        }))
+      return Effect.ensuring(graceful, this.abort)
     })
   }
 
@@ -554,7 +592,11 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
     if (this.eof || this.transportClosed || this.failure !== undefined || millis <= 0) return this.closeNow()
     lingering.add(this)
     const cancelTimer = startTimer(fiber, millis, () => this.closeNow())
-    this.finWaiter = () => this.closeNow()
+    this.finWaiter = () => {
+      // The peer's FIN came in time, unless what woke us was an error.
+      if (this.failure === undefined) this.fate ??= "closed"
+      this.closeNow()
+    }
     this.stopLingering = () => {
       cancelTimer()
       this.finWaiter = undefined

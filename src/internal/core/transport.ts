@@ -1,3 +1,5 @@
+import type { NetAddress } from "effect/net"
+
 /**
  * What a connection's rules (`core/connection.ts`) need from the way bytes
  * travel, and what that way tells them back. The Node transport moves them
@@ -25,12 +27,17 @@ export interface Transport {
   destroy(): void
   /** `host:port` of our end, where known, for printing. */
   readonly localAddress: string | undefined
+  /** Our end and the peer's, where known. */
+  readonly localInet: NetAddress.InetAddress | undefined
+  readonly remoteInet: NetAddress.InetAddress | undefined
 }
 
 /** What a transport tells the connection it serves. */
 export interface TransportEvents {
   /** The memory the next read goes into. */
   readonly region: Uint8Array
+  /** Bytes received and not yet consumed: a transport that closes with some unread sends an RST. */
+  readonly unread: number
   /** `n` bytes landed in `region`. Returns whether to go on reading. */
   received(n: number): boolean
   /** What was written (or the FIN) is through, or failed. */

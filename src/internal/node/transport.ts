@@ -18,6 +18,8 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
+import type { NetAddress } from "effect/net"
+import { fromNode } from "../address.ts"
 import { gather } from "../bytes.ts"
 import { Connection } from "../core/connection.ts"
 import type { Transport, TransportEvents } from "../core/transport.ts"
@@ -206,6 +208,14 @@ export class NodeTransport implements Transport {
 
   get localAddress(): string | undefined {
     return formatHostPort(this.socket.localAddress, this.socket.localPort)
+  }
+
+  get localInet(): NetAddress.InetAddress | undefined {
+    return fromNode(this.socket.localAddress, this.socket.localPort)
+  }
+
+  get remoteInet(): NetAddress.InetAddress | undefined {
+    return fromNode(this.socket.remoteAddress, this.socket.remotePort)
   }
 }
 
