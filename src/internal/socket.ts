@@ -2,7 +2,18 @@ import { Array as Arr, Effect } from "effect"
 import type { Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type * as TcpError from "../TcpError.ts"
-import type { TcpSocket } from "../TcpSocket.ts"
+
+/**
+ * What the adapters use of a socket. Declared here rather than imported from
+ * `TcpSocket.ts`, which imports this module: no cycle between the two.
+ */
+export interface ByteStream {
+  recvSome(max: number): Effect.Effect<Uint8Array, TcpError.RecvError>
+  send(bytes: Uint8Array): Effect.Effect<void, TcpError.SendError>
+  sendv(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TcpError.SendError>
+  done(): Effect.Effect<void, TcpError.SendError>
+  readonly abort: Effect.Effect<void>
+}
 
 const utf8 = new TextEncoder()
 
@@ -28,7 +39,7 @@ const readError = (cause: TcpError.RecvError) =>
  * interrupts while it waits. An interrupted `recvSome` consumes nothing, so
  * a later reader of the same socket gets every byte.
  */
-export const socketReader = (self: TcpSocket): Effect.Effect<Socket.Reader<Uint8Array>, never, Scope.Scope> =>
+export const socketReader = (self: ByteStream): Effect.Effect<Socket.Reader<Uint8Array>, never, Scope.Scope> =>
   Effect.gen(function*() {
     let released = false
     const waiting = new Set<() => void>()
@@ -70,7 +81,7 @@ const writeError = (cause: TcpError.SendError) =>
   new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
 
 /** The write side: sends with backpressure; a CloseEvent half-closes (code 1000) or aborts (above). */
-export const socketWriter = (self: TcpSocket): Socket.Writer => ({
+export const socketWriter = (self: ByteStream): Socket.Writer => ({
   write: (chunk) =>
     Socket.isCloseEvent(chunk)
       ? chunk.code > 1000 ? self.abort : Effect.mapError(self.done(), writeError)
