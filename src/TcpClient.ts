@@ -15,6 +15,7 @@ import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, portRange, resol
 import type { Connection as CoreConnection } from "./internal/core/connection.ts"
 import { connect as connectSocket, nodeConnection, type NodeTransport } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
+import { attach } from "./internal/tcpSocket.ts"
 import { socketReader, socketWriter } from "./internal/socket.ts"
 import {
   applySettings,
@@ -505,7 +506,7 @@ const make = (
         Effect.onExit((exit) => Exit.isFailure(exit) ? Effect.sync(() => unclaim(slot)) : Effect.void),
         Effect.flatMap((conn) => {
           conn.onRelease = () => unclaim(slot)
-          return TcpSocket.attach(conn, closeTimeout, pool)
+          return attach(conn, closeTimeout, pool)
         })
       )
     )

@@ -18,13 +18,13 @@
  */
 import {
   Cause,
+  Duration,
   Effect,
   Exit,
   Function as Fn,
   Inspectable,
   Option,
   Predicate,
-  Schedule,
   Scope as ScopeModule,
   Semaphore
 } from "effect"
@@ -564,18 +564,7 @@ export const serve: {
   })
 )
 
-/**
- * serve's pause after an accept error that can pass: 10 ms, doubling, at
- * most 1 s. Every accept retries on a schedule of its own, so after a
- * success the pause starts again at 10 ms.
- */
-const acceptBackoff = Schedule.min([Schedule.exponential("10 millis"), Schedule.spaced("1 second")])
-
-/** Whether serve retries an accept that failed so: every error but the listener's close and bad options. */
-const canPass = (
-  error: TcpError.AcceptError
-): error is Exclude<TcpError.AcceptError, TcpError.Closed | TcpError.InvalidArgument> =>
-  error._tag !== "Closed" && error._tag !== "InvalidArgument"
+const maxPause = Duration.seconds(1)
 
 const serveLoop = <E, R>(
   self: TcpListener,
@@ -587,37 +576,28 @@ const serveLoop = <E, R>(
     const serverScope = yield* Effect.scope
     const release = permits === undefined ? Effect.void : Semaphore.release(permits, 1)
     const handlers = new Handlers()
-    // A permit, then a connection in a scope of its own; a failed accept
-    // gives both back before the pause, so a waiting permit is not held.
-    const acceptOne = Effect.gen(function*() {
+    let pause = Duration.millis(10)
+    while (true) {
       if (permits !== undefined) yield* Semaphore.take(permits, 1)
       const connection = yield* ScopeModule.fork(serverScope)
       const accepted = yield* Effect.exit(ScopeModule.provide(self.accept(options), connection))
-      if (Exit.isSuccess(accepted)) return { socket: accepted.value, connection }
-      yield* ScopeModule.close(connection, accepted)
-      yield* release
-      return yield* Effect.failCause(accepted.cause)
-    }).pipe(
-      Effect.tapError((error) =>
-        canPass(error) ? Effect.logWarning("TcpListener.serve: accept failed, retrying", error.message) : Effect.void
-      ),
-      Effect.retry({ schedule: acceptBackoff, while: canPass })
-    )
-    while (true) {
-      const accepted = yield* Effect.exit(acceptOne)
       if (Exit.isFailure(accepted)) {
+        yield* ScopeModule.close(connection, accepted)
+        yield* release
         const error = Cause.findErrorOption(accepted.cause)
         if (Option.isNone(error)) return
         // The listener closed: the handlers already running finish first. If
         // serve is interrupted meanwhile, closing its scope interrupts them.
         if (error.value._tag === "Closed") return yield* handlers.drained
-        // Every other error than these two was retried.
         if (error.value._tag === "InvalidArgument") return yield* error.value
-        return
+        yield* Effect.logWarning("TcpListener.serve: accept failed, retrying", error.value.message)
+        yield* Effect.sleep(pause)
+        pause = Duration.min(Duration.times(pause, 2), maxPause)
+        continue
       }
-      const { connection, socket } = accepted.value
+      pause = Duration.millis(10)
       handlers.started()
-      yield* ScopeModule.provide(handler(socket), connection).pipe(
+      yield* ScopeModule.provide(handler(accepted.value), connection).pipe(
         Effect.onExit((exit) => Effect.andThen(ScopeModule.close(connection, exit), release)),
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("TcpListener.serve: handler failed", cause)

@@ -7,9 +7,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Metric } from "effect"
-import type { Exit } from "effect"
-import type * as TcpError from "./TcpError.ts"
+import { Context, Layer, Metric } from "effect"
 
 /**
  * Whether the library records its metrics (default `false`).
@@ -165,62 +163,3 @@ export const poolSlotsInUse = Metric.gauge("tcp_pool_slots_in_use", {
 export const poolWaiters = Metric.gauge("tcp_pool_waiters", {
   description: "callers waiting for a storage slot"
 })
-
-/** What a connection reports when it is released. */
-export interface Released {
-  readonly bytesSent: number
-  readonly bytesReceived: number
-}
-
-/** The pool's figures at one moment. */
-interface PoolFigures {
-  readonly inUse: number
-  readonly waiting: number
-}
-
-/**
- * Instruments one connect or accept: its outcome and duration when metrics
- * are on, and a callback for when the connection is released (metrics are
- * recorded then with the context captured now, since release happens
- * outside any fiber). Returns the effect unchanged when metrics are off.
- *
- * @internal
- */
-export const track = <A, E extends { readonly _tag: TcpError.Tag }, R>(
-  direction: "connect" | "accept",
-  effect: Effect.Effect<A, E, R>,
-  pool: () => PoolFigures,
-  onOpened: (value: A, released: (figures: Released) => void) => void
-): Effect.Effect<A, E, R> =>
-  Effect.flatMap(Effect.service(Enabled), (enabled) => {
-    if (!enabled) return effect
-    return Effect.contextWith((context: Context.Context<never>) => {
-      const started = performance.now()
-      const pools = (figures: PoolFigures) => {
-        poolSlotsInUse.updateUnsafe(figures.inUse, context)
-        poolWaiters.updateUnsafe(figures.waiting, context)
-      }
-      return Effect.onExit(effect, (exit: Exit.Exit<A, E>) =>
-        Effect.sync(() => {
-          if (exit._tag === "Success") {
-            Metric.withAttributes(connectionsOpened, { direction }).updateUnsafe(1, context)
-            connectionsActive.modifyUnsafe(1, context)
-            if (direction === "connect") connectDuration.updateUnsafe(performance.now() - started, context)
-            pools(pool())
-            onOpened(exit.value, (figures) => {
-              connectionsActive.modifyUnsafe(-1, context)
-              bytesSent.updateUnsafe(figures.bytesSent, context)
-              bytesReceived.updateUnsafe(figures.bytesReceived, context)
-              pools(pool())
-            })
-            return
-          }
-          const reason = exit.cause.reasons.find((r) => r._tag === "Fail")
-          if (reason !== undefined && reason._tag === "Fail") {
-            Metric.withAttributes(connectionsFailed, { tag: reason.error._tag, direction }).updateUnsafe(1, context)
-          }
-          pools(pool())
-        })
-      )
-    })
-  })

@@ -6,7 +6,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { NodeTransport, portable } from "../src/internal/node/transport.ts"
-import { TcpClient, TcpListener, TcpSocket } from "../src/index.ts"
+import { connectionOf } from "../src/internal/tcpSocket.ts"
+import { TcpClient, TcpListener } from "../src/index.ts"
 import { checkFdLeaks, roundTrip, withTcp } from "./helpers.ts"
 
 checkFdLeaks()
@@ -23,8 +24,8 @@ describe("the Node transport", () => {
       const listener = yield* TcpListener.listen("127.0.0.1:0")
       const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
       const server = yield* listener.accept(T)
-      const accepted = TcpSocket.connectionOf(server)?.transport
-      const connected = TcpSocket.connectionOf(client)?.transport
+      const accepted = connectionOf(server)?.transport
+      const connected = connectionOf(client)?.transport
       assert.instanceOf(accepted, NodeTransport)
       assert.instanceOf(connected, NodeTransport)
       assert.strictEqual(accepted instanceof NodeTransport && accepted.copying, portable, "accepted socket")

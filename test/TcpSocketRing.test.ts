@@ -10,6 +10,7 @@ import * as fc from "fast-check"
 import type * as Net from "node:net"
 import { TcpClient, TcpSocket } from "../src/index.ts"
 import { NodeTransport } from "../src/internal/node/transport.ts"
+import { connectionOf } from "../src/internal/tcpSocket.ts"
 import { checkFdLeaks, rawServer, withTcp } from "./helpers.ts"
 
 const T = { timeout: "5 seconds" } as const
@@ -47,7 +48,7 @@ const countCalls = (target: object, method: string): () => number => {
 
 /** The libuv handle under one of our sockets. */
 const handleOf = (socket: TcpSocket.TcpSocket): object => {
-  const transport = TcpSocket.connectionOf(socket)?.transport
+  const transport = connectionOf(socket)?.transport
   const handle: unknown = Reflect.get(transport instanceof NodeTransport ? transport.socket : {}, "_handle")
   assert.isTrue(typeof handle === "object" && handle !== null, "the socket has a libuv handle")
   return handle as object

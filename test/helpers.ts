@@ -10,6 +10,7 @@ import * as Net from "node:net"
 import { afterAll, beforeAll } from "vitest"
 import { TcpNode, TcpSocket, TcpStorage } from "../src/index.ts"
 import type { TcpClient } from "../src/index.ts"
+import { connectionOf } from "../src/internal/tcpSocket.ts"
 
 /** A small pool, so exhaustion and reuse are easy to reach (its settings are valid: it never fails). */
 export const TestTcp: Layer.Layer<TcpClient.TcpClient | TcpStorage.TcpStorage> = TcpNode.layerWith({
@@ -151,7 +152,7 @@ export const awaitDone = <A, E>(fiber: Fiber.Fiber<A, E>, what: string): Effect.
  * ```
  */
 export const bytesTaken = (socket: TcpSocket.TcpSocket): number => {
-  const conn = TcpSocket.connectionOf(socket)
+  const conn = connectionOf(socket)
   return conn === undefined ? assert.fail("bytesTaken: not one of the library's own sockets") : conn.bytesReceived
 }
 

@@ -1,4 +1,8 @@
-import { Array as Arr, Effect } from "effect"
+/**
+ * Adapters from a socket to Effect's own `Stream`, `Sink` and
+ * `effect/socket` `Socket`.
+ */
+import { Array as Arr, Effect, Sink, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type * as TcpError from "../TcpError.ts"
@@ -88,3 +92,20 @@ export const socketWriter = (self: ByteStream): Socket.Writer => ({
       : Effect.mapError(self.send(bytes(chunk)), writeError),
   writeAll: (chunks) => Effect.mapError(self.sendv(chunks.map(bytes)), writeError)
 })
+
+/** `TcpSocket.stream`: chunks of up to `chunkSize` bytes (64 KiB by default), ending at the peer's FIN. */
+export const stream = (
+  self: ByteStream,
+  options?: { readonly chunkSize?: number | undefined }
+): Stream.Stream<Uint8Array, Exclude<TcpError.RecvError, TcpError.PeerClosed>> => {
+  const chunkSize = options?.chunkSize ?? 64 * 1024
+  return Stream.unfold(undefined, () =>
+    self.recvSome(chunkSize).pipe(
+      Effect.map((bytes) => [bytes, undefined] as const),
+      Effect.catchTag("PeerClosed", () => Effect.succeed(undefined))
+    ))
+}
+
+/** `TcpSocket.sink`: every chunk sent in order, each in the kernel before the next is taken. */
+export const sink = (self: ByteStream): Sink.Sink<void, Uint8Array, never, TcpError.SendError> =>
+  Sink.forEachArray((chunks) => self.sendv(chunks))
