@@ -18,13 +18,13 @@
  */
 import {
   Cause,
-  Duration,
   Effect,
   Exit,
   Function as Fn,
   Inspectable,
   Option,
   Predicate,
+  Schedule,
   Scope as ScopeModule,
   Semaphore
 } from "effect"
@@ -36,6 +36,7 @@ import * as Deadline from "./Deadline.ts"
 import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
 import { acceptedConnection } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
+import { attach } from "./internal/tcpSocket.ts"
 import {
   applySettings,
   badDescriptor,
@@ -352,7 +353,7 @@ const accept = Effect.fn("TcpListener.accept")(function*(listener: TcpListenerIm
   const open = (slot: SlotMemory, { peer, raw }: Incoming) => {
     const conn = acceptedConnection(raw, slot, peer, () => unclaim(slot))
     applySettings(conn.transport.socket, settings)
-    return TcpSocket.attach(conn, settings.closeTimeout, listener.pool)
+    return attach(conn, settings.closeTimeout, listener.pool)
   }
   const storage = options?.storage
   return yield* Effect.uninterruptibleMask((restore) =>
@@ -564,7 +565,18 @@ export const serve: {
   })
 )
 
-const maxPause = Duration.seconds(1)
+/**
+ * serve's pause after an accept error that can pass: 10 ms, doubling, at
+ * most 1 s. Every accept retries on a schedule of its own, so after a
+ * success the pause starts again at 10 ms.
+ */
+const acceptBackoff = Schedule.min([Schedule.exponential("10 millis"), Schedule.spaced("1 second")])
+
+/** Whether serve retries an accept that failed so: every error but the listener's close and bad options. */
+const canPass = (
+  error: TcpError.AcceptError
+): error is Exclude<TcpError.AcceptError, TcpError.Closed | TcpError.InvalidArgument> =>
+  error._tag !== "Closed" && error._tag !== "InvalidArgument"
 
 const serveLoop = <E, R>(
   self: TcpListener,
@@ -576,28 +588,37 @@ const serveLoop = <E, R>(
     const serverScope = yield* Effect.scope
     const release = permits === undefined ? Effect.void : Semaphore.release(permits, 1)
     const handlers = new Handlers()
-    let pause = Duration.millis(10)
-    while (true) {
+    // A permit, then a connection in a scope of its own; a failed accept
+    // gives both back before the pause, so a waiting permit is not held.
+    const acceptOne = Effect.gen(function*() {
       if (permits !== undefined) yield* Semaphore.take(permits, 1)
       const connection = yield* ScopeModule.fork(serverScope)
       const accepted = yield* Effect.exit(ScopeModule.provide(self.accept(options), connection))
+      if (Exit.isSuccess(accepted)) return { socket: accepted.value, connection }
+      yield* ScopeModule.close(connection, accepted)
+      yield* release
+      return yield* Effect.failCause(accepted.cause)
+    }).pipe(
+      Effect.tapError((error) =>
+        canPass(error) ? Effect.logWarning("TcpListener.serve: accept failed, retrying", error.message) : Effect.void
+      ),
+      Effect.retry({ schedule: acceptBackoff, while: canPass })
+    )
+    while (true) {
+      const accepted = yield* Effect.exit(acceptOne)
       if (Exit.isFailure(accepted)) {
-        yield* ScopeModule.close(connection, accepted)
-        yield* release
         const error = Cause.findErrorOption(accepted.cause)
         if (Option.isNone(error)) return
         // The listener closed: the handlers already running finish first. If
         // serve is interrupted meanwhile, closing its scope interrupts them.
         if (error.value._tag === "Closed") return yield* handlers.drained
+        // Every other error than these two was retried.
         if (error.value._tag === "InvalidArgument") return yield* error.value
-        yield* Effect.logWarning("TcpListener.serve: accept failed, retrying", error.value.message)
-        yield* Effect.sleep(pause)
-        pause = Duration.min(Duration.times(pause, 2), maxPause)
-        continue
+        return
       }
-      pause = Duration.millis(10)
+      const { connection, socket } = accepted.value
       handlers.started()
-      yield* ScopeModule.provide(handler(accepted.value), connection).pipe(
+      yield* ScopeModule.provide(handler(socket), connection).pipe(
         Effect.onExit((exit) => Effect.andThen(ScopeModule.close(connection, exit), release)),
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("TcpListener.serve: handler failed", cause)
