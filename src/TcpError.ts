@@ -260,139 +260,9 @@ export class Closed extends Schema.TaggedError<Closed>()("Closed", fields) {}
  */
 export class SystemError extends Schema.TaggedError<SystemError>()("SystemError", fields) {}
 
-/**
- * What `TcpClient.connect` can fail with: the man page's errors plus
- * `AddrNotAvail`, `AccessDenied` and `SystemError`.
- *
- * @example
- * ```ts
- * import { Effect } from "effect"
- * import type { TcpError } from "effect-tcp"
- * const tagOf = (e: TcpError.ConnectError) => e._tag
- * ```
- * @since 0.1.0
- */
-export type ConnectError =
-  | ConnRefused
-  | ConnReset
-  | HostUnreach
-  | NetUnreach
-  | NetDown
-  | TimedOut
-  | InvalidArgument
-  | TooManyOpenFiles
-  | SystemFileLimit
-  | OutOfMemory
-  | AddrNotAvail
-  | AccessDenied
-  | SystemError
-
-/**
- * What `send`, `sendv` and `done` can fail with.
- *
- * @example
- * ```ts
- * import type { TcpError } from "effect-tcp"
- * const retryable = (e: TcpError.SendError) => e._tag === "TimedOut"
- * ```
- * @since 0.1.0
- */
-export type SendError = ConnReset | TimedOut | InvalidArgument | BrokenPipe | Closed | SystemError
-
-/**
- * What `recv`, `recvInto` and `recvv` can fail with.
- *
- * @example
- * ```ts
- * import type { TcpError } from "effect-tcp"
- * const atEof = (e: TcpError.RecvError) => e._tag === "PeerClosed"
- * ```
- * @since 0.1.0
- */
-export type RecvError = ConnReset | TimedOut | InvalidArgument | PeerClosed | Closed | SystemError
-
-/**
- * What a graceful `close` can fail with. The socket is released either way.
- *
- * @example
- * ```ts
- * import type { TcpError } from "effect-tcp"
- * const peerWasSlow = (e: TcpError.CloseError) => e._tag === "TimedOut"
- * ```
- * @since 0.1.0
- */
-export type CloseError = ConnReset | TimedOut | InvalidArgument | Closed | SystemError
-
-/**
- * What `TcpListener.listen` can fail with.
- *
- * @example
- * ```ts
- * import type { TcpError } from "effect-tcp"
- * const portTaken = (e: TcpError.ListenError) => e._tag === "AddrInUse"
- * ```
- * @since 0.1.0
- */
-export type ListenError =
-  | AddrInUse
-  | AddrNotAvail
-  | AccessDenied
-  | InvalidArgument
-  | TooManyOpenFiles
-  | SystemFileLimit
-  | SystemError
-
-/**
- * What `listener.accept` can fail with.
- *
- * @example
- * ```ts
- * import type { TcpError } from "effect-tcp"
- * const outOfFds = (e: TcpError.AcceptError) => e._tag === "TooManyOpenFiles"
- * ```
- * @since 0.1.0
- */
-export type AcceptError =
-  | TimedOut
-  | InvalidArgument
-  | TooManyOpenFiles
-  | SystemFileLimit
-  | OutOfMemory
-  | Closed
-  | SystemError
-
-/**
- * Every error this library can produce.
- *
- * @example
- * ```ts
- * import type { TcpError } from "effect-tcp"
- * const log = (e: TcpError.TcpError) => `${e._tag} ${e.errno} ${e.syscall}`
- * ```
- * @since 0.1.0
- */
-export type TcpError =
-  | ConnectError
-  | SendError
-  | RecvError
-  | CloseError
-  | ListenError
-  | AcceptError
-
-/**
- * The tag of any `TcpError`.
- *
- * @example
- * ```ts
- * import type { TcpError } from "effect-tcp"
- * const tag: TcpError.Tag = "ConnRefused"
- * ```
- * @since 0.1.0
- */
-export type Tag = TcpError["_tag"]
-
-// Typed by tag, so a tag added to the unions without its class here does not compile.
-const classByTag: { readonly [T in Tag]: abstract new(...args: never) => Extract<TcpError, { readonly _tag: T }> } = {
+// The classes by tag. `satisfies` makes each key name its own class and
+// requires a class for every tag the lists below use.
+const classes = {
   ConnRefused,
   ConnReset,
   HostUnreach,
@@ -410,7 +280,222 @@ const classByTag: { readonly [T in Tag]: abstract new(...args: never) => Extract
   AccessDenied,
   Closed,
   SystemError
-}
+} satisfies { readonly [T in Tag]: abstract new(...args: never) => { readonly _tag: T } }
+
+// What each call can fail with, written once: the union types and the
+// runtime sets `narrow` takes are both read from these lists.
+const tagsByCall = {
+  connect: [
+    "ConnRefused",
+    "ConnReset",
+    "HostUnreach",
+    "NetUnreach",
+    "NetDown",
+    "TimedOut",
+    "InvalidArgument",
+    "TooManyOpenFiles",
+    "SystemFileLimit",
+    "OutOfMemory",
+    "AddrNotAvail",
+    "AccessDenied",
+    "SystemError"
+  ],
+  send: ["ConnReset", "TimedOut", "InvalidArgument", "BrokenPipe", "Closed", "SystemError"],
+  recv: ["ConnReset", "TimedOut", "InvalidArgument", "PeerClosed", "Closed", "SystemError"],
+  close: ["ConnReset", "TimedOut", "InvalidArgument", "Closed", "SystemError"],
+  listen: [
+    "AddrInUse",
+    "AddrNotAvail",
+    "AccessDenied",
+    "InvalidArgument",
+    "TooManyOpenFiles",
+    "SystemFileLimit",
+    "SystemError"
+  ],
+  accept: ["TimedOut", "InvalidArgument", "TooManyOpenFiles", "SystemFileLimit", "OutOfMemory", "Closed", "SystemError"]
+} as const
+
+/**
+ * The error class instance for a tag, or the union of them for a union of tags.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * type Retryable = TcpError.ErrorOf<"TimedOut" | "ConnReset"> // TcpError.TimedOut | TcpError.ConnReset
+ * ```
+ * @since 0.1.0
+ */
+export type ErrorOf<T extends Tag> = InstanceType<(typeof classes)[T]>
+
+/**
+ * What `TcpClient.connect` can fail with: the man page's errors plus
+ * `AddrNotAvail`, `AccessDenied` and `SystemError`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { TcpError } from "effect-tcp"
+ * const tagOf = (e: TcpError.ConnectError) => e._tag
+ * ```
+ * @since 0.1.0
+ */
+export type ConnectError = ErrorOf<(typeof tagsByCall.connect)[number]>
+
+/**
+ * What `send`, `sendv` and `done` can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const retryable = (e: TcpError.SendError) => e._tag === "TimedOut"
+ * ```
+ * @since 0.1.0
+ */
+export type SendError = ErrorOf<(typeof tagsByCall.send)[number]>
+
+/**
+ * What `recv`, `recvInto` and `recvv` can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const atEof = (e: TcpError.RecvError) => e._tag === "PeerClosed"
+ * ```
+ * @since 0.1.0
+ */
+export type RecvError = ErrorOf<(typeof tagsByCall.recv)[number]>
+
+/**
+ * What a graceful `close` can fail with. The socket is released either way.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const peerWasSlow = (e: TcpError.CloseError) => e._tag === "TimedOut"
+ * ```
+ * @since 0.1.0
+ */
+export type CloseError = ErrorOf<(typeof tagsByCall.close)[number]>
+
+/**
+ * What `TcpListener.listen` can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const portTaken = (e: TcpError.ListenError) => e._tag === "AddrInUse"
+ * ```
+ * @since 0.1.0
+ */
+export type ListenError = ErrorOf<(typeof tagsByCall.listen)[number]>
+
+/**
+ * What `listener.accept` can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const outOfFds = (e: TcpError.AcceptError) => e._tag === "TooManyOpenFiles"
+ * ```
+ * @since 0.1.0
+ */
+export type AcceptError = ErrorOf<(typeof tagsByCall.accept)[number]>
+
+/**
+ * The tag of any `TcpError`: every tag some call can fail with.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const tag: TcpError.Tag = "ConnRefused"
+ * ```
+ * @since 0.1.0
+ */
+export type Tag = (typeof tagsByCall)[keyof typeof tagsByCall][number]
+
+/**
+ * Every error this library can produce.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const log = (e: TcpError.TcpError) => `${e._tag} ${e.errno} ${e.syscall}`
+ * ```
+ * @since 0.1.0
+ */
+export type TcpError = ErrorOf<Tag>
+
+/**
+ * The tags of `ConnectError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.connectTags.has("ConnRefused") // true
+ * ```
+ * @since 0.1.0
+ */
+export const connectTags: ReadonlySet<ConnectError["_tag"]> = new Set(tagsByCall.connect)
+
+/**
+ * The tags of `SendError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.sendTags.has("BrokenPipe") // true
+ * ```
+ * @since 0.1.0
+ */
+export const sendTags: ReadonlySet<SendError["_tag"]> = new Set(tagsByCall.send)
+
+/**
+ * The tags of `RecvError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.recvTags.has("PeerClosed") // true
+ * ```
+ * @since 0.1.0
+ */
+export const recvTags: ReadonlySet<RecvError["_tag"]> = new Set(tagsByCall.recv)
+
+/**
+ * The tags of `CloseError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.closeTags.has("TimedOut") // true
+ * ```
+ * @since 0.1.0
+ */
+export const closeTags: ReadonlySet<CloseError["_tag"]> = new Set(tagsByCall.close)
+
+/**
+ * The tags of `ListenError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.listenTags.has("AddrInUse") // true
+ * ```
+ * @since 0.1.0
+ */
+export const listenTags: ReadonlySet<ListenError["_tag"]> = new Set(tagsByCall.listen)
+
+/**
+ * The tags of `AcceptError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.acceptTags.has("TooManyOpenFiles") // true
+ * ```
+ * @since 0.1.0
+ */
+export const acceptTags: ReadonlySet<AcceptError["_tag"]> = new Set(tagsByCall.accept)
 
 /**
  * Whether a value is one of this module's errors: an instance of one of its
@@ -428,52 +513,149 @@ const classByTag: { readonly [T in Tag]: abstract new(...args: never) => Extract
 export const isTcpError = (u: unknown): u is TcpError => {
   if (typeof u !== "object" || u === null) return false
   const tag: unknown = Reflect.get(u, "_tag")
-  return typeof tag === "string" && Object.hasOwn(classByTag, tag) && u instanceof classByTag[tag as Tag]
+  return typeof tag === "string" && Object.hasOwn(classes, tag) && u instanceof classes[tag as Tag]
 }
 
-type Constructor = new(fields: ErrorFields) => Exclude<TcpError, PeerClosed>
+/** The tags an errno from the kernel or Node can map to. */
+type ErrnoTag = Exclude<Tag, "PeerClosed" | "SystemError">
 
-const byErrno: ReadonlyMap<string, Constructor> = new Map(Object.entries({
-  ECONNREFUSED: ConnRefused,
-  ECONNRESET: ConnReset,
-  EHOSTUNREACH: HostUnreach,
-  ENETUNREACH: NetUnreach,
-  ENETDOWN: NetDown,
-  ETIMEDOUT: TimedOut,
-  EINVAL: InvalidArgument,
-  EMFILE: TooManyOpenFiles,
-  ENFILE: SystemFileLimit,
-  ENOMEM: OutOfMemory,
-  ENOBUFS: OutOfMemory,
-  EPIPE: BrokenPipe,
-  EADDRINUSE: AddrInUse,
-  EADDRNOTAVAIL: AddrNotAvail,
-  EACCES: AccessDenied,
-  EPERM: AccessDenied,
-  EBADF: Closed,
-  ENOTFOUND: AddrNotAvail
-}))
+// DESIGN.md's table, written once: each tag's errnos with what they mean. The
+// first errno is the one the tag carries when this library raises it. Every
+// errno maps to its tag; any other is SystemError, kept as given. PeerClosed
+// carries EPIPE, libdill's errno for a receive cut short, but an EPIPE from
+// the kernel is BrokenPipe, so PeerClosed is not here.
+const errnoTable = {
+  ConnRefused: { ECONNREFUSED: "connection refused" },
+  ConnReset: { ECONNRESET: "connection reset by peer" },
+  HostUnreach: { EHOSTUNREACH: "host unreachable" },
+  NetUnreach: { ENETUNREACH: "network unreachable" },
+  NetDown: { ENETDOWN: "network is down" },
+  TimedOut: { ETIMEDOUT: "timed out" },
+  InvalidArgument: { EINVAL: "invalid argument" },
+  TooManyOpenFiles: { EMFILE: "too many open files in this process" },
+  SystemFileLimit: { ENFILE: "too many open files in the system" },
+  OutOfMemory: { ENOMEM: "out of memory", ENOBUFS: "out of buffer space" },
+  BrokenPipe: { EPIPE: "broken pipe" },
+  AddrInUse: { EADDRINUSE: "address already in use" },
+  AddrNotAvail: { EADDRNOTAVAIL: "address not available", ENOTFOUND: "name does not resolve" },
+  AccessDenied: { EACCES: "permission denied", EPERM: "operation not permitted" },
+  Closed: { EBADF: "socket is closed" }
+} satisfies { readonly [T in ErrnoTag]: { readonly [errno: string]: string } }
 
-const describeErrno: ReadonlyMap<string, string> = new Map(Object.entries({
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset by peer",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-  ENETDOWN: "network is down",
-  ETIMEDOUT: "timed out",
-  EINVAL: "invalid argument",
-  EMFILE: "too many open files in this process",
-  ENFILE: "too many open files in the system",
-  ENOMEM: "out of memory",
-  ENOBUFS: "out of buffer space",
-  EPIPE: "broken pipe",
-  EADDRINUSE: "address already in use",
-  EADDRNOTAVAIL: "address not available",
-  EACCES: "permission denied",
-  EPERM: "operation not permitted",
-  EBADF: "socket is closed",
-  ENOTFOUND: "name does not resolve"
-}))
+const errnoRows = Object.entries(errnoTable).flatMap(([tag, errnos]) =>
+  Object.entries(errnos).map(([errno, description]) => ({ tag: tag as ErrnoTag, errno, description }))
+)
+
+// Maps, not objects: an errno such as "__proto__" or "toString" must find nothing.
+const tagByErrno: ReadonlyMap<string, ErrnoTag> = new Map(errnoRows.map((row) => [row.errno, row.tag]))
+const describeErrno: ReadonlyMap<string, string> = new Map(errnoRows.map((row) => [row.errno, row.description]))
+const errnoByTag: ReadonlyMap<string, string> = new Map(
+  Object.entries(errnoTable).map(([tag, errnos]) => [tag, Object.keys(errnos)[0] ?? "EIO"])
+)
+
+/**
+ * What `make` builds an error from. `errno` defaults to the one the tag
+ * carries (`AccessDenied` may say `"EPERM"` instead of `"EACCES"`) and must
+ * be given for `SystemError`; `detail`, when given, replaces the errno's
+ * description in the message. `PeerClosed` takes the `bytes` that did arrive.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const fields: TcpError.MakeFields<"ConnReset"> = { tag: "ConnReset", syscall: "recv", address: "127.0.0.1:6379" }
+ * ```
+ * @since 0.1.0
+ */
+export type MakeFields<T extends Tag = Tag> = {
+  readonly [K in Tag]:
+    & { readonly tag: K; readonly syscall: string; readonly address?: string | undefined }
+    & (K extends "PeerClosed" ? { readonly bytes: Uint8Array }
+      : K extends ErrnoTag ? {
+          readonly errno?: keyof (typeof errnoTable)[K] | undefined
+          readonly detail?: string | undefined
+        }
+      : { readonly errno: string; readonly detail?: string | undefined })
+}[T]
+
+const messageOf = (errno: string, syscall: string, address: string | undefined, detail: string | undefined) =>
+  `${where(syscall, address)}: ${detail ?? describeErrno.get(errno) ?? "system error"} (${errno})`
+
+const where = (syscall: string, address: string | undefined) =>
+  address === undefined ? syscall : `${syscall} ${address}`
+
+/**
+ * Builds an error from named fields; its `message` is derived from them, in
+ * one format for the whole library: `"<syscall> <address>: <detail or the
+ * errno's description> (<errno>)"`.
+ *
+ * The positional form, `make(Class, errno, syscall, address, detail)`, builds
+ * any class with the same message and is kept for existing callers.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.make({ tag: "ConnReset", syscall: "recv", address: "127.0.0.1:6379", detail: "peer aborted" })
+ * e.errno // "ECONNRESET"
+ * e.message // "recv 127.0.0.1:6379: peer aborted (ECONNRESET)"
+ * const old = TcpError.make(TcpError.AddrNotAvail, "EADDRNOTAVAIL", "connect", "db:5432", "cannot resolve")
+ * ```
+ * @since 0.1.0
+ */
+export function make<T extends Tag>(fields: MakeFields<T> & { readonly tag: T }): ErrorOf<T>
+/**
+ * The positional form: builds any error class with the library's message.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * const e = TcpError.make(TcpError.AddrNotAvail, "EADDRNOTAVAIL", "connect", "db:5432", "cannot resolve")
+ * ```
+ * @since 0.1.0
+ */
+export function make<E>(
+  Make: new(fields: ErrorFields) => E,
+  errno: string,
+  syscall: string,
+  address: string | undefined,
+  detail: string | undefined
+): E
+export function make(
+  ...args:
+    | [fields: MakeFields]
+    | [
+      Make: new(fields: ErrorFields) => unknown,
+      errno: string,
+      syscall: string,
+      address: string | undefined,
+      detail: string | undefined
+    ]
+): unknown {
+  if (args.length === 1) return fromFields(args[0])
+  const [Make, errno, syscall, address, detail] = args
+  return new Make({ errno, syscall, address, message: messageOf(errno, syscall, address, detail) })
+}
+
+const fromFields = (fields: MakeFields): TcpError => {
+  const { address, syscall } = fields
+  if (fields.tag === "PeerClosed") {
+    const { bytes } = fields
+    const message = `${where(syscall, address)}: peer closed after ${bytes.length} bytes`
+    return new PeerClosed({ errno: "EPIPE", syscall, address, bytes, message })
+  }
+  // Only SystemError has no errno of its own, and its fields must name one.
+  return build(fields.tag, fields.errno ?? errnoByTag.get(fields.tag) ?? "EIO", syscall, address, fields.detail)
+}
+
+const build = (
+  tag: Exclude<Tag, "PeerClosed">,
+  errno: string,
+  syscall: string,
+  address: string | undefined,
+  detail: string | undefined
+): Exclude<TcpError, PeerClosed> => {
+  const Make: new(fields: ErrorFields) => Exclude<TcpError, PeerClosed> = classes[tag]
+  return new Make({ errno, syscall, address, message: messageOf(errno, syscall, address, detail) })
+}
 
 /**
  * Builds the error for an errno string, e.g. the `code` of a Node
@@ -494,29 +676,7 @@ export const fromCode = (
   syscall: string,
   address?: string,
   detail?: string
-): Exclude<TcpError, PeerClosed> => make(byErrno.get(errno) ?? SystemError, errno, syscall, address, detail)
-
-/**
- * Builds one specific error class with the library's message format.
- *
- * @example
- * ```ts
- * import { TcpError } from "effect-tcp"
- * const e = TcpError.make(TcpError.AddrNotAvail, "EADDRNOTAVAIL", "connect", "db:5432", "cannot resolve")
- * ```
- * @since 0.1.0
- */
-export const make = <E>(
-  Make: new(fields: ErrorFields) => E,
-  errno: string,
-  syscall: string,
-  address: string | undefined,
-  detail: string | undefined
-): E => {
-  const what = detail ?? describeErrno.get(errno) ?? "system error"
-  const where = address === undefined ? syscall : `${syscall} ${address}`
-  return new Make({ errno, syscall, address, message: `${where}: ${what} (${errno})` })
-}
+): Exclude<TcpError, PeerClosed> => build(tagByErrno.get(errno) ?? "SystemError", errno, syscall, address, detail)
 
 /**
  * Builds the error for anything a Node callback or event reported: an
@@ -571,128 +731,6 @@ export const narrow = <T extends Tag>(
     })
 
 /**
- * The tags of `ConnectError`, for `narrow`.
- *
- * @example
- * ```ts
- * import { TcpError } from "effect-tcp"
- * TcpError.connectTags.has("ConnRefused") // true
- * ```
- * @since 0.1.0
- */
-export const connectTags: ReadonlySet<ConnectError["_tag"]> = new Set([
-  "ConnRefused",
-  "ConnReset",
-  "HostUnreach",
-  "NetUnreach",
-  "NetDown",
-  "TimedOut",
-  "InvalidArgument",
-  "TooManyOpenFiles",
-  "SystemFileLimit",
-  "OutOfMemory",
-  "AddrNotAvail",
-  "AccessDenied",
-  "SystemError"
-] as const)
-
-/**
- * The tags of `SendError`, for `narrow`.
- *
- * @example
- * ```ts
- * import { TcpError } from "effect-tcp"
- * TcpError.sendTags.has("BrokenPipe") // true
- * ```
- * @since 0.1.0
- */
-export const sendTags: ReadonlySet<SendError["_tag"]> = new Set([
-  "ConnReset",
-  "TimedOut",
-  "InvalidArgument",
-  "BrokenPipe",
-  "Closed",
-  "SystemError"
-] as const)
-
-/**
- * The tags of `RecvError`, for `narrow`.
- *
- * @example
- * ```ts
- * import { TcpError } from "effect-tcp"
- * TcpError.recvTags.has("PeerClosed") // true
- * ```
- * @since 0.1.0
- */
-export const recvTags: ReadonlySet<RecvError["_tag"]> = new Set([
-  "ConnReset",
-  "TimedOut",
-  "InvalidArgument",
-  "PeerClosed",
-  "Closed",
-  "SystemError"
-] as const)
-
-/**
- * The tags of `CloseError`, for `narrow`.
- *
- * @example
- * ```ts
- * import { TcpError } from "effect-tcp"
- * TcpError.closeTags.has("TimedOut") // true
- * ```
- * @since 0.1.0
- */
-export const closeTags: ReadonlySet<CloseError["_tag"]> = new Set([
-  "ConnReset",
-  "TimedOut",
-  "InvalidArgument",
-  "Closed",
-  "SystemError"
-] as const)
-
-/**
- * The tags of `ListenError`, for `narrow`.
- *
- * @example
- * ```ts
- * import { TcpError } from "effect-tcp"
- * TcpError.listenTags.has("AddrInUse") // true
- * ```
- * @since 0.1.0
- */
-export const listenTags: ReadonlySet<ListenError["_tag"]> = new Set([
-  "AddrInUse",
-  "AddrNotAvail",
-  "AccessDenied",
-  "InvalidArgument",
-  "TooManyOpenFiles",
-  "SystemFileLimit",
-  "SystemError"
-] as const)
-
-/**
- * The tags of `AcceptError`, for `narrow`.
- *
- * @example
- * ```ts
- * import { TcpError } from "effect-tcp"
- * TcpError.acceptTags.has("TooManyOpenFiles") // true
- * ```
- * @since 0.1.0
- */
-export const acceptTags: ReadonlySet<AcceptError["_tag"]> = new Set([
-  "TimedOut",
-  "InvalidArgument",
-  "TooManyOpenFiles",
-  "SystemFileLimit",
-  "OutOfMemory",
-  "Closed",
-  "SystemError"
-] as const)
-
-/**
  * Shorthand for the errors this library raises itself, with a specific
  * message: `invalid("connect", "port must be an integer from 1 through 65535", "x:0")`.
  *
@@ -704,7 +742,7 @@ export const acceptTags: ReadonlySet<AcceptError["_tag"]> = new Set([
  * @since 0.1.0
  */
 export const invalid = (syscall: string, detail: string, address?: string): InvalidArgument =>
-  make(InvalidArgument, "EINVAL", syscall, address, detail)
+  make({ tag: "InvalidArgument", syscall, address, detail })
 
 /**
  * The `TimedOut` error for an operation whose deadline passed.
@@ -717,7 +755,7 @@ export const invalid = (syscall: string, detail: string, address?: string): Inva
  * @since 0.1.0
  */
 export const timedOut = (syscall: string, address?: string): TimedOut =>
-  make(TimedOut, "ETIMEDOUT", syscall, address, "deadline reached")
+  make({ tag: "TimedOut", syscall, address, detail: "deadline reached" })
 
 /**
  * The `Closed` error for a call on a socket or listener that was closed.
@@ -729,8 +767,7 @@ export const timedOut = (syscall: string, address?: string): TimedOut =>
  * ```
  * @since 0.1.0
  */
-export const closed = (syscall: string, address?: string): Closed =>
-  make(Closed, "EBADF", syscall, address, "socket is closed")
+export const closed = (syscall: string, address?: string): Closed => make({ tag: "Closed", syscall, address })
 
 /**
  * The `OutOfMemory` error, e.g. for a storage pool set to fail fast.
@@ -743,7 +780,7 @@ export const closed = (syscall: string, address?: string): Closed =>
  * @since 0.1.0
  */
 export const outOfMemory = (syscall: string, detail: string, address?: string): OutOfMemory =>
-  make(OutOfMemory, "ENOMEM", syscall, address, detail)
+  make({ tag: "OutOfMemory", syscall, address, detail })
 
 /**
  * The `PeerClosed` error of a receive that reached the peer's FIN after
@@ -758,10 +795,4 @@ export const outOfMemory = (syscall: string, detail: string, address?: string): 
  * @since 0.1.0
  */
 export const peerClosed = (syscall: string, bytes: Uint8Array, address?: string): PeerClosed =>
-  new PeerClosed({
-    errno: "EPIPE",
-    syscall,
-    address,
-    bytes,
-    message: `${address === undefined ? syscall : `${syscall} ${address}`}: peer closed after ${bytes.length} bytes`
-  })
+  make({ tag: "PeerClosed", syscall, address, bytes })
