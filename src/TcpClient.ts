@@ -15,6 +15,7 @@ import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, portRange, resol
 import type { Connection as CoreConnection } from "./internal/core/connection.ts"
 import { connect as connectSocket, nodeConnection, type NodeTransport } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
+import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
 import { socketReader, socketWriter } from "./internal/socket.ts"
 import {
@@ -207,14 +208,14 @@ function clientLayer(defaults?: ClientDefaults): Layer.Layer<TcpClient, TcpError
     TcpClient,
     Effect.gen(function*() {
       const { connectTimeout } = yield* Effect.fromResult(resolveClient(defaults, "TcpClient.layer"))
-      const storage = yield* TcpStorage
+      const pool = yield* poolOf(yield* TcpStorage)
       const resolver = yield* Effect.serviceOption(AddressResolver.AddressResolver).pipe(
         Effect.flatMap(Option.match({
           onSome: Effect.succeed,
           onNone: () => AddressResolver.AddressResolver.use(Effect.succeed).pipe(Effect.provide(systemResolver))
         }))
       )
-      return make(storage.pool, resolver, connectTimeout)
+      return make(pool, resolver, connectTimeout)
     })
   )
 }

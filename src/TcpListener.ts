@@ -36,6 +36,7 @@ import * as Deadline from "./Deadline.ts"
 import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
 import { acceptedConnection } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
+import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
 import {
   applySettings,
@@ -460,8 +461,8 @@ export const listen = Effect.fn("TcpListener.listen")(
     const port = endpoint.port
     const text = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
     const { backlog, pending } = yield* validate(options, text)
-    const storage = yield* TcpStorage
-    return yield* open((server) => server.listen({ host, port, backlog, exclusive: true }), storage.pool, pending, text)
+    const pool = yield* poolOf(yield* TcpStorage)
+    return yield* open((server) => server.listen({ host, port, backlog, exclusive: true }), pool, pending, text)
   }
 )
 
@@ -485,8 +486,8 @@ export const fromFd = Effect.fn("TcpListener.fromFd")(
     if (!isDescriptor(fd)) return yield* TcpError.invalid("listen", badDescriptor, text)
     const { pending } = yield* validate(options, text)
     if (isTcpDescriptor(fd) === false) return yield* TcpError.invalid("listen", "fd is not a TCP socket", text)
-    const storage = yield* TcpStorage
-    return yield* open((server) => server.listen({ fd }), storage.pool, pending, text)
+    const pool = yield* poolOf(yield* TcpStorage)
+    return yield* open((server) => server.listen({ fd }), pool, pending, text)
   }
 )
 

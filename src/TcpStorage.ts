@@ -11,11 +11,12 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, Effect, Inspectable, Layer } from "effect"
+import { Config, Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
-import * as Deadline from "./Deadline.ts"
-import { maxBufferSize, minBufferSize, resolvePool } from "./internal/options.ts"
-import { type OnExhausted, Pool, SlotHandle, type Stats as PoolStats } from "./internal/pool.ts"
+import type * as Deadline from "./Deadline.ts"
+import { maxBufferSize, minBufferSize } from "./internal/options.ts"
+import type { OnExhausted, Stats as PoolStats } from "./internal/pool.ts"
+import * as internal from "./internal/storage.ts"
 import type * as TcpError from "./TcpError.ts"
 
 /**
@@ -122,7 +123,7 @@ export interface LayerConstructor {
 function layerOf(): Layer.Layer<TcpStorage>
 function layerOf(options: Options | undefined): Layer.Layer<TcpStorage, TcpError.InvalidArgument>
 function layerOf(options?: Options): Layer.Layer<TcpStorage, TcpError.InvalidArgument> {
-  return Layer.effect(TcpStorage, make(options))
+  return Layer.effect(TcpStorage, Effect.map(internal.make(options, defaults), TcpStorage.of))
 }
 
 /**
@@ -147,8 +148,6 @@ export class TcpStorage extends Context.Service<TcpStorage, {
     options?: Deadline.Options
   ) => Effect.Effect<Slot, TcpError.TimedOut | TcpError.OutOfMemory | TcpError.InvalidArgument, Scope.Scope>
   readonly stats: Effect.Effect<Stats>
-  /** The pool itself, for the library's sockets and listeners. */
-  readonly pool: Pool
 }>()("effect-tcp/TcpStorage") {
   /**
    * A pool with the given settings. Settings outside what `Options` allows
@@ -191,48 +190,6 @@ export class TcpStorage extends Context.Service<TcpStorage, {
       (options) => TcpStorage.layer(options)
     )
   )
-}
-
-const make = Effect.fnUntraced(function*(options?: Options) {
-  const { bufferSize, onExhausted, slots } = yield* Effect.fromResult(resolvePool(options, defaults, "TcpStorage.layer"))
-  const pool = new Pool(slots, bufferSize, onExhausted, yield* Effect.scope)
-  // Graceful closes still lingering when the layer goes end now.
-  yield* Effect.addFinalizer(() =>
-    Effect.forEach(pool.lingering, (conn) => conn.abort, { concurrency: "unbounded", discard: true })
-  )
-
-  const acquire = Effect.fn("TcpStorage.acquire")(function*(options?: Deadline.Options) {
-    const deadline = yield* Deadline.resolve(options, "acquire")
-    // Not acquireRelease: its acquire step is uninterruptible, and waiting
-    // for a slot must not be.
-    const memory = yield* Effect.uninterruptibleMask((restore) =>
-      Effect.tap(
-        restore(pool.take(deadline, "acquire")),
-        (memory) => Effect.addFinalizer(() => Effect.sync(() => pool.drop(memory)))
-      )
-    )
-    return new SlotHandle(memory, memory.generation) as Slot
-  })
-
-  return TcpStorage.of(new Storage(pool, acquire))
-})
-
-/** The service: printed, it shows the pool's settings and figures, never a slot's bytes. */
-class Storage extends Inspectable.Class {
-  readonly bufferSize: number
-  readonly stats: Effect.Effect<Stats>
-  readonly pool: Pool
-  readonly acquire: TcpStorage["Service"]["acquire"]
-  constructor(pool: Pool, acquire: TcpStorage["Service"]["acquire"]) {
-    super()
-    this.pool = pool
-    this.bufferSize = pool.bufferSize
-    this.stats = Effect.sync(() => pool.stats())
-    this.acquire = acquire
-  }
-  toJSON() {
-    return this.pool.toJSON()
-  }
 }
 
 /**
