@@ -549,9 +549,8 @@ const errnoRows = Object.entries(errnoTable).flatMap(([tag, errnos]) =>
 // Maps, not objects: an errno such as "__proto__" or "toString" must find nothing.
 const tagByErrno: ReadonlyMap<string, ErrnoTag> = new Map(errnoRows.map((row) => [row.errno, row.tag]))
 const describeErrno: ReadonlyMap<string, string> = new Map(errnoRows.map((row) => [row.errno, row.description]))
-const errnoByTag: ReadonlyMap<string, string> = new Map(
-  Object.entries(errnoTable).map(([tag, errnos]) => [tag, Object.keys(errnos)[0] ?? "EIO"])
-)
+// Reversed so that each tag's first errno is the one the map keeps.
+const errnoByTag: ReadonlyMap<string, string> = new Map(errnoRows.toReversed().map((row) => [row.tag, row.errno]))
 
 /**
  * What `make` builds an error from. `errno` defaults to the one the tag
