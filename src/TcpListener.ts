@@ -168,6 +168,16 @@ class TcpListenerImpl extends Inspectable.Class implements TcpListener {
   readonly pending: number
   address: NetAddress.InetAddress
   text: string
+  /**
+   * Connections waiting for an accept, and accepts waiting for a
+   * connection. Not effect's `Queue`: a connection an accept could not use
+   * goes back to the head, which `Queue` cannot do; a server error goes to
+   * one waiting accept ahead of queued connections, where `Queue.fail` would
+   * end every taker; and a `Queue` keeps a message until its woken taker's
+   * fiber runs, so connections handed to waiting accepts would count against
+   * `pending` and a burst would close some. A bounded `Queue` also measured
+   * slower on connect+accept (scratchpad/accept-bench.ts).
+   */
   private readonly queue: Array<Incoming> = []
   private readonly acceptors: Array<Acceptor> = []
   /** Accepts holding a connection while they wait for a storage slot: told when the listener closes. */
