@@ -34,16 +34,19 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Exit, Inspectable, Layer, Predicate, Result, Scope } from "effect"
-import type { Sink, Stream } from "effect"
+import { Context, Duration, Effect, Exit, Inspectable, Layer, Result, Scope } from "effect"
 import { Host, NetAddress } from "effect/net"
-import { pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "./Deadline.ts"
 import { parse } from "./internal/address.ts"
 import { gather } from "./internal/bytes.ts"
+import { Connection, type Injector } from "./internal/core/connection.ts"
+import type { Transport, TransportEvents } from "./internal/core/transport.ts"
 import { resolveSettings } from "./internal/options.ts"
-import { attempt, Gate, suspend } from "./internal/wait.ts"
+import { claim, type Pool, unclaim } from "./internal/pool.ts"
+import { poolOf } from "./internal/storage.ts"
+import { attach } from "./internal/tcpSocket.ts"
+import { Gate, suspend } from "./internal/wait.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
@@ -281,9 +284,6 @@ const moveInjections = (from: Injected, to: Injected): void => {
 
 const isBytes = (u: unknown): u is Uint8Array => u instanceof Uint8Array
 
-const bytesList = (u: unknown): ReadonlyArray<Uint8Array> | undefined =>
-  Array.isArray(u) && u.every(isBytes) ? u : undefined
-
 const utf8 = new TextEncoder()
 
 /** One copy of all the chunks, so the caller may reuse its buffers at once. */
@@ -433,9 +433,6 @@ const isCount = (n: unknown, min: number): n is number => typeof n === "number" 
 /** A positive integer, or unbounded. */
 const isLimit = (n: unknown): n is number => n === Number.POSITIVE_INFINITY || isCount(n, 1)
 
-const isSlot = (u: unknown): u is TcpStorage.Slot =>
-  Predicate.hasProperty(u, "id") && Predicate.hasProperty(u, "bufferSize") && typeof u.id === "number"
-
 const loopback = (ipv6: boolean, port: number): NetAddress.InetAddress | undefined => {
   const address = NetAddress.inetAddressFromIpString(ipv6 ? "::1" : "127.0.0.1", port)
   return Result.isSuccess(address) ? address.success : undefined
@@ -452,36 +449,19 @@ interface Rule {
  * every waiter, which then checks its own condition again: simple, and tests
  * have few waiters.
  */
-/** A caller-supplied slot serving an in-memory socket. */
-interface OwnSlot {
-  /** Its socket finishes a graceful close in the background: a connect given the slot waits for it. */
-  closing: boolean
-  readonly waiters: Array<() => void>
-  release: Effect.Effect<void>
-}
-
-/** The storage a socket lives in, and how to give it back. */
-interface Claim {
-  readonly release: Effect.Effect<void>
-  readonly own: OwnSlot | undefined
-}
-
 class World {
-  readonly storage: TcpStorage.TcpStorage["Service"]
-  /** Where graceful closes that outlive their socket's scope run. */
-  readonly background: Scope.Scope
   readonly listeners = new Map<string, ListenerImpl>()
   readonly rules = new Map<string, Array<Rule>>()
-  /** Caller-supplied slots serving a socket, with who waits for each to be released. */
-  readonly slotsInUse = new WeakMap<TcpStorage.Slot, OwnSlot>()
   live = 0
   private version = 0
   private readonly waiters = new Set<() => void>()
   private nextPort = 49152
 
-  constructor(storage: TcpStorage.TcpStorage["Service"], background: Scope.Scope) {
-    this.storage = storage
-    this.background = background
+  /** The pool behind the layer's `TcpStorage`, whose slots the application's sockets live in. */
+  readonly pool: Pool
+
+  constructor(pool: Pool) {
+    this.pool = pool
   }
 
   /** Something changed: every waiter checks again. */
@@ -536,76 +516,8 @@ class World {
     return undefined
   }
 
-  /**
-   * Takes the storage a socket lives in: the caller's slot, or one from the
-   * pool for the socket's life. Returns the effect that gives it back.
-   */
-  claim(
-    storage: TcpStorage.Slot | undefined,
-    deadline: Deadline.Deadline,
-    address: string
-  ): Effect.Effect<Claim, TcpError.TimedOut | TcpError.OutOfMemory | TcpError.InvalidArgument> {
-    if (storage !== undefined) {
-      // As on Node: a slot whose socket finishes its close in the background is waited for, within the deadline.
-      let claimed: OwnSlot | undefined
-      const claiming = attempt<OwnSlot, TcpError.InvalidArgument, TcpError.TimedOut>(
-        deadline,
-        () => TcpError.timedOut("connect", address),
-        (resume) => {
-          const tryClaim = (): void => {
-            if (!isSlot(storage)) {
-              return resume(Effect.fail(TcpError.invalid("connect", "storage is not a TcpStorage slot", address)))
-            }
-            const held = this.slotsInUse.get(storage)
-            if (held?.closing === true) {
-              held.waiters.push(tryClaim)
-              return
-            }
-            if (held !== undefined) {
-              return resume(Effect.fail(TcpError.invalid("connect", "storage slot already serves an open socket", address)))
-            }
-            const own: OwnSlot = { closing: false, waiters: [], release: Effect.void }
-            own.release = Effect.sync(() => {
-              if (this.slotsInUse.get(storage) !== own) return
-              this.slotsInUse.delete(storage)
-              for (const wake of own.waiters.splice(0)) wake()
-            })
-            this.slotsInUse.set(storage, own)
-            claimed = own
-            resume(Effect.succeed(own))
-          }
-          tryClaim()
-          return () => {
-            const held = isSlot(storage) ? this.slotsInUse.get(storage) : undefined
-            const index = held?.waiters.indexOf(tryClaim) ?? -1
-            if (held !== undefined && index !== -1) held.waiters.splice(index, 1)
-          }
-        }
-      )
-      return Effect.uninterruptibleMask((restore) =>
-        restore(claiming).pipe(
-          Effect.onExit((exit) => Exit.isFailure(exit) && claimed !== undefined ? claimed.release : Effect.void),
-          Effect.map((own): Claim => ({ release: own.release, own }))
-        )
-      )
-    }
-    return Effect.flatMap(Scope.make(), (scope) =>
-      this.storage.acquire({ deadline }).pipe(
-        Scope.provide(scope),
-        Effect.mapError((error) =>
-          error._tag === "TimedOut"
-            ? TcpError.timedOut("connect", address)
-            : error._tag === "OutOfMemory"
-            ? TcpError.outOfMemory("connect", "storage pool exhausted", address)
-            : error
-        ),
-        Effect.onError(() => Scope.close(scope, Exit.void)),
-        Effect.map((): Claim => ({ release: Scope.close(scope, Exit.void), own: undefined }))
-      ))
-  }
-
   /** The application's connect, once it holds storage: rules, listener, handshake. */
-  dial(target: Endpoint, deadline: Deadline.Deadline, atomicLimit: number): Effect.Effect<Link, TcpError.ConnectError> {
+  dial(target: Endpoint, deadline: Deadline.Deadline): Effect.Effect<Link, TcpError.ConnectError> {
     const text = target.key
     return Effect.flatMap(Deadline.now, (now) => {
       // A handshake always waits for the peer: deadline 0 never gets that far.
@@ -624,7 +536,7 @@ class World {
       if (listener === undefined) {
         return Effect.fail(TcpError.make(TcpError.ConnRefused, "ECONNREFUSED", "connect", text, undefined))
       }
-      const link = new Link(this, listener, target, atomicLimit)
+      const link = new Link(this, listener, target)
       listener.arrive(link)
       const connecting = this.until(
         deadline,
@@ -644,252 +556,218 @@ class World {
   }
 }
 
-/** One connection: the application's end (a `TcpSocket`) and the peer's end. */
+/**
+ * One end of an in-memory connection, played as the kernel would: it is
+ * the transport of the core connection bound to it (the application's
+ * socket, or an in-memory server's), or, on a scripted connection's server
+ * side, is read and written by the `Peer` directly. `outgoing` holds what
+ * this end sent that the other end has not taken (at most `window` bytes);
+ * what arrives on `incoming` moves into the bound connection's slot as far
+ * as it has room.
+ */
+class Side implements Transport {
+  readonly world: World
+  readonly outgoing: Pipe
+  readonly incoming: Pipe
+  readonly window: number
+  readonly localInet: NetAddress.InetAddress | undefined
+  readonly remoteInet: NetAddress.InetAddress | undefined
+  /** The other end of the connection. */
+  other: Side | undefined
+  /** The core connection bound to this end. */
+  conn: Connection<Side> | undefined
+  /** This end is gone (aborted, closed, or its connect gave up after the handshake). */
+  released = false
+  /** The other end reset the connection: an RST for this one. */
+  reset = false
+  private events: TransportEvents | undefined
+  private paused = false
+  private finDelivered = false
+  private resetDelivered = false
+  /** The bound connection's send waits for room in `outgoing`. */
+  private waitingForRoom = false
+
+  constructor(
+    world: World,
+    outgoing: Pipe,
+    incoming: Pipe,
+    window: number,
+    localInet: NetAddress.InetAddress | undefined,
+    remoteInet: NetAddress.InetAddress | undefined
+  ) {
+    this.world = world
+    this.outgoing = outgoing
+    this.incoming = incoming
+    this.window = window
+    this.localInet = localInet
+    this.remoteInet = remoteInet
+  }
+
+  /** A core connection takes this end as its transport. */
+  bind(events: TransportEvents): this {
+    this.events = events
+    return this
+  }
+
+  /** Bytes sent to this end that its connection has not consumed: in flight, or in its slot. */
+  get unconsumed(): number {
+    return this.incoming.size + (this.events?.unread ?? 0)
+  }
+
+  /** Resets the connection from this end (RST): bytes in flight either way are lost. */
+  sendReset(): void {
+    const other = this.other
+    if (other === undefined || other.reset) return
+    other.reset = true
+    this.outgoing.clear()
+    this.incoming.clear()
+    other.wake()
+  }
+
+  // ------------------------------------------- the transport, for the core
+
+  write(chunks: ReadonlyArray<Uint8Array>, offset: number, total: number): number | Error {
+    const room = Math.max(0, this.window - this.outgoing.size)
+    const n = Math.min(room, total - offset)
+    if (n > 0) this.outgoing.push(gather(chunks, offset + n, offset))
+    if (offset + n < total) this.waitingForRoom = true
+    this.other?.wake()
+    return offset + n
+  }
+
+  /** This end is the kernel: what it took is sent. */
+  readonly flushed = true
+
+  end(): void {
+    this.outgoing.fin = true
+    this.other?.wake()
+  }
+
+  get gone(): Error | null | undefined {
+    return this.released ? null : undefined
+  }
+
+  resumeReading(): void {
+    this.paused = false
+    this.pump()
+    // What this end took from `incoming` is room for the other end's sends.
+    this.other?.wake()
+  }
+
+  /** The bound connection closes this end: an RST if it leaves bytes unread, as the kernel does, else a FIN. */
+  destroy(): void {
+    if (this.released) return
+    this.released = true
+    if (!this.reset && this.unconsumed > 0) this.sendReset()
+    else this.outgoing.fin = true
+    this.incoming.clear()
+    this.other?.wake()
+    this.events?.closed()
+  }
+
+  get localAddress(): string | undefined {
+    return this.localInet === undefined ? undefined : NetAddress.formatInet(this.localInet)
+  }
+
+  /**
+   * The other end acted: bytes, a FIN or an RST for this end's connection,
+   * room for its sends; whoever waits on the network checks again.
+   */
+  wake(): void {
+    this.pump()
+    if (this.waitingForRoom && this.outgoing.size < this.window) {
+      this.waitingForRoom = false
+      this.events?.writable()
+    }
+    this.world.changed()
+  }
+
+  /** Moves what arrived into the bound connection's slot, as far as it has room. */
+  private pump(): void {
+    const events = this.events
+    if (events === undefined || this.released) return
+    if (this.reset) {
+      if (this.resetDelivered) return
+      this.resetDelivered = true
+      return events.failed(Object.assign(new Error("connection reset by peer"), { code: "ECONNRESET", syscall: "read" }))
+    }
+    while (!this.paused && this.incoming.size > 0) {
+      const region = events.region
+      const n = Math.min(region.length, this.incoming.size)
+      region.set(this.incoming.take(n))
+      if (!events.received(n)) this.paused = true
+    }
+    if (this.incoming.size === 0 && this.incoming.fin && !this.finDelivered) {
+      this.finDelivered = true
+      events.ended()
+    }
+  }
+}
+
+/**
+ * One in-memory connection: the application's end (`client`, a core
+ * connection) and the server's (`server`: the scripted `Peer`, or an
+ * in-memory server's core connection).
+ */
 class Link {
   readonly world: World
-  /** The peer as the application names it, for the application's errors. */
+  /** The server as the application names it, for the application's errors. */
   readonly address: string
-  /** The application's end as the peer names it, for the peer's errors. */
+  /** The application's end as the server names it, for the server's errors. */
   readonly appAddress: string | undefined
   readonly appInet: NetAddress.InetAddress | undefined
   readonly serverInet: NetAddress.InetAddress | undefined
-  readonly window: number
-  /** Receives up to the storage slot's size complete at once or consume nothing. */
-  readonly atomicLimit: number
   readonly peer: PeerImpl
-
-  /** Application → peer. */
+  /** Application → server. */
   readonly up = new Pipe()
-  /** Peer → application. */
+  /** Server → application. */
   readonly down = new Pipe()
+  readonly client: Side
+  readonly server: Side
   handshake: "pending" | "established" | "refused" = "pending"
-  phase: "open" | "closing" | "released" = "open"
-  fate: "closed" | "aborted" | undefined
-  outbound: "open" | "done" | "broken" = "open"
-  inboundBroken = false
-  /** The peer reset the connection. */
-  peerReset = false
-  /** The application aborted with unread bytes: an RST for the peer. */
-  appReset = false
   readonly injected: Injected = noInjections()
-  readonly recvGate = new Gate()
-  readonly sendGate = new Gate()
   readonly peerGate = new Gate()
-  private release: Effect.Effect<void> = Effect.void
-  /** The caller's own slot this connection lives in, if it was given one. */
-  private ownSlot: OwnSlot | undefined
-  private counted = false
 
-  constructor(world: World, listener: ListenerImpl, target: Endpoint, atomicLimit: number) {
+  constructor(world: World, listener: ListenerImpl, target: Endpoint) {
     this.world = world
     this.address = target.key
     this.serverInet = target.inet
     const ipv6 = target.inet !== undefined && NetAddress.isFamily(target.inet, "IPv6")
     this.appInet = loopback(ipv6, world.ephemeral() ?? 49152)
     this.appAddress = this.appInet === undefined ? undefined : NetAddress.formatInet(this.appInet)
-    this.window = listener.window
-    this.atomicLimit = atomicLimit
+    this.client = new Side(world, this.up, this.down, listener.window, this.appInet, this.serverInet)
+    // What the server sends never waits: the scripted peer's sends are documented so.
+    this.server = new Side(world, this.down, this.up, Number.POSITIVE_INFINITY, this.serverInet, this.appInet)
+    this.client.other = this.server
+    this.server.other = this.client
     this.peer = new PeerImpl(this)
   }
 
-  /** The connect succeeded: the socket is the application's until released. */
-  attach(release: Effect.Effect<void>, ownSlot?: OwnSlot): void {
-    this.ownSlot = ownSlot
-    this.release = release
-    this.counted = true
-    this.world.live += 1
+  /** Errors the test queued for the application's next calls. */
+  readonly injector: Injector = {
+    recv: () => this.injected.recv.shift(),
+    send: () => this.injected.send.shift(),
+    done: () => this.injected.done.shift(),
+    close: () => this.injected.close.shift()
   }
 
-  /** A connect that failed after the handshake: the peer sees the application go. */
+  /** A connect that failed after the handshake: the server sees the application go. */
   abandon(): void {
-    if (this.phase === "released") return
-    this.phase = "released"
-    this.fate = "aborted"
+    if (this.client.released) return
+    this.client.released = true
     this.up.fin = true
-    this.world.changed()
-  }
-
-  // ------------------------------------------------- the application's end
-
-  private outboundBlocked(syscall: string): TcpError.SendError | undefined {
-    if (this.phase !== "open") return TcpError.closed(syscall, this.address)
-    if (this.outbound === "done") return brokenPipe(syscall, this.address, "sending side already finished")
-    if (this.outbound === "broken") return reset(syscall, this.address, "an earlier send stopped halfway")
-    if (this.peerReset) return reset(syscall, this.address)
-    return undefined
-  }
-
-  send(chunks: ReadonlyArray<Uint8Array>, deadline: Deadline.Deadline): Effect.Effect<void, TcpError.SendError> {
-    const injected = this.injected.send.shift()
-    if (injected !== undefined) return Effect.fail(injected)
-    const data = concat(chunks)
-    const onTimeout = () => TcpError.timedOut("send", this.address)
-    let sent = 0
-    let waited = false
-    const sending = this.world.until(deadline, onTimeout, () => {
-      const blocked = this.outboundBlocked("send")
-      if (blocked !== undefined) return Effect.fail(blocked)
-      const room = this.window - this.up.size
-      if (room > 0 && sent < data.length) {
-        const n = Math.min(room, data.length - sent)
-        this.up.push(data.subarray(sent, sent + n))
-        sent += n
-        this.world.changed()
-      }
-      if (sent === data.length) return Effect.void
-      waited = true
-      return undefined
-    })
-    // A send that had to wait and failed may have sent part of its bytes.
-    const guarded = Effect.onExit(sending, (exit) =>
-      Effect.sync(() => {
-        if (Exit.isFailure(exit) && waited && this.outbound === "open") this.outbound = "broken"
-      }))
-    return this.sendGate.run(guarded, deadline, onTimeout)
-  }
-
-  done(deadline: Deadline.Deadline): Effect.Effect<void, TcpError.SendError> {
-    const injected = this.injected.done.shift()
-    if (injected !== undefined) return Effect.fail(injected)
-    return this.sendGate.run(
-      Effect.suspend(() => {
-        const blocked = this.outboundBlocked("done")
-        if (blocked !== undefined) return Effect.fail(blocked)
-        this.outbound = "done"
-        this.up.fin = true
-        this.world.changed()
-        return Effect.void
-      }),
-      deadline,
-      () => TcpError.timedOut("done", this.address)
-    )
-  }
-
-  private stepRecv(fill: Fill, atomic: boolean): Effect.Effect<void, TcpError.RecvError> | undefined {
-    if (this.phase !== "open") return Effect.fail(TcpError.closed("recv", this.address))
-    if (this.inboundBroken) return Effect.fail(reset("recv", this.address, "an earlier receive stopped halfway"))
-    if (this.peerReset) return Effect.fail(reset("recv", this.address))
-    const available = this.down.size
-    if (available >= fill.wanted) {
-      fill.put(this.down.take(fill.wanted))
-      return Effect.void
-    }
-    if (!atomic && available > 0) fill.put(this.down.take(available))
-    if (this.down.fin) {
-      fill.put(this.down.take(this.down.size))
-      return Effect.fail(TcpError.peerClosed("recv", fill.collect(), this.address))
-    }
-    return undefined
-  }
-
-  recv(
-    targets: ReadonlyArray<Uint8Array>,
-    total: number,
-    deadline: Deadline.Deadline
-  ): Effect.Effect<void, TcpError.RecvError> {
-    const injected = this.injected.recv.shift()
-    if (injected !== undefined) return Effect.fail(injected)
-    const fill = new Fill(targets, total)
-    const atomic = total <= this.atomicLimit
-    const onTimeout = () => TcpError.timedOut("recv", this.address)
-    const reading = this.world.until(deadline, onTimeout, () => this.stepRecv(fill, atomic))
-    // Stopping halfway (not at the peer's FIN) leaves the inbound direction unusable.
-    const guarded = Effect.onExit(reading, (exit) =>
-      Effect.sync(() => {
-        if (Exit.isFailure(exit) && !this.down.fin && fill.filled > 0 && fill.filled < total) {
-          this.inboundBroken = true
-        }
-      }))
-    return this.recvGate.run(guarded, deadline, onTimeout)
-  }
-
-  recvSome(max: number, deadline: Deadline.Deadline): Effect.Effect<Uint8Array, TcpError.RecvError> {
-    const injected = this.injected.recv.shift()
-    if (injected !== undefined) return Effect.fail(injected)
-    const onTimeout = () => TcpError.timedOut("recv", this.address)
-    const step = (): Effect.Effect<Uint8Array, TcpError.RecvError> | undefined => {
-      if (this.phase !== "open") return Effect.fail(TcpError.closed("recv", this.address))
-      if (this.inboundBroken) return Effect.fail(reset("recv", this.address, "an earlier receive stopped halfway"))
-      if (this.peerReset) return Effect.fail(reset("recv", this.address))
-      if (this.down.size > 0) return Effect.succeed(this.down.take(max))
-      if (this.down.fin) return Effect.fail(TcpError.peerClosed("recv", new Uint8Array(0), this.address))
-      return undefined
-    }
-    return this.recvGate.run(this.world.until(deadline, onTimeout, step), deadline, onTimeout)
-  }
-
-  /** FIN after what was sent, and discard inbound bytes from now on. */
-  private beginClose(): void {
-    this.phase = "closing"
-    if (this.outbound !== "done") this.up.fin = true
-    this.outbound = "done"
-    this.down.clear()
-    this.world.changed()
-  }
-
-  private awaitPeerFin(deadline: Deadline.Deadline): Effect.Effect<void, TcpError.CloseError> {
-    return this.world.until(
-      deadline,
-      () => TcpError.timedOut("close", this.address),
-      (): Effect.Effect<void, TcpError.ConnReset> | undefined =>
-        this.peerReset ? Effect.fail(reset("close", this.address)) : this.down.fin ? Effect.void : undefined
-    ).pipe(Effect.tap(() =>
-      Effect.sync(() => {
-        this.fate ??= "closed"
-      })
-    ))
-  }
-
-  close(deadline: Deadline.Deadline): Effect.Effect<void, TcpError.CloseError> {
-    const injected = this.injected.close.shift()
-    if (injected !== undefined) return Effect.andThen(this.abort, Effect.fail(injected))
-    return Effect.suspend(() => {
-      if (this.phase !== "open") return Effect.fail(TcpError.closed("close", this.address))
-      this.beginClose()
-      return Effect.ensuring(this.awaitPeerFin(deadline), this.abort)
-    })
-  }
-
-  /** Immediate close: RST if unread bytes are pending, else FIN. Always succeeds. */
-  readonly abort: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
-    if (this.phase === "released") return Effect.void
-    this.phase = "released"
-    this.fate ??= "aborted"
-    if (this.fate === "aborted" && this.down.size > 0 && !this.peerReset) {
-      this.appReset = true
-      this.up.clear()
-    } else {
-      this.up.fin = true
-    }
-    this.down.clear()
-    if (this.counted) this.world.live -= 1
-    this.world.changed()
-    return this.release
-  }))
-
-  /**
-   * The scope's finalizer: after success the FIN goes now and the rest of
-   * the graceful close runs in the layer's background scope; otherwise abort.
-   */
-  finalize(exit: Exit.Exit<unknown, unknown>, closeTimeout: Duration.Duration): Effect.Effect<void> {
-    if (Exit.isFailure(exit)) return this.abort
-    return Effect.suspend(() => {
-      if (this.phase !== "open") return Effect.void
-      this.beginClose()
-      if (this.ownSlot !== undefined) this.ownSlot.closing = true
-      const lingering = Deadline.after(closeTimeout).pipe(
-        Effect.flatMap((deadline) => this.awaitPeerFin(deadline)),
-        Effect.ignore,
-        Effect.ensuring(this.abort)
-      )
-      return Effect.asVoid(Effect.forkIn(lingering, this.world.background))
-    })
+    this.server.wake()
   }
 
   appState(): AppState {
-    if (this.phase === "released") return this.fate ?? "aborted"
-    if (this.phase === "closing") return "closing"
-    return this.outbound === "done" ? "done" : "open"
+    const conn = this.client.conn
+    if (conn === undefined) return this.client.released ? "aborted" : "open"
+    return conn.state
+  }
+
+  /** The scripted peer changed the pipes: the application's end checks again. */
+  wake(): void {
+    this.client.wake()
   }
 }
 
@@ -924,20 +802,16 @@ class PeerImpl extends Inspectable.Class implements Peer {
   get end(): Effect.Effect<void> {
     return Effect.sync(() => {
       const link = this.link
-      if (link.peerReset || link.down.fin) return
+      if (link.client.reset || link.down.fin) return
       link.down.fin = true
-      link.world.changed()
+      link.wake()
     })
   }
 
   get reset(): Effect.Effect<void> {
     return Effect.sync(() => {
       const link = this.link
-      if (link.peerReset) return
-      link.peerReset = true
-      link.down.clear()
-      link.up.clear()
-      link.world.changed()
+      link.server.sendReset()
     })
   }
 
@@ -952,7 +826,7 @@ class PeerImpl extends Inspectable.Class implements Peer {
     return Effect.sync(() => ({
       app: this.link.appState(),
       unread: this.link.up.size,
-      undelivered: this.link.down.size
+      undelivered: this.link.client.unconsumed
     }))
   }
 
@@ -964,7 +838,7 @@ class PeerImpl extends Inspectable.Class implements Peer {
       remoteAddress: this.link.appAddress,
       app: this.link.appState(),
       unread: this.link.up.size,
-      undelivered: this.link.down.size
+      undelivered: this.link.client.unconsumed
     }
   }
 }
@@ -974,25 +848,25 @@ const peerSend = Effect.fn("TcpTest.Peer.send")(
     const address = link.appAddress
     const bytes = typeof data === "string" ? utf8.encode(data) : isBytes(data) ? data.slice() : undefined
     if (bytes === undefined) return yield* TcpError.invalid("send", "expected a Uint8Array or a string", address)
-    if (link.peerReset) return yield* TcpError.closed("send", address)
+    if (link.client.reset) return yield* TcpError.closed("send", address)
     if (link.down.fin) return yield* brokenPipe("send", address, "sending side already finished")
-    if (link.phase === "released") {
-      return yield* link.appReset
+    if (link.client.released) {
+      return yield* link.server.reset
         ? reset("send", address)
         : brokenPipe("send", address, "the application closed the connection")
     }
     // A closing application reads and discards until our FIN.
-    if (link.phase === "closing") return
+    if (link.appState() === "closing") return
     link.down.push(bytes)
-    link.world.changed()
+    link.wake()
   }
 )
 
 /** Why the peer cannot receive any more, if it cannot. */
 const peerBlocked = (link: Link): TcpError.Closed | TcpError.ConnReset | undefined =>
-  link.peerReset
+  link.client.reset
     ? TcpError.closed("recv", link.appAddress)
-    : link.appReset
+    : link.server.reset
     ? reset("recv", link.appAddress)
     : undefined
 
@@ -1019,7 +893,7 @@ const peerReceive = <A>(
     const n = Math.min(link.up.size, fill.wanted)
     if (n > 0) {
       fill.put(link.up.take(n))
-      link.world.changed()
+      link.wake()
     }
     if (complete()) {
       settled = true
@@ -1073,7 +947,7 @@ const peerReceiveAll = (link: Link, deadline: Deadline.Deadline): Effect.Effect<
     }
     if (link.up.size > 0) {
       taken.push(link.up.take(link.up.size))
-      link.world.changed()
+      link.wake()
     }
     if (link.up.fin) {
       settled = true
@@ -1135,7 +1009,9 @@ class ListenerImpl extends Inspectable.Class implements Listener {
     for (const link of this.incoming.splice(0)) {
       // Waiting connects are refused; established ones the kernel would reset.
       if (link.handshake === "pending") link.handshake = "refused"
-      else link.peerReset = true
+      else {
+        link.server.sendReset()
+      }
     }
     this.world.changed()
   })
@@ -1254,149 +1130,6 @@ const failConnectIn = (
     return Effect.void
   })
 
-// --------------------------------------------------- the application's socket
-
-/** The application's end of a `Link`, behind the public `TcpSocket` interface. */
-class MemorySocket extends Inspectable.Class implements TcpSocket.TcpSocket {
-  readonly [TcpSocket.TypeId] = TcpSocket.TypeId
-  readonly link: Link
-  readonly closeTimeout: Duration.Duration
-  constructor(link: Link, closeTimeout: Duration.Duration) {
-    super()
-    this.link = link
-    this.closeTimeout = closeTimeout
-  }
-  send(bytes: Uint8Array, options?: Deadline.Options) {
-    return socketSend(this.link, isBytes(bytes) ? [bytes] : undefined, options)
-  }
-  sendv(chunks: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
-    return socketSend(this.link, bytesList(chunks), options)
-  }
-  recv(n: number, options?: Deadline.Options) {
-    return socketRecv(this.link, n, options)
-  }
-  recvInto(buffer: Uint8Array, options?: Deadline.Options) {
-    return socketReceive(this.link, isBytes(buffer) ? [buffer] : undefined, options)
-  }
-  recvv(buffers: ReadonlyArray<Uint8Array>, options?: Deadline.Options) {
-    return socketReceive(this.link, bytesList(buffers), options)
-  }
-  recvSome(max: number, options?: Deadline.Options) {
-    return socketRecvSome(this.link, max, options)
-  }
-  done(options?: Deadline.Options) {
-    return socketDone(this.link, options)
-  }
-  close(options?: Deadline.Options) {
-    return socketClose(this.link, this.closeTimeout, options)
-  }
-  get abort() {
-    return this.link.abort
-  }
-  get stream(): Stream.Stream<Uint8Array, Exclude<TcpError.RecvError, TcpError.PeerClosed>> {
-    return TcpSocket.stream(this)
-  }
-  get sink(): Sink.Sink<void, Uint8Array, never, TcpError.SendError> {
-    return TcpSocket.sink(this)
-  }
-  get localAddress() {
-    return this.link.appInet
-  }
-  get remoteAddress() {
-    return this.link.serverInet
-  }
-  pipe() {
-    return pipeArguments(this, arguments)
-  }
-  /** Like a Node socket's: addresses, state and sizes, never the bytes in flight. */
-  toJSON() {
-    return {
-      _id: "TcpSocket",
-      inMemory: true,
-      remoteAddress: this.link.address,
-      localAddress: this.link.appAddress,
-      state: this.link.appState(),
-      unread: this.link.down.size,
-      unsent: this.link.up.size
-    }
-  }
-}
-
-const socketSend = Effect.fn("TcpTest.send")(
-  function*(
-    link: Link,
-    chunks: ReadonlyArray<Uint8Array> | undefined,
-    options?: Deadline.Options
-  ): Effect.fn.Return<void, TcpError.SendError> {
-    if (chunks === undefined) {
-      return yield* TcpError.invalid("send", "expected a Uint8Array or an array of them", link.address)
-    }
-    const deadline = yield* Deadline.resolve(options, "send", link.address)
-    return yield* link.send(chunks, deadline)
-  }
-)
-
-const socketReceive = Effect.fn("TcpTest.recvInto")(
-  function*(
-    link: Link,
-    targets: ReadonlyArray<Uint8Array> | undefined,
-    options?: Deadline.Options
-  ): Effect.fn.Return<void, TcpError.RecvError> {
-    if (targets === undefined) {
-      return yield* TcpError.invalid("recv", "expected a Uint8Array or an array of them", link.address)
-    }
-    const deadline = yield* Deadline.resolve(options, "recv", link.address)
-    return yield* link.recv(targets, targets.reduce((n, target) => n + target.length, 0), deadline)
-  }
-)
-
-const socketRecvSome = Effect.fn("TcpTest.recvSome")(
-  function*(link: Link, max: number, options?: Deadline.Options): Effect.fn.Return<Uint8Array, TcpError.RecvError> {
-    if (!Number.isSafeInteger(max) || max < 1) {
-      return yield* TcpError.invalid("recv", "max must be a positive integer", link.address)
-    }
-    const deadline = yield* Deadline.resolve(options, "recv", link.address)
-    return yield* link.recvSome(max, deadline)
-  }
-)
-
-const socketRecv = Effect.fn("TcpTest.recv")(
-  function*(link: Link, n: number, options?: Deadline.Options): Effect.fn.Return<Uint8Array, TcpError.RecvError> {
-    if (!Number.isSafeInteger(n) || n < 0 || n > kMaxLength) {
-      return yield* TcpError.invalid("recv", `length must be an integer in 0..${kMaxLength}`, link.address)
-    }
-    let bytes: Uint8Array
-    try {
-      bytes = new Uint8Array(n)
-    } catch {
-      return yield* TcpError.invalid("recv", `cannot allocate ${n} bytes`, link.address)
-    }
-    const deadline = yield* Deadline.resolve(options, "recv", link.address)
-    yield* link.recv([bytes], n, deadline)
-    return bytes
-  }
-)
-
-const socketDone = Effect.fn("TcpTest.done")(
-  function*(link: Link, options?: Deadline.Options): Effect.fn.Return<void, TcpError.SendError> {
-    const deadline = yield* Deadline.resolve(options, "done", link.address)
-    return yield* link.done(deadline)
-  }
-)
-
-const socketClose = Effect.fn("TcpTest.close")(
-  function*(
-    link: Link,
-    closeTimeout: Duration.Duration,
-    options?: Deadline.Options
-  ): Effect.fn.Return<void, TcpError.CloseError> {
-    const deadline = options?.deadline === undefined && options?.timeout === undefined
-      ? yield* Deadline.after(closeTimeout)
-      : yield* Deadline.resolve(options, "close", link.address)
-    return yield* link.close(deadline)
-  }
-)
-
 // ------------------------------------------------------------------ client
 
 const makeClient = (world: World): TcpClient.TcpClient["Service"] => {
@@ -1425,20 +1158,24 @@ const makeClient = (world: World): TcpClient.TcpClient["Service"] => {
           )
         }
       }
-      const storage = options?.storage
-      const atomicLimit = isSlot(storage) && typeof storage.bufferSize === "number"
-        ? storage.bufferSize
-        : world.storage.bufferSize
+      const pool = world.pool
       return yield* Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(restore(world.claim(storage, deadline, text)), ({ own, release }) =>
-          restore(world.dial(target, deadline, atomicLimit)).pipe(
-            Effect.onError(() => release),
+        Effect.flatMap(restore(claim(pool, options?.storage, deadline, "connect", text)), (slot) =>
+          restore(world.dial(target, deadline)).pipe(
+            Effect.onError(() => Effect.sync(() => unclaim(slot))),
             Effect.flatMap((link) => {
-              link.attach(release, own)
-              return Effect.as(
-                Effect.addFinalizer((exit) => link.finalize(exit, closeTimeout)),
-                new MemorySocket(link, closeTimeout)
-              )
+              // The application's end runs the same rules as on Node, over the link.
+              const conn = new Connection(slot, link.address, () => {
+                unclaim(slot)
+                world.live -= 1
+                world.changed()
+              }, (events) => link.client.bind(events))
+              conn.inject = link.injector
+              link.client.conn = conn
+              world.live += 1
+              // What the peer did before the connection existed (bytes, FIN, RST) reaches it now.
+              link.wake()
+              return attach(conn, closeTimeout, pool)
             })
           ))
       )
@@ -1471,7 +1208,7 @@ const build: Effect.Effect<
   TcpStorage.TcpStorage | Scope.Scope
 > = Effect.gen(function*() {
   const storage = yield* TcpStorage.TcpStorage
-  const world = new World(storage, yield* Effect.scope)
+  const world = new World(yield* poolOf(storage))
   const control = TcpTest.of({
     listen: (address, options) =>
       Effect.acquireRelease(listenIn(world, address, options), (listener) => listener.close),
