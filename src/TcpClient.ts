@@ -245,9 +245,8 @@ export const layerWith: LayerWithConstructor = clientLayer
  * ```
  * @since 0.1.0
  */
-export const layerConfig: Layer.Layer<TcpClient, Config.ConfigError | TcpError.InvalidArgument, TcpStorage> = Layer.suspend(() =>
+export const layerConfig: Layer.Layer<TcpClient, Config.ConfigError | TcpError.InvalidArgument, TcpStorage> =
   TcpClient.layerConfig
-)
 
 const systemResolver = NodeAddressResolver.layer.pipe(Layer.provide(NodeDns.layer))
 

@@ -11,6 +11,16 @@ import { TcpStorage } from "./TcpStorage.ts"
 import type * as TcpStorageModule from "./TcpStorage.ts"
 
 /**
+ * The one way the Node layers are put together: the client over a pool,
+ * both provided. `layer`, `layerWith` and `layerConfig` differ only in the
+ * settings they give each part.
+ */
+const assemble = <E1, E2>(
+  client: Layer.Layer<TcpClient, E1, TcpStorage>,
+  storage: Layer.Layer<TcpStorage, E2>
+): Layer.Layer<TcpClient | TcpStorage, E1 | E2> => client.pipe(Layer.provideMerge(storage))
+
+/**
  * `TcpClient` and a `TcpStorage` pool with the default settings (1024 slots
  * of 64 KiB, waiting when exhausted). Names resolve through the operating
  * system unless an `AddressResolver` is provided to the layer. It cannot
@@ -24,9 +34,7 @@ import type * as TcpStorageModule from "./TcpStorage.ts"
  * ```
  * @since 0.1.0
  */
-export const layer: Layer.Layer<TcpClient | TcpStorage> = TcpClient.layer.pipe(
-  Layer.provideMerge(TcpStorage.layer())
-)
+export const layer: Layer.Layer<TcpClient | TcpStorage> = assemble(TcpClient.layer, TcpStorage.layer())
 
 /**
  * Like `layer`, with the pool's settings given (see `TcpStorage.Options`).
@@ -49,8 +57,7 @@ export const layer: Layer.Layer<TcpClient | TcpStorage> = TcpClient.layer.pipe(
  */
 export const layerWith = (
   options: TcpStorageModule.Options
-): Layer.Layer<TcpClient | TcpStorage, TcpError.InvalidArgument> =>
-  TcpClient.layer.pipe(Layer.provideMerge(TcpStorage.layer(options)))
+): Layer.Layer<TcpClient | TcpStorage, TcpError.InvalidArgument> => assemble(TcpClient.layer, TcpStorage.layer(options))
 
 /**
  * `TcpClient` and `TcpStorage` configured from `Config`: `TCP_POOL_SLOTS`,
@@ -70,4 +77,4 @@ export const layerWith = (
 export const layerConfig: Layer.Layer<
   TcpClient | TcpStorage,
   Config.ConfigError | TcpError.InvalidArgument
-> = TcpClient.layerConfig.pipe(Layer.provideMerge(TcpStorage.layerConfig))
+> = assemble(TcpClient.layerConfig, TcpStorage.layerConfig)
