@@ -34,6 +34,7 @@ import { NetAddress } from "effect/net"
 import * as Net from "node:net"
 import * as Deadline from "./Deadline.ts"
 import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
+import { Listening } from "./internal/listening.ts"
 import { acceptedConnection } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
 import { poolOf } from "./internal/storage.ts"
@@ -464,6 +465,8 @@ export const listen = Effect.fn("TcpListener.listen")(
     TcpError.ListenError,
     Scope.Scope | TcpStorage
   > {
+    const network = yield* Listening
+    if (network !== undefined) return yield* network.listen(address, options)
     const endpoint = yield* Effect.fromResult(parse(address, "listen", true))
     const host = NetAddress.isInetAddress(endpoint) ? nodeHost(endpoint) : NetAddress.isIpAddress(endpoint.host)
       ? NetAddress.formatIp(endpoint.host)
@@ -492,6 +495,8 @@ export const fromFd = Effect.fn("TcpListener.fromFd")(
     TcpError.ListenError,
     Scope.Scope | TcpStorage
   > {
+    const network = yield* Listening
+    if (network !== undefined) return yield* network.fromFd(fd, options)
     const text = `fd ${String(fd)}`
     if (!isDescriptor(fd)) return yield* TcpError.invalid("listen", badDescriptor, text)
     const { pending } = yield* validate(options, text)

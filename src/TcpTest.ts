@@ -36,6 +36,7 @@
  */
 import { Context, Duration, Effect, Exit, Inspectable, Layer, Result, Scope } from "effect"
 import { Host, NetAddress } from "effect/net"
+import { pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "./Deadline.ts"
 import { parse } from "./internal/address.ts"
@@ -43,12 +44,14 @@ import { gather } from "./internal/bytes.ts"
 import { Connection, type Injector } from "./internal/core/connection.ts"
 import type { Transport, TransportEvents } from "./internal/core/transport.ts"
 import { resolveSettings } from "./internal/options.ts"
+import { Listening, type Network } from "./internal/listening.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
 import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
 import { Gate, suspend } from "./internal/wait.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpError from "./TcpError.ts"
+import * as TcpListener from "./TcpListener.ts"
 import * as TcpSocket from "./TcpSocket.ts"
 import * as TcpStorage from "./TcpStorage.ts"
 
@@ -737,7 +740,7 @@ class Link {
     this.appAddress = this.appInet === undefined ? undefined : NetAddress.formatInet(this.appInet)
     this.client = new Side(world, this.up, this.down, listener.window, this.appInet, this.serverInet)
     // What the server sends never waits: the scripted peer's sends are documented so.
-    this.server = new Side(world, this.down, this.up, Number.POSITIVE_INFINITY, this.serverInet, this.appInet)
+    this.server = new Side(world, this.down, this.up, listener.serverWindow, this.serverInet, this.appInet)
     this.client.other = this.server
     this.server.other = this.client
     this.peer = new PeerImpl(this)
@@ -971,20 +974,36 @@ class ListenerImpl extends Inspectable.Class implements Listener {
   readonly key: string
   readonly address: string
   readonly port: number
+  readonly endpoint: Endpoint
   readonly backlog: number
+  /** What the application's end of each connection may have sent that the server has not taken. */
   readonly window: number
+  /** The same the other way: unbounded for a scripted peer, whose sends never wait. */
+  readonly serverWindow: number
   readonly incoming: Array<Link> = []
   readonly injected: Injected = noInjections()
   closed = false
 
-  constructor(world: World, endpoint: Endpoint, backlog: number, window: number) {
+  constructor(world: World, endpoint: Endpoint, backlog: number, window: number, serverWindow: number) {
     super()
     this.world = world
+    this.endpoint = endpoint
     this.key = endpoint.key
     this.address = endpoint.key
     this.port = endpoint.port
     this.backlog = backlog
     this.window = window
+    this.serverWindow = serverWindow
+  }
+
+  /** The next connection, oldest first, its handshake completed; `undefined` while none waits. */
+  take(): Effect.Effect<Link, TcpError.Closed> | undefined {
+    if (this.closed) return Effect.fail(TcpError.closed("accept", this.address))
+    const link = this.incoming.shift()
+    if (link === undefined) return undefined
+    if (link.handshake === "pending") this.establish(link)
+    this.admit()
+    return Effect.succeed(link)
   }
 
   accept(options?: Deadline.Options) {
@@ -1066,25 +1085,20 @@ const accept = Effect.fn("TcpTest.Listener.accept")(
     options?: Deadline.Options
   ): Effect.fn.Return<Peer, TcpError.TimedOut | TcpError.Closed | TcpError.InvalidArgument> {
     const deadline = yield* Deadline.resolve(options, "accept", listener.address)
-    return yield* listener.world.until(
+    const link = yield* listener.world.until(
       deadline,
       () => TcpError.timedOut("accept", listener.address),
-      (): Effect.Effect<Peer, TcpError.Closed> | undefined => {
-        if (listener.closed) return Effect.fail(TcpError.closed("accept", listener.address))
-        const link = listener.incoming.shift()
-        if (link === undefined) return undefined
-        if (link.handshake === "pending") listener.establish(link)
-        listener.admit()
-        return Effect.succeed(link.peer)
-      }
+      () => listener.take()
     )
+    return link.peer
   }
 )
 
 const listenIn = (
   world: World,
   address: unknown,
-  options: ListenOptions | undefined
+  options: ListenOptions | undefined,
+  serverWindow = Number.POSITIVE_INFINITY
 ): Effect.Effect<ListenerImpl, TcpError.InvalidArgument | TcpError.AddrInUse> =>
   Effect.suspend((): Effect.Effect<ListenerImpl, TcpError.InvalidArgument | TcpError.AddrInUse> => {
     const parsed = parseEndpoint(address, "listen", true)
@@ -1092,7 +1106,7 @@ const listenIn = (
     let endpoint = parsed.success
     const backlog: unknown = options?.backlog === undefined ? 0 : options.backlog
     const window: unknown = options?.window === undefined ? Number.POSITIVE_INFINITY : options.window
-    if (!isCount(backlog, 0) || !isLimit(window)) {
+    if (!isCount(backlog, 0) || !isLimit(window) || !isLimit(serverWindow)) {
       return Effect.fail(TcpError.invalid("listen", "backlog must be >= 0 and window >= 1", endpoint.key))
     }
     if (endpoint.port === 0) {
@@ -1105,7 +1119,7 @@ const listenIn = (
     if (world.listeners.has(endpoint.key)) {
       return Effect.fail(TcpError.make(TcpError.AddrInUse, "EADDRINUSE", "listen", endpoint.key, undefined))
     }
-    const listener = new ListenerImpl(world, endpoint, backlog, window)
+    const listener = new ListenerImpl(world, endpoint, backlog, window, serverWindow)
     world.listeners.set(endpoint.key, listener)
     return Effect.succeed(listener)
   })
@@ -1129,6 +1143,107 @@ const failConnectIn = (
     world.rules.set(key, rules)
     return Effect.void
   })
+
+// ------------------------------------------------- the application's servers
+
+/**
+ * What the kernel would buffer each way of a connection between two of the
+ * application's own sockets: sends past it wait for the other end to read.
+ */
+const SERVER_WINDOW = 256 * 1024
+
+/** A server the application opened with `TcpListener.listen` under `TcpTest.layer`. */
+class MemoryListener extends Inspectable.Class implements TcpListener.TcpListener {
+  readonly [TcpListener.TypeId] = TcpListener.TypeId
+  readonly listener: ListenerImpl
+  readonly address: NetAddress.InetAddress
+  constructor(listener: ListenerImpl) {
+    super()
+    this.listener = listener
+    this.address = listener.endpoint.inet ?? localhost(listener.port)
+  }
+  get port(): number {
+    return this.listener.port
+  }
+  accept(options?: TcpListener.AcceptOptions) {
+    return acceptApp(this.listener, options)
+  }
+  get close(): Effect.Effect<void> {
+    return this.listener.close
+  }
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+  toJSON() {
+    const { _id, ...rest } = this.listener.toJSON()
+    return { ...rest, _id: "TcpListener", inMemory: true }
+  }
+}
+
+/** Where a listener on a name (`localhost:0`) is bound, as an address. */
+const localhost = (port: number): NetAddress.InetAddress =>
+  loopback(false, port) ?? NetAddress.inetAddressUnsafe(NetAddress.ipv4Loopback, port)
+
+/**
+ * Accepts for the application's server: the next connection first, then a
+ * slot for it, both within the deadline, as on Node. When no slot can be
+ * had the connection goes back to the head of the queue.
+ */
+const acceptApp = Effect.fn("TcpListener.accept")(
+  function*(
+    listener: ListenerImpl,
+    options?: TcpListener.AcceptOptions
+  ): Effect.fn.Return<TcpSocket.TcpSocket, TcpError.AcceptError, Scope.Scope> {
+    const world = listener.world
+    const text = listener.address
+    const closeTimeout = yield* Effect.fromResult(checkSettings(options, "accept", text))
+    const deadline = yield* Deadline.resolve(options, "accept", text)
+    const pool = world.pool
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(
+        restore(world.until(deadline, () => TcpError.timedOut("accept", text), () => listener.take())),
+        (link) =>
+          restore(claim(pool, options?.storage, deadline, "accept", text)).pipe(
+            Effect.onError(() =>
+              Effect.sync(() => {
+                if (listener.closed) return link.server.sendReset()
+                listener.incoming.unshift(link)
+                world.changed()
+              })
+            ),
+            Effect.flatMap((slot) => {
+              const conn = new Connection(slot, link.appAddress, () => {
+                unclaim(slot)
+                world.changed()
+              }, (events) => link.server.bind(events))
+              link.server.conn = conn
+              link.server.wake()
+              return attach(conn, closeTimeout, pool)
+            })
+          )
+      )
+    )
+  }
+)
+
+/** `TcpListener.listen` and `fromFd` on the in-memory network. */
+const networkOf = (world: World): Network => ({
+  listen: (address, options) =>
+    Effect.acquireRelease(
+      Effect.flatMap(
+        Effect.suspend(() => {
+          const backlog: unknown = options?.backlog === undefined ? 511 : options.backlog
+          return isCount(backlog, 1)
+            ? listenIn(world, address, { backlog, window: SERVER_WINDOW }, SERVER_WINDOW)
+            : Effect.fail(TcpError.invalid("listen", "backlog must be >= 1 and pending >= 0", String(address)))
+        }),
+        (listener) => Effect.succeed(new MemoryListener(listener))
+      ),
+      (listener) => listener.close
+    ),
+  fromFd: (fd) =>
+    Effect.fail(TcpError.invalid("listen", "fd is not a TCP socket (TcpTest has no descriptors)", `fd ${String(fd)}`))
+})
 
 // ------------------------------------------------------------------ client
 
@@ -1215,7 +1330,10 @@ const build: Effect.Effect<
     failConnect: (address, error, options) => failConnectIn(world, address, error, options),
     openSockets: Effect.sync(() => world.live)
   })
-  return Context.make(TcpTest, control).pipe(Context.add(TcpClient.TcpClient, makeClient(world)))
+  return Context.make(TcpTest, control).pipe(
+    Context.add(TcpClient.TcpClient, makeClient(world)),
+    Context.add(Listening, networkOf(world))
+  )
 })
 
 /**

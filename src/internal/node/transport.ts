@@ -203,7 +203,15 @@ export class NodeTransport implements Transport {
   }
 
   destroy(): void {
-    this.socket.destroy()
+    // Bytes that reached the slot are as unread as those still in the
+    // kernel: the peer learns they were never read (an RST), as it would
+    // if they were still in the kernel's queue.
+    const open = !this.socket.destroyed && !this.socket.connecting && this.socket.readyState !== "closed"
+    if (this.events.unread > 0 && open) {
+      this.socket.resetAndDestroy()
+    } else {
+      this.socket.destroy()
+    }
   }
 
   get localAddress(): string | undefined {
