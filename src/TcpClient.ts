@@ -424,35 +424,27 @@ const withDefaultTimeout = (
 const isFamily = (u: unknown): u is Family => u === "ipv4" || u === "ipv6" || u === "any"
 
 /**
- * RFC 8305: attempts start one `delay` apart, or as soon as the one before
- * failed; the first success wins and the others are interrupted (and so
- * closed). Fails only when every attempt failed.
+ * RFC 8305: each attempt after the first starts `delay` after the one
+ * before it, or as soon as that one failed; the first success wins and the
+ * attempts still running are interrupted (and so closed). Fails only when
+ * every attempt failed, with the first failure first.
  */
 const staggered = <A, E>(
   targets: Arr.NonEmptyReadonlyArray<NetAddress.InetAddress>,
   attempt: (target: NetAddress.InetAddress) => Effect.Effect<A, E>,
   delay: Duration.Duration
-): Effect.Effect<A, E> =>
-  Effect.suspend(() => {
-    const started = targets.map(() => Deferred.makeUnsafe<void>())
-    const failed = targets.map(() => Deferred.makeUnsafe<void>())
-    const runs = targets.map((target, i) => {
-      const previousStarted = started[i - 1]
-      const previousFailed = failed[i - 1]
-      const turn = previousStarted === undefined || previousFailed === undefined
-        ? Effect.void
-        : Effect.andThen(
-          Deferred.await(previousStarted),
-          Effect.raceFirst(Effect.sleep(delay), Deferred.await(previousFailed))
-        )
-      return turn.pipe(
-        Effect.andThen(Deferred.succeed(started[i] ?? Deferred.makeUnsafe<void>(), undefined)),
-        Effect.andThen(attempt(target)),
-        Effect.tapError(() => Deferred.succeed(failed[i] ?? Deferred.makeUnsafe<void>(), undefined))
-      )
-    })
-    return Effect.raceAll(runs)
-  })
+): Effect.Effect<A, E> => {
+  const from = (i: number, target: NetAddress.InetAddress): Effect.Effect<A, E> => {
+    const next = targets[i + 1]
+    if (next === undefined) return attempt(target)
+    const failed = Deferred.makeUnsafe<void>()
+    return Effect.raceAll([
+      Effect.tapError(attempt(target), () => Deferred.done(failed, Exit.void)),
+      Effect.raceFirst(Effect.sleep(delay), Deferred.await(failed)).pipe(Effect.andThen(from(i + 1, next)))
+    ])
+  }
+  return Effect.suspend(() => from(0, Arr.headNonEmpty(targets)))
+}
 
 /** Orders addresses for happy eyeballs: families alternate, starting with the first one's. */
 const interleaved = (
@@ -531,14 +523,17 @@ const make = (
         return yield* TcpError.invalid("connect", "happyEyeballs must be a boolean or a duration", text)
       }
 
-      // Concurrent attempts share the slot, so each stays paused (reads
-      // nothing into it) until it has won.
-      const attempt = (target: NetAddress.InetAddress, slot: SlotMemory, paused: boolean) =>
+      // An attempt in a race (`opened` given) shares the slot with the
+      // others, so it stays paused (reads nothing into it) until it has won.
+      const attempt = (target: NetAddress.InetAddress, slot: SlotMemory, opened?: Array<Connection>) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.suspend(() => {
             const conn = nodeConnection(slot, NetAddress.formatInet(target), () => {}, {})
             applySettings(conn.transport.socket, settings)
-            if (paused) conn.transport.socket.pause()
+            if (opened !== undefined) {
+              conn.transport.socket.pause()
+              opened.push(conn)
+            }
             const to = { host: nodeHost(target), port: target.port, ...local?.bind }
             return restore(connectSocket(conn, to, deadline)).pipe(
               Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void),
@@ -546,19 +541,31 @@ const make = (
             )
           })
         )
-      const race = (slot: SlotMemory): Effect.Effect<Connection, TcpError.ConnectError> =>
-        happy === undefined || targets.length === 1
-          ? firstSuccess(targets, (t) => attempt(t, slot, false))
-          : Effect.tap(
-            staggered(interleaved(targets), (t) => attempt(t, slot, true), happy.value),
+      // When the race is over every attempt has ended. Each connection but
+      // the winner's is closed then: also one that connected just after the
+      // winner, whose success the race drops.
+      const race = (slot: SlotMemory, delay: Duration.Duration): Effect.Effect<Connection, TcpError.ConnectError> =>
+        Effect.suspend(() => {
+          const opened: Array<Connection> = []
+          return staggered(interleaved(targets), (t) => attempt(t, slot, opened), delay).pipe(
+            Effect.onExit((exit) =>
+              Effect.forEach(opened, (conn) => Exit.isSuccess(exit) && exit.value === conn ? Effect.void : conn.abort, {
+                discard: true
+              })
+            ),
             // Starts the winner's reads, as Node does for a socket that connects unpaused.
-            (winner) => Effect.sync(() => winner.transport.socket.read(0))
+            Effect.tap((winner) => Effect.sync(() => winner.transport.socket.read(0)))
           )
+        })
+      const open = (slot: SlotMemory): Effect.Effect<Connection, TcpError.ConnectError> =>
+        happy === undefined || targets.length === 1
+          ? firstSuccess(targets, (t) => attempt(t, slot))
+          : race(slot, happy.value)
 
       return yield* Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
           restore(claim(pool, options?.storage, deadline, "connect", text)),
-          (slot) => adopt(slot, settings.closeTimeout, restore(race(slot)))
+          (slot) => adopt(slot, settings.closeTimeout, restore(open(slot)))
         )
       )
     },
