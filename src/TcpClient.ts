@@ -497,7 +497,7 @@ const make = (
       restore(open).pipe(
         Effect.onExit((exit) => Exit.isFailure(exit) ? Effect.sync(() => unclaim(slot)) : Effect.void),
         Effect.flatMap((conn) => {
-          conn.onRelease = () => unclaim(slot)
+          conn.releaseSlot = () => unclaim(slot)
           return attach(conn, closeTimeout, pool)
         })
       )

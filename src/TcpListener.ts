@@ -48,7 +48,7 @@ import {
   type SocketSettings
 } from "./internal/options.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
-import { suspend } from "./internal/wait.ts"
+import { awaitEvent } from "./internal/wait.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
 import { TcpStorage } from "./TcpStorage.ts"
@@ -288,7 +288,7 @@ class TcpListenerImpl extends Inspectable.Class implements TcpListener {
       const queued = this.queue.shift()
       if (queued !== undefined) return Effect.succeed(queued)
       const acceptor: Acceptor = { incoming: undefined, error: undefined, wake: () => {} }
-      const waiting = suspend<Incoming, TcpError.AcceptError, TcpError.TimedOut>(
+      const waiting = awaitEvent<Incoming, TcpError.AcceptError, TcpError.TimedOut>(
         deadline,
         () => TcpError.timedOut("accept", this.text),
         (resume) => {

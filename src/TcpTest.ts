@@ -48,7 +48,7 @@ import { Listening, type Network } from "./internal/listening.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
 import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
-import { Gate, suspend } from "./internal/wait.ts"
+import { awaitEvent, Gate } from "./internal/wait.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpListener from "./TcpListener.ts"
@@ -454,7 +454,7 @@ class World {
   }
 
   private changeSince<E2>(seen: number, deadline: Deadline.Deadline, onTimeout: () => E2): Effect.Effect<void, E2> {
-    return suspend<void, never, E2>(deadline, onTimeout, (resume) => {
+    return awaitEvent<void, never, E2>(deadline, onTimeout, (resume) => {
       if (this.version !== seen) {
         resume(Effect.void)
         return () => {}

@@ -70,7 +70,7 @@ const metered = <A, E extends { readonly _tag: TcpError.Tag }, R>(
             if (direction === "connect") TcpMetrics.connectDuration.updateUnsafe(performance.now() - started, context)
             pools()
             const conn = connectionOf(exit.value)
-            if (conn !== undefined) conn.onReleased = released
+            if (conn !== undefined) conn.reportFigures = released
             return
           }
           const reason = exit.cause.reasons.find((r) => r._tag === "Fail")

@@ -2,7 +2,7 @@ import { Effect, Exit, Inspectable } from "effect"
 import type { Scope } from "effect"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
-import { attempt, suspend } from "./wait.ts"
+import { attempt, awaitEvent } from "./wait.ts"
 
 /**
  * One slot's memory: the receive buffer a socket reads into for its whole
@@ -175,7 +175,7 @@ export class Pool extends Inspectable.Class {
     address?: string
   ): Effect.Effect<SlotMemory, TcpError.TimedOut> {
     const waiter: SlotWaiter = { slot: undefined, wake: () => {} }
-    const waiting = suspend<SlotMemory, never, TcpError.TimedOut>(
+    const waiting = awaitEvent<SlotMemory, never, TcpError.TimedOut>(
       deadline,
       () => TcpError.timedOut(syscall, address),
       (resume) => {

@@ -117,7 +117,7 @@ const currentMillis = (fiber: Fiber.Fiber<unknown, unknown> | undefined): number
  * past deadline (and `0`) fails at once without registering anything: for
  * waits that start something (a connect) or that have nothing to try.
  */
-export const suspend = <A, E, E2>(
+export const awaitEvent = <A, E, E2>(
   deadline: Deadline,
   onTimeout: () => E2,
   register: (resume: Resume<A, E>) => () => void
@@ -221,7 +221,7 @@ export class Gate {
     onTimeout: () => E2
   ): Effect.Effect<void, E2> {
     const waiter: Waiter = { granted: false, wake: () => {} }
-    const waiting = suspend<void, never, E2>(deadline, onTimeout, (resume) => {
+    const waiting = awaitEvent<void, never, E2>(deadline, onTimeout, (resume) => {
       waiter.wake = () => resume(Effect.void)
       this.waiters.push(waiter)
       return () => {

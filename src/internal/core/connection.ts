@@ -4,7 +4,7 @@ import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
 import { gather } from "../bytes.ts"
 import type { Pool, SlotMemory } from "../pool.ts"
-import { attempt, Lane, type Resume, startTimer, suspend, type Turn } from "../wait.ts"
+import { attempt, awaitEvent, Lane, type Resume, startTimer, type Turn } from "../wait.ts"
 import { Ring } from "./ring.ts"
 import type { Transport, TransportEvents } from "./transport.ts"
 
@@ -112,12 +112,12 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   private transportClosed = false
   private released = false
   /** Called once the transport let go of the connection and its slot. */
-  onRelease: () => void
+  releaseSlot: () => void
   /** Bytes handed to the transport and delivered to receives, for metrics. */
   bytesSent = 0
   bytesReceived = 0
   /** Reports the byte counts when the connection is released (set when metrics are on). */
-  onReleased: ((figures: { readonly bytesSent: number; readonly bytesReceived: number }) => void) | undefined
+  reportFigures: ((figures: { readonly bytesSent: number; readonly bytesReceived: number }) => void) | undefined
   private readonly closeWaiters: Array<() => void> = []
   private finWaiter: Resume<void, TcpError.CloseError> | undefined
   /** Ends a graceful close in the background (`linger`) once the transport closed. */
@@ -126,14 +126,14 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   constructor(
     slot: SlotMemory,
     address: string | undefined,
-    onRelease: () => void,
+    releaseSlot: () => void,
     makeTransport: (events: TransportEvents) => T
   ) {
     super()
     this.slot = slot
     this.ring = new Ring(slot.buffer)
     this.address = address
-    this.onRelease = onRelease
+    this.releaseSlot = releaseSlot
     this.transport = makeTransport(this)
   }
 
@@ -279,7 +279,7 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   recv(targets: ReadonlyArray<Uint8Array>, total: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
     const injected = this.inject?.recv()
     if (injected !== undefined) return Effect.fail(injected)
-    return this.read(new Incoming(this, targets, total, total <= this.ring.size, false), total, deadline)
+    return this.runReceive(new Incoming(this, targets, total, total <= this.ring.size, false), total, deadline)
   }
 
   /**
@@ -291,7 +291,7 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
     const injected = this.inject?.recv()
     if (injected !== undefined) return Effect.fail(injected)
     const read = new Incoming(this, [], max, true, true)
-    return Effect.map(this.read(read, 1, deadline), () => read.targets[0] ?? new Uint8Array(0))
+    return Effect.map(this.runReceive(read, 1, deadline), () => read.targets[0] ?? new Uint8Array(0))
   }
 
   private readonly recvTimedOut = () => TcpError.timedOut("recv", this.address)
@@ -303,7 +303,7 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
    * with nobody ahead finish it synchronously, with no wait to set up;
    * otherwise it enters the lane and waits, all in one step (`attempt`).
    */
-  private read(read: Incoming, needed: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
+  private runReceive(read: Incoming, needed: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
     if (this.inbound.idle && this.outcomeKnown(needed)) {
       const outcome = this.beginRead(read)
       if (outcome !== undefined) return outcome
@@ -473,8 +473,8 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   private releaseIfDone(): void {
     if (this.released || !this.transportClosed || this.phase !== "closed") return
     this.released = true
-    this.onRelease()
-    this.onReleased?.({ bytesSent: this.bytesSent, bytesReceived: this.bytesReceived })
+    this.releaseSlot()
+    this.reportFigures?.({ bytesSent: this.bytesSent, bytesReceived: this.bytesReceived })
   }
 
   /**
@@ -534,7 +534,7 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
     return Effect.suspend(() => {
       if (this.failure !== undefined) return Effect.fail(reported(this.failure, "close", TcpError.closeTags))
       if (this.eof || this.transportClosed) return Effect.void
-      return suspend<void, TcpError.CloseError, TcpError.TimedOut>(
+      return awaitEvent<void, TcpError.CloseError, TcpError.TimedOut>(
         deadline,
         () => TcpError.timedOut("close", this.address),
         (resume) => {

@@ -24,7 +24,7 @@ import { gather } from "../bytes.ts"
 import { Connection } from "../core/connection.ts"
 import type { Transport, TransportEvents } from "../core/transport.ts"
 import type { SlotMemory } from "../pool.ts"
-import { suspend } from "../wait.ts"
+import { awaitEvent } from "../wait.ts"
 
 /** Whether Node's private fields are off limits (`EFFECT_TCP_PORTABLE=1`). */
 export const portable: boolean = process.env["EFFECT_TCP_PORTABLE"] === "1"
@@ -231,10 +231,10 @@ export class NodeTransport implements Transport {
 export const nodeConnection = (
   slot: SlotMemory,
   address: string | undefined,
-  onRelease: () => void,
+  releaseSlot: () => void,
   options: Net.SocketConstructorOpts
 ): Connection<NodeTransport> =>
-  new Connection(slot, address, onRelease, (events) =>
+  new Connection(slot, address, releaseSlot, (events) =>
     new NodeTransport(
       events,
       new Net.Socket({
@@ -261,18 +261,18 @@ export const acceptedConnection = (
   raw: Net.Socket,
   slot: SlotMemory,
   address: string | undefined,
-  onRelease: () => void
+  releaseSlot: () => void
 ): Connection<NodeTransport> => {
   const handle: unknown = Reflect.get(raw, "_handle")
   if (portable || !movableHandle(handle)) {
-    return new Connection(slot, address, onRelease, (events) => new NodeTransport(events, raw, true))
+    return new Connection(slot, address, releaseSlot, (events) => new NodeTransport(events, raw, true))
   }
   Reflect.set(raw, "_handle", null)
   // The emptied socket now closes nothing but still tells the server it is gone.
   raw.destroy()
   const options: Net.SocketConstructorOpts = { readable: true, writable: true }
   Reflect.set(options, "handle", handle)
-  return nodeConnection(slot, address, onRelease, options)
+  return nodeConnection(slot, address, releaseSlot, options)
 }
 
 /** Connects `conn`'s socket to `target`, waiting until `deadline`. */
@@ -282,7 +282,7 @@ export const connect = (
   deadline: Deadline
 ): Effect.Effect<void, TcpError.ConnectError> => {
   const socket = conn.transport.socket
-  return suspend<void, TcpError.ConnectError, TcpError.TimedOut>(
+  return awaitEvent<void, TcpError.ConnectError, TcpError.TimedOut>(
     deadline,
     () => TcpError.timedOut("connect", conn.address),
     (resume) => {
