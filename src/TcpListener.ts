@@ -18,6 +18,7 @@
  */
 import {
   Cause,
+  Context,
   Effect,
   Exit,
   Function as Fn,
@@ -34,7 +35,6 @@ import { NetAddress } from "effect/net"
 import * as Net from "node:net"
 import * as Deadline from "./Deadline.ts"
 import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
-import { Listening } from "./internal/listening.ts"
 import { acceptedConnection } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
 import { poolOf } from "./internal/storage.ts"
@@ -443,6 +443,44 @@ const open = (
     }),
     (listener) => listener.close
   )
+
+/**
+ * A network listeners can open on other than the kernel's: what
+ * `TcpTest.layer` sets (see `Listening`), so a program's own servers and
+ * clients reach each other in memory.
+ *
+ * @example
+ * ```ts
+ * import type { TcpListener } from "effect-tcp"
+ * declare const network: TcpListener.Network
+ * network.listen("127.0.0.1:0", undefined)
+ * ```
+ * @since 0.1.0
+ */
+export interface Network {
+  readonly listen: (
+    address: TcpAddress,
+    options: ListenOptions | undefined
+  ) => Effect.Effect<TcpListener, TcpError.ListenError, Scope.Scope>
+  readonly fromFd: (fd: number, options: ListenOptions | undefined) => Effect.Effect<TcpListener, TcpError.ListenError>
+}
+
+/**
+ * The network `listen` and `fromFd` open on: unset (the default), the
+ * kernel's, through Node; `TcpTest.layer` sets its in-memory one.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpListener } from "effect-tcp"
+ * const inMemory = Effect.map(TcpListener.Listening.asEffect(), (network) => network !== undefined)
+ * ```
+ * @since 0.1.0
+ */
+export const Listening: Context.Reference<Network | undefined> = Context.Reference<Network | undefined>(
+  "effect-tcp/TcpListener/Listening",
+  { defaultValue: () => undefined }
+)
 
 /**
  * libdill's `tcp_listen`: listens on `address` (port `0` picks a free port,

@@ -44,7 +44,6 @@ import { gather } from "./internal/bytes.ts"
 import { Connection, type Injector } from "./internal/core/connection.ts"
 import { Pipe, Side } from "./internal/memory/transport.ts"
 import { resolveSettings } from "./internal/options.ts"
-import { Listening, type Network } from "./internal/listening.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
 import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
@@ -1038,7 +1037,7 @@ const acceptApp = Effect.fn("TcpListener.accept")(
 )
 
 /** `TcpListener.listen` and `fromFd` on the in-memory network. */
-const networkOf = (world: World): Network => ({
+const networkOf = (world: World): TcpListener.Network => ({
   listen: (address, options) =>
     Effect.acquireRelease(
       Effect.flatMap(
@@ -1143,7 +1142,7 @@ const build: Effect.Effect<
   })
   return Context.make(TcpTest, control).pipe(
     Context.add(TcpClient.TcpClient, makeClient(world)),
-    Context.add(Listening, networkOf(world))
+    Context.add(TcpListener.Listening, networkOf(world))
   )
 })
 
