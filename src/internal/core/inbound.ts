@@ -1,0 +1,217 @@
+import { Effect } from "effect"
+import type { Deadline } from "../../Deadline.ts"
+import * as TcpError from "../../TcpError.ts"
+import { gather } from "../bytes.ts"
+import { attempt, Lane, type Resume, type Turn } from "../wait.ts"
+import { type Host, reported } from "./failure.ts"
+import { Ring } from "./ring.ts"
+
+/** A receive in the inbound lane: bytes go into `targets` in order until `total`. */
+class Incoming implements Turn {
+  filled = 0
+  resume: Resume<void, TcpError.RecvError> | undefined
+  private readonly inbound: Inbound
+  targets: ReadonlyArray<Uint8Array>
+  total: number
+  /** Up to the slot's size a read completes at once or consumes nothing. */
+  readonly atomic: boolean
+  /** Takes whatever has arrived, up to `total` bytes, once there is at least one. */
+  readonly some: boolean
+  constructor(inbound: Inbound, targets: ReadonlyArray<Uint8Array>, total: number, atomic: boolean, some: boolean) {
+    this.inbound = inbound
+    this.targets = targets
+    this.total = total
+    this.atomic = atomic
+    this.some = some
+  }
+  start(): void {
+    this.inbound.startRead(this)
+  }
+}
+
+/**
+ * A connection's inbound direction: the slot's ring the transport reads
+ * into, the lane receives take turns in, and its state (the peer's FIN,
+ * broken by a receive that stopped halfway, draining while closing).
+ * Receives up to the slot's size are retry-safe: one that times out or is
+ * interrupted consumes nothing.
+ */
+export class Inbound {
+  readonly ring: Ring
+  /** The peer's FIN arrived (or the transport closed without an error). */
+  eof = false
+  /** The connection is closing: what arrives is dropped. */
+  private discarding = false
+  /** A receive stopped halfway: the stream is at an unknown point. */
+  private broken = false
+  /** Bytes delivered to receives, for metrics. */
+  bytesReceived = 0
+  /** The receive whose turn it is and that waits for bytes. */
+  private reader: Incoming | undefined
+  /** Receives, one at a time in call order. */
+  private readonly lane = new Lane()
+  private readonly host: Host
+  /** Reading resumes: the transport reads again, if it is still there. */
+  private readonly resumeReading: () => void
+
+  constructor(host: Host, buffer: Uint8Array, resumeReading: () => void) {
+    this.host = host
+    this.ring = new Ring(buffer)
+    this.resumeReading = resumeReading
+  }
+
+  private readonly timedOut = () => TcpError.timedOut("recv", this.host.address)
+
+  // ------------------------------------------------------ from the transport
+
+  /** `n` bytes landed in the ring's region. Returns whether to go on reading. */
+  received(n: number): boolean {
+    if (!this.discarding) this.ring.received(n)
+    this.wake()
+    return this.ring.nextRegion()
+  }
+
+  /** The peer finished. */
+  ended(): void {
+    this.eof = true
+    this.wake()
+  }
+
+  /** Something the waiting receive may be waiting for happened: it checks again. */
+  wake(): void {
+    if (this.reader !== undefined) this.serve(this.reader)
+  }
+
+  // ------------------------------------------------------------ receives
+
+  /**
+   * Fills `targets` (of `total` bytes), waiting until `deadline`. With
+   * nobody queued and an outcome known already it completes synchronously.
+   * Call it while the effect runs.
+   */
+  recv(targets: ReadonlyArray<Uint8Array>, total: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
+    return this.runReceive(new Incoming(this, targets, total, total <= this.ring.size, false), total, deadline)
+  }
+
+  /** What has arrived, up to `max` bytes, waiting until `deadline` for at least one. */
+  recvSome(max: number, deadline: Deadline): Effect.Effect<Uint8Array, TcpError.RecvError> {
+    const read = new Incoming(this, [], max, true, true)
+    return Effect.map(this.runReceive(read, 1, deadline), () => read.targets[0] ?? new Uint8Array(0))
+  }
+
+  /**
+   * Runs `read` in its turn. `needed` buffered bytes (or a known failure)
+   * with nobody ahead finish it synchronously, with no wait to set up;
+   * otherwise it enters the lane and waits, all in one step (`attempt`).
+   */
+  private runReceive(read: Incoming, needed: number, deadline: Deadline): Effect.Effect<void, TcpError.RecvError> {
+    if (this.lane.idle && this.outcomeKnown(needed)) {
+      const outcome = this.begin(read)
+      if (outcome !== undefined) return outcome
+    }
+    return attempt<void, TcpError.RecvError, TcpError.TimedOut>(deadline, this.timedOut, (resume) => {
+      read.resume = resume
+      this.lane.enter(read)
+      return () => this.abandon(read)
+    })
+  }
+
+  /** Whether a read needing `needed` bytes can finish (or fail) without waiting. */
+  private outcomeKnown(needed: number): boolean {
+    return this.ring.count >= needed || this.eof || this.host.failure !== undefined || !this.host.open ||
+      this.broken
+  }
+
+  /** `read`'s turn has come: it completes now or waits for bytes as the reader. */
+  startRead(read: Incoming): void {
+    const outcome = this.begin(read)
+    if (outcome === undefined) this.reader = read
+    else this.end(read, outcome)
+  }
+
+  /** The one place a receive's fiber is resumed: its turn ends and the next receive's begins. */
+  private end(read: Incoming, outcome: Effect.Effect<void, TcpError.RecvError>): void {
+    if (this.reader === read) this.reader = undefined
+    this.lane.leave(read)
+    read.resume?.(outcome)
+  }
+
+  /** A read that timed out or was interrupted: it leaves its turn (or the queue), consuming nothing more. */
+  private abandon(read: Incoming): void {
+    if (this.reader === read) this.reader = undefined
+    this.markIfHalfway(read)
+    this.lane.leave(read)
+  }
+
+  /** A read that stopped halfway (not at the peer's FIN) leaves the stream at an unknown point. */
+  private markIfHalfway(read: Incoming): void {
+    if (!this.eof && read.filled > 0 && read.filled < read.total) this.broken = true
+  }
+
+  /** Starts a read: its outcome when there is one already, else `undefined` (it waits). */
+  private begin(read: Incoming): Effect.Effect<void, TcpError.RecvError> | undefined {
+    if (!this.host.open) return Effect.fail(TcpError.closed("recv", this.host.address))
+    if (this.broken) {
+      return Effect.fail(
+        TcpError.make(TcpError.ConnReset, "ECONNRESET", "recv", this.host.address, "an earlier receive stopped halfway")
+      )
+    }
+    return this.step(read)
+  }
+
+  /** Moves the waiting read on after bytes, the peer's FIN or an error arrived. */
+  private serve(read: Incoming): void {
+    const outcome = this.step(read)
+    if (outcome !== undefined) this.end(read, outcome)
+  }
+
+  /** Moves a read forward; returns its outcome once it has one. */
+  private step(read: Incoming): Effect.Effect<void, TcpError.RecvError> | undefined {
+    if (read.some && this.ring.count > 0 && read.targets.length === 0) {
+      read.total = Math.min(this.ring.count, read.total)
+      read.targets = [new Uint8Array(read.total)]
+    }
+    // Copying out may resume reading, and a transport may deliver more at once: take that too.
+    for (;;) {
+      const available = this.ring.count
+      const wanted = read.total - read.filled
+      if (available >= wanted) {
+        this.copyOut(read, wanted)
+        return Effect.void
+      }
+      if (read.atomic || available === 0) break
+      this.copyOut(read, available)
+    }
+    if (this.eof) {
+      if (this.ring.count > 0) this.copyOut(read, this.ring.count)
+      return Effect.fail(TcpError.peerClosed("recv", gather(read.targets, read.filled), this.host.address))
+    }
+    const failure = this.host.failure
+    if (failure !== undefined) {
+      // A read larger than the slot may have taken bytes already: the stream is then at an unknown point.
+      this.markIfHalfway(read)
+      return Effect.fail(reported(failure, "recv", TcpError.recvTags))
+    }
+    return undefined
+  }
+
+  /** Copies `n` buffered bytes into the read's targets. */
+  private copyOut(read: Incoming, n: number): void {
+    if (this.ring.copyOut(read.targets, read.filled, n)) this.resumeReading()
+    read.filled += n
+    this.bytesReceived += n
+  }
+
+  // ------------------------------------------------------------- closing
+
+  /** Fails the receive in progress with `error`; those queued behind it then start and fail the same way. */
+  failWaiting(error: TcpError.RecvError): void {
+    if (this.reader !== undefined) this.end(this.reader, Effect.fail(error))
+  }
+
+  /** A closing connection drains its peer: what is buffered, and what arrives from now on, is dropped. */
+  discard(): void {
+    this.discarding = true
+    if (this.ring.consume(this.ring.count)) this.resumeReading()
+  }
+}
