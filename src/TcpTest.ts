@@ -398,9 +398,32 @@ const loopback = (ipv6: boolean, port: number): NetAddress.InetAddress | undefin
   return Result.isSuccess(address) ? address.success : undefined
 }
 
-interface Rule {
-  readonly error: TcpError.ConnectError
+/** An error the next `remaining` connects (or accepts) to one address fail with. */
+interface Rule<E> {
+  readonly error: E
   remaining: number
+}
+
+/** Errors waiting for calls to an address, in the order given. */
+class Rules<E> {
+  private readonly byAddress = new Map<string, Array<Rule<E>>>()
+
+  add(key: string, error: E, times: number): void {
+    const rules = this.byAddress.get(key) ?? []
+    rules.push({ error, remaining: times })
+    this.byAddress.set(key, rules)
+  }
+
+  /** The error the next call to `key` fails with, if one waits; it counts as used. */
+  take(key: string): E | undefined {
+    const rules = this.byAddress.get(key)
+    const rule = rules?.[0]
+    if (rules === undefined || rule === undefined) return undefined
+    rule.remaining -= 1
+    if (rule.remaining <= 0) rules.shift()
+    if (rules.length === 0) this.byAddress.delete(key)
+    return rule.error
+  }
 }
 
 /**
@@ -411,7 +434,9 @@ interface Rule {
  */
 class World {
   readonly listeners = new Map<string, ListenerImpl>()
-  readonly rules = new Map<string, Array<Rule>>()
+  readonly connectRules = new Rules<TcpError.ConnectError>()
+  /** Errors the application's own in-memory servers' accepts fail with. */
+  readonly acceptRules = new Rules<TcpError.AcceptError>()
   live = 0
   private version = 0
   private readonly waiters = new Set<() => void>()
@@ -484,14 +509,8 @@ class World {
       if (deadline === 0 || (deadline !== -1 && deadline <= now)) {
         return Effect.fail(TcpError.timedOut("connect", text))
       }
-      const rules = this.rules.get(text)
-      const rule = rules?.[0]
-      if (rules !== undefined && rule !== undefined) {
-        rule.remaining -= 1
-        if (rule.remaining <= 0) rules.shift()
-        if (rules.length === 0) this.rules.delete(text)
-        return Effect.fail(rule.error)
-      }
+      const injected = this.connectRules.take(text)
+      if (injected !== undefined) return Effect.fail(injected)
       const listener = this.listeners.get(text)
       if (listener === undefined) {
         return Effect.fail(TcpError.make(TcpError.ConnRefused, "ECONNREFUSED", "connect", text, undefined))
@@ -934,23 +953,21 @@ const listenIn = (
     return Effect.succeed(listener)
   })
 
-const failConnectIn = (
-  world: World,
+/** Queues `error` for the next `times` calls to `address` (a connect's, or a server's accepts). */
+const failIn = <E>(
+  rules: Rules<E>,
   address: unknown,
-  error: TcpError.ConnectError,
-  options: FailOptions | undefined
+  error: E,
+  options: FailOptions | undefined,
+  syscall: "connect" | "accept"
 ): Effect.Effect<void, TcpError.InvalidArgument> =>
   Effect.suspend(() => {
-    const parsed = parseEndpoint(address, "connect", false)
+    const parsed = parseEndpoint(address, syscall, syscall === "accept")
     if (Result.isFailure(parsed)) return Effect.fail(parsed.failure)
     const key = parsed.success.key
     const times: unknown = options?.times === undefined ? Number.POSITIVE_INFINITY : options.times
-    if (!isLimit(times)) {
-      return Effect.fail(TcpError.invalid("connect", "times must be a positive integer", key))
-    }
-    const rules = world.rules.get(key) ?? []
-    rules.push({ error, remaining: times })
-    world.rules.set(key, rules)
+    if (!isLimit(times)) return Effect.fail(TcpError.invalid(syscall, "times must be a positive integer", key))
+    rules.add(key, error, times)
     return Effect.void
   })
 
@@ -1008,6 +1025,8 @@ const acceptApp = Effect.fn("TcpListener.accept")(
     const text = listener.address
     const closeTimeout = yield* Effect.fromResult(checkSettings(options, "accept", text))
     const deadline = yield* Deadline.resolve(options, "accept", text)
+    const injected = world.acceptRules.take(listener.key)
+    if (injected !== undefined) return yield* injected
     const pool = world.pool
     return yield* Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(
@@ -1137,7 +1156,8 @@ const build: Effect.Effect<
   const control = TcpTest.of({
     listen: (address, options) =>
       Effect.acquireRelease(listenIn(world, address, options), (listener) => listener.close),
-    failConnect: (address, error, options) => failConnectIn(world, address, error, options),
+    failConnect: (address, error, options) => failIn(world.connectRules, address, error, options, "connect"),
+    failAccept: (address, error, options) => failIn(world.acceptRules, address, error, options, "accept"),
     openSockets: Effect.sync(() => world.live)
   })
   return Context.make(TcpTest, control).pipe(
@@ -1203,6 +1223,16 @@ export class TcpTest extends Context.Service<TcpTest, {
   readonly failConnect: (
     address: TcpClient.TcpAddress,
     error: TcpError.ConnectError,
+    options?: FailOptions
+  ) => Effect.Effect<void, TcpError.InvalidArgument>
+  /**
+   * The accepts of the application's own server at `address` (one opened
+   * with `TcpListener.listen` under this layer) fail with `error` (`times`
+   * of them, default every one); the connections wait for later accepts.
+   */
+  readonly failAccept: (
+    address: TcpClient.TcpAddress,
+    error: TcpError.AcceptError,
     options?: FailOptions
   ) => Effect.Effect<void, TcpError.InvalidArgument>
   /** The application's sockets not yet closed or aborted. */
@@ -1326,6 +1356,32 @@ export const failConnect = Effect.fn("TcpTest.failConnect")(
   ): Effect.fn.Return<void, TcpError.InvalidArgument, TcpTest> {
     const test = yield* TcpTest
     return yield* test.failConnect(address, error, options)
+  }
+)
+
+/**
+ * Makes the accepts of the application's own in-memory server at `address`
+ * fail with `error`: the next `times` of them (default: every one). The
+ * server side's counterpart of `failConnect`: a `TcpListener.serve` under
+ * `TcpTest.layer` then meets `TooManyOpenFiles` or `OutOfMemory` as it
+ * would under load, and connections wait for the accept that succeeds.
+ *
+ * @example
+ * ```ts
+ * import { TcpError, TcpTest } from "effect-tcp"
+ * const emfile = TcpError.make(TcpError.TooManyOpenFiles, "EMFILE", "accept", "127.0.0.1:8080", undefined)
+ * TcpTest.failAccept("127.0.0.1:8080", emfile, { times: 3 })
+ * ```
+ * @since 0.1.0
+ */
+export const failAccept = Effect.fn("TcpTest.failAccept")(
+  function*(
+    address: TcpClient.TcpAddress,
+    error: TcpError.AcceptError,
+    options?: FailOptions
+  ): Effect.fn.Return<void, TcpError.InvalidArgument, TcpTest> {
+    const test = yield* TcpTest
+    return yield* test.failAccept(address, error, options)
   }
 )
 
