@@ -29,10 +29,6 @@ const MAX_TIMER_MILLIS = 2 ** 31 - 1
  */
 const liveClock: Clock.Clock = Effect.runSync(Effect.withFiber((fiber) => Effect.succeed(fiber.getRef(Clock.Clock))))
 
-/** Whether `fiber` may wait `millis` on a plain Node timer: it runs on the live clock, and Node can time that long. */
-export const fitsNodeTimer = (fiber: Fiber.Fiber<unknown, unknown>, millis: number): boolean =>
-  fiber.getRef(Clock.Clock) === liveClock && millis <= MAX_TIMER_MILLIS
-
 /**
  * Calls `fire` once `millis` have passed on `fiber`'s clock, unless the
  * returned function cancels it first. This is the one place a deadline
