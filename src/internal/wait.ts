@@ -136,16 +136,18 @@ export const awaitEvent = <A, E, E2>(
  */
 export class Lane {
   private current: Turn | undefined
-  private readonly queue: Array<Turn> = []
+  /** Waiting turns from `head` on: taking one is a step of `head`, not a shift of the array. */
+  private queue: Array<Turn> = []
+  private head = 0
   private draining = false
 
   /** Whether no operation runs or waits. */
   get idle(): boolean {
-    return this.current === undefined && this.queue.length === 0
+    return this.current === undefined && this.head === this.queue.length
   }
 
   enter(turn: Turn): void {
-    if (this.current === undefined && this.queue.length === 0) {
+    if (this.idle) {
       this.current = turn
       turn.start()
     } else {
@@ -156,7 +158,7 @@ export class Lane {
   /** Ends `turn` (or takes it out of the queue if it never started); the next one starts. */
   leave(turn: Turn): void {
     if (this.current !== turn) {
-      const index = this.queue.indexOf(turn)
+      const index = this.queue.indexOf(turn, this.head)
       if (index !== -1) this.queue.splice(index, 1)
       return
     }
@@ -165,7 +167,7 @@ export class Lane {
     this.draining = true
     try {
       while (this.current === undefined) {
-        const next = this.queue.shift()
+        const next = this.next()
         if (next === undefined) break
         this.current = next
         next.start()
@@ -173,6 +175,24 @@ export class Lane {
     } finally {
       this.draining = false
     }
+  }
+
+  private next(): Turn | undefined {
+    if (this.head === this.queue.length) {
+      if (this.head > 0) {
+        this.queue = []
+        this.head = 0
+      }
+      return undefined
+    }
+    const turn = this.queue[this.head]
+    this.head += 1
+    // Drop what was taken once it is most of the array.
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head)
+      this.head = 0
+    }
+    return turn
   }
 }
 
