@@ -19,8 +19,8 @@
  * loopback and nothing is looked up in DNS.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Layer, Result } from "effect"
-import type { Context, Scope } from "effect"
+import { Duration, Effect, Layer, Result } from "effect"
+import type { Scope } from "effect"
 import { AddressResolver, Dns, NetAddress } from "effect/net"
 import fc from "fast-check"
 import { openSync, closeSync } from "node:fs"
@@ -28,6 +28,7 @@ import * as Net from "node:net"
 import { TcpClient, TcpListener, TcpStorage } from "../../src/index.ts"
 import type { TcpSocket } from "../../src/index.ts"
 import { checkFdLeaks, expectPoolIdle, rawServer } from "../helpers.ts"
+import { bad, either, good, optional, optionsOf, property, show, type V } from "./arbitraries.ts"
 import { classify, type Outcome } from "./support.ts"
 
 // ---------------------------------------------------------------- setup
@@ -43,10 +44,6 @@ const FuzzTcp = TcpClient.layer.pipe(
 )
 type Env = TcpClient.TcpClient | TcpStorage.TcpStorage
 
-const RUNS = Number(process.env.FAULTS_RUNS ?? 200)
-const SEED = process.env.FAULTS_SEED === undefined ? {} : { seed: Number(process.env.FAULTS_SEED) }
-const params = (numRuns: number) => ({ numRuns: Math.min(numRuns, RUNS), ...SEED })
-
 const ipv6 = (() => {
   const probe = Net.createServer()
   try {
@@ -60,17 +57,6 @@ const ipv6 = (() => {
 })()
 
 // ------------------------------------------------------- tagged values
-
-/** A generated value and whether it is valid input. */
-interface V<T = unknown> {
-  readonly value: T
-  readonly ok: boolean
-}
-
-const good = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<V<T>> => arb.map((value) => ({ value, ok: true }))
-const bad = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<V<T>> => arb.map((value) => ({ value, ok: false }))
-const either = <A, B>(valid: fc.Arbitrary<A>, invalid: fc.Arbitrary<B>): fc.Arbitrary<V> =>
-  fc.oneof({ arbitrary: good<unknown>(valid), weight: 2 }, { arbitrary: bad<unknown>(invalid), weight: 1 })
 
 /** Byte-ish values that are not Uint8Array: always invalid as a buffer. */
 const notBytes = fc.constantFrom<unknown>(
@@ -92,25 +78,6 @@ const listOf = (item: fc.Arbitrary<V>): fc.Arbitrary<V> =>
     fc.array(item, { maxLength: 4 }).map((vs) => ({ value: vs.map((v) => v.value), ok: vs.every((v) => v.ok) })),
     bad(fc.constantFrom<unknown>(null, undefined, "x", new Uint8Array(4), { length: 1, 0: new Uint8Array(1) }))
   )
-
-/** An options object of optional tagged fields; valid when every field is. */
-const optionsOf = (fields: Record<string, fc.Arbitrary<V>>) =>
-  fc.record(fields, { requiredKeys: [], noNullPrototype: true }).map((record) => {
-    const entries = Object.entries(record) as Array<[string, V]>
-    return {
-      value: Object.fromEntries(entries.map(([k, v]) => [k, v.value])),
-      ok: entries.every(([, v]) => v.ok)
-    }
-  })
-
-const show = (u: unknown): string => {
-  try {
-    return JSON.stringify(u, (_, v: unknown) =>
-      typeof v === "bigint" ? `${v}n` : typeof v === "number" && !Number.isFinite(v) ? String(v) : v === undefined ? "undefined" : v) ?? String(u)
-  } catch {
-    return String(u)
-  }
-}
 
 // ------------------------------------------------------- the generators
 
@@ -184,19 +151,18 @@ const noDelay = either(fc.boolean(), fc.constantFrom<unknown>(0, 1, "true", "fal
 const family = either(fc.constantFrom("ipv4", "any"), fc.constantFrom<unknown>("IPv4", "v4", "inet", "", 4, 6, true, {}))
 /** A caller-supplied slot: not a live `TcpStorage.Slot`. */
 const storage = bad(fc.constantFrom<unknown>({}, { id: 0, bufferSize: 1024 }, "slot", 1, []))
-const undefinedOk = good(fc.constant(undefined))
 
-const deadlineOptions = optionsOf({ deadline: fc.oneof(deadline, undefinedOk), timeout: fc.oneof(timeout, undefinedOk) })
+const deadlineOptions = optionsOf({ deadline: optional(deadline), timeout: optional(timeout) })
 
 const socketSettings = {
-  deadline: fc.oneof(deadline, undefinedOk),
-  timeout: fc.oneof(timeout, undefinedOk),
-  noDelay: fc.oneof(noDelay, undefinedOk),
-  keepAlive: fc.oneof(keepAlive, undefinedOk),
-  closeTimeout: fc.oneof(closeTimeout, undefinedOk),
-  storage: fc.oneof(storage, undefinedOk)
+  deadline: optional(deadline),
+  timeout: optional(timeout),
+  noDelay: optional(noDelay),
+  keepAlive: optional(keepAlive),
+  closeTimeout: optional(closeTimeout),
+  storage: optional(storage)
 }
-const connectOptions = optionsOf({ ...socketSettings, family: fc.oneof(family, undefinedOk) })
+const connectOptions = optionsOf({ ...socketSettings, family: optional(family) })
 const acceptOptions = optionsOf(socketSettings)
 
 // Addresses (for connect: port 0 is invalid).
@@ -296,26 +262,6 @@ const judge = (label: string, outcome: Outcome, ok: boolean, allowed: ReadonlyAr
   }
   if (outcome.kind === "error") assert.include(allowed, outcome.tag, `${label}: valid input: ${String(outcome.error)}`)
 }
-
-/** fc.assert over an Effect property, run in the current context. */
-const property = <T>(
-  arb: fc.Arbitrary<T>,
-  numRuns: number,
-  check: (value: T) => Effect.Effect<void, unknown, Env | Scope.Scope>
-) =>
-  Effect.gen(function*() {
-    const context: Context.Context<Env> = yield* Effect.context<Env>()
-    const run = Effect.runPromiseExitWith(context)
-    yield* Effect.promise(() =>
-      fc.assert(
-        fc.asyncProperty(arb, async (value) => {
-          const exit = await run(Effect.scoped(check(value)))
-          if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
-        }),
-        params(numRuns)
-      )
-    )
-  })
 
 const fuzz = <A, E>(body: Effect.Effect<A, E, Env | Scope.Scope>) =>
   Effect.gen(function*() {
@@ -482,8 +428,8 @@ describe("faults: bad input (fast-check)", () => {
           fc.constantFrom<unknown>(min - 1, -5, 1.5, NaN, Infinity, "5", 2 ** 53, {}, true)
         )
       const listenOptions = optionsOf({
-        backlog: fc.oneof(count(1), undefinedOk),
-        pending: fc.oneof(count(0), undefinedOk)
+        backlog: optional(count(1)),
+        pending: optional(count(0))
       })
       yield* property(fc.tuple(listenAddress, listenOptions), 200, ([a, o]) =>
         Effect.gen(function*() {

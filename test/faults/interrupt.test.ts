@@ -17,21 +17,18 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Exit, Fiber, Schedule, Scope } from "effect"
-import type { Context } from "effect"
 import fc from "fast-check"
 import { Deadline, TcpClient, TcpListener, TcpNode, TcpStorage } from "../../src/index.ts"
 import type { TcpError, TcpSocket } from "../../src/index.ts"
 import { checkFdLeaks, expectPoolIdle, openFds, pollUntil, statsWhen } from "../helpers.ts"
-import { classify, KiB, type Outcome, type Tcp } from "./support.ts"
+import { property, RUNS } from "./arbitraries.ts"
+import { classify, KiB, type Outcome } from "./support.ts"
 
 // ---------------------------------------------------------------- settings
 
 /** Slot size: receives up to it are all-or-nothing, larger ones can stop halfway. */
 const SLOT = 4 * KiB
 const StormTcp = TcpNode.layerWith({ slots: 256, bufferSize: SLOT })
-/** `FAULTS_RUNS` / `FAULTS_SEED` replay or widen a run; fast-check prints the seed of a failure. */
-const RUNS = Number(process.env.FAULTS_RUNS ?? 200)
-const SEED = process.env.FAULTS_SEED === undefined ? {} : { seed: Number(process.env.FAULTS_SEED) }
 /** Short lingering closes keep the pool turning over between runs. */
 const LINGER = { closeTimeout: "100 millis" } as const
 const T2 = { timeout: "2 seconds", ...LINGER } as const
@@ -460,25 +457,14 @@ describe("faults: interruption storm", () => {
     Effect.gen(function*() {
       const fdsBefore = openFds()
       const listener = yield* TcpListener.listen("127.0.0.1:0")
-      const context: Context.Context<Tcp> = yield* Effect.context<Tcp>()
-      const runExit = Effect.runPromiseExitWith(context)
       const started = Date.now()
-      yield* Effect.promise(() =>
-        fc.assert(
-          fc.asyncProperty(fc.array(op, { minLength: 10, maxLength: 40 }), async (ops) => {
-            const exit = await runExit(
-              Effect.scoped(runOps(listener, ops)).pipe(
-                Effect.timeoutOrElse({
-                  duration: "30 seconds",
-                  orElse: () => Effect.die(new Error("a run did not finish within 30 s"))
-                })
-              )
-            )
-            if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
-          }),
-          { numRuns: RUNS, ...SEED }
-        )
-      )
+      yield* property(fc.array(op, { minLength: 10, maxLength: 40 }), RUNS, (ops) =>
+        Effect.scoped(runOps(listener, ops)).pipe(
+          Effect.timeoutOrElse({
+            duration: "30 seconds",
+            orElse: () => Effect.die(new Error("a run did not finish within 30 s"))
+          })
+        ))
       const elapsed = Date.now() - started
 
       // Afterwards: no slot held, nobody waiting, no descriptor left, and the listener still accepts.

@@ -19,47 +19,12 @@
  * value like any other, so invalid.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Exit, Fiber, Layer } from "effect"
+import { ConfigProvider, Duration, Effect, Fiber, Layer } from "effect"
 import fc from "fast-check"
 import { TcpClient, TcpNode, TcpStorage, TcpTest } from "../../src/index.ts"
 import { checkFdLeaks, echoServer } from "../helpers.ts"
-import { classify, type Outcome } from "./support.ts"
-
-const RUNS = Number(process.env.FAULTS_RUNS ?? 200)
-const SEED = process.env.FAULTS_SEED === undefined ? {} : { seed: Number(process.env.FAULTS_SEED) }
-const params = (numRuns: number) => ({ numRuns: Math.min(numRuns, RUNS), ...SEED })
-
-// ------------------------------------------------------- tagged values
-
-interface V<T = unknown> {
-  readonly value: T
-  readonly ok: boolean
-}
-
-const good = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<V<T>> => arb.map((value) => ({ value, ok: true }))
-const bad = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<V<T>> => arb.map((value) => ({ value, ok: false }))
-const either = <A, B>(valid: fc.Arbitrary<A>, invalid: fc.Arbitrary<B>): fc.Arbitrary<V> =>
-  fc.oneof({ arbitrary: good<unknown>(valid), weight: 2 }, { arbitrary: bad<unknown>(invalid), weight: 1 })
-const leftOut = good(fc.constant(undefined))
-
-/** An options object of optional tagged fields; valid when every field is. */
-const optionsOf = (fields: Record<string, fc.Arbitrary<V>>) =>
-  fc.record(fields, { requiredKeys: [], noNullPrototype: true }).map((record) => {
-    const entries = Object.entries(record) as Array<[string, V]>
-    return {
-      value: Object.fromEntries(entries.map(([k, v]) => [k, v.value])),
-      ok: entries.every(([, v]) => v.ok)
-    }
-  })
-
-const show = (u: unknown): string => {
-  try {
-    return JSON.stringify(u, (_, v: unknown) =>
-      typeof v === "bigint" ? `${v}n` : typeof v === "number" && !Number.isFinite(v) ? String(v) : v === undefined ? "undefined" : v) ?? String(u)
-  } catch {
-    return Object.prototype.toString.call(u)
-  }
-}
+import { either, optional, optionsOf, property, show } from "./arbitraries.ts"
+import { classify, type Outcome, type Tcp } from "./support.ts"
 
 // ------------------------------------------------------- the generators
 
@@ -127,11 +92,11 @@ const durationBad = fc.oneof(
 const connectTimeout = either(durationGood, durationBad)
 
 const poolOptions = optionsOf({
-  slots: fc.oneof(slots, leftOut),
-  bufferSize: fc.oneof(bufferSize, leftOut),
-  onExhausted: fc.oneof(onExhausted, leftOut)
+  slots: optional(slots),
+  bufferSize: optional(bufferSize),
+  onExhausted: optional(onExhausted)
 })
-const clientOptions = optionsOf({ connectTimeout: fc.oneof(connectTimeout, leftOut) })
+const clientOptions = optionsOf({ connectTimeout: optional(connectTimeout) })
 
 const anyValue = fc.anything({ withBigInt: true, withMap: true, withSet: true, withTypedArray: true, withNullPrototype: true })
 /** Anything as the options, or as any of their fields. */
@@ -145,10 +110,8 @@ const anything = fc.oneof(
 
 // -------------------------------------------------------------- judging
 
-type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
-
 /** Builds `layer` and runs `workload` on it, bounded by 10 s of real time. */
-const attempt = <E>(layer: Layer.Layer<Tcp, E>, workload: Effect.Effect<void, unknown, Tcp>): Effect.Effect<Outcome> =>
+const attempt = <R, E>(layer: Layer.Layer<R, E>, workload: Effect.Effect<void, unknown, R>): Effect.Effect<Outcome> =>
   Effect.scoped(workload).pipe(
     Effect.provide(layer),
     Effect.timeoutOrElse({ duration: "10 seconds", orElse: () => Effect.die(new Error("hung for 10 s")) }),
@@ -170,18 +133,6 @@ const judge = (label: string, outcome: Outcome, ok: boolean | undefined, syscall
   assert.strictEqual(error.errno, "EINVAL", label)
   assert.include(syscalls, error.syscall, `${label}: the error comes from the layer`)
 }
-
-/** fc.assert over an Effect property. */
-const property = <T>(arb: fc.Arbitrary<T>, numRuns: number, check: (value: T) => Effect.Effect<void>) =>
-  Effect.promise(() =>
-    fc.assert(
-      fc.asyncProperty(arb, async (value) => {
-        const exit = await Effect.runPromiseExit(check(value))
-        if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
-      }),
-      params(numRuns)
-    )
-  )
 
 /** What a working Node layer does: a slot taken explicitly, a connect, bytes both ways, a graceful close. */
 const exchange = (address: string): Effect.Effect<void, unknown, Tcp> =>
@@ -235,13 +186,7 @@ describe("faults: layer options (fast-check)", () => {
   it.live("TcpTest.layerWith: generated pool options", () =>
     property(poolOptions, 200, (o) =>
       Effect.gen(function*() {
-        const layer = TcpTest.layerWith(o.value as TcpStorage.Options)
-        const outcome = yield* exchangeInMemory.pipe(
-          Effect.provide(layer),
-          Effect.timeoutOrElse({ duration: "10 seconds", orElse: () => Effect.die(new Error("hung for 10 s")) }),
-          Effect.exit,
-          Effect.map(classify)
-        )
+        const outcome = yield* attempt(TcpTest.layerWith(o.value as TcpStorage.Options), exchangeInMemory)
         judge(`TcpTest.layerWith(${show(o.value)})`, outcome, o.ok, ["TcpStorage.layer"])
       })), 120_000)
 
