@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Result } from "effect"
-import { AddressResolver, Dns, NetAddress } from "effect/net"
+import { Effect, Exit, Fiber, Layer } from "effect"
+import { AddressResolver, NetAddress } from "effect/net"
 import { TestClock } from "effect/testing"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
@@ -21,6 +21,7 @@ import {
   fullBacklog,
   openFds,
   rawServer,
+  resolvingTcp,
   roundTrip,
   statsWhen,
   TestTcp,
@@ -79,15 +80,8 @@ const expectInvalid = (error: TcpError.ConnectError, what: string) => {
 
 const testPool = { slots: 32, bufferSize: 16 * 1024 } as const
 
-/** A resolver answering from fixed data: "db.test" is 127.0.0.1, nothing else resolves. */
-const staticResolver = Layer.succeed(
-  AddressResolver.AddressResolver,
-  AddressResolver.make(Result.getOrThrow(Dns.makeStatic({ hosts: { "db.test": ["127.0.0.1"] } })))
-)
-const StaticTcp = TcpClient.layer.pipe(
-  Layer.provide(staticResolver),
-  Layer.provideMerge(TcpStorage.layer(testPool))
-)
+/** Names from fixed data: "db.test" is 127.0.0.1, nothing else resolves. */
+const StaticTcp = resolvingTcp({ "db.test": ["127.0.0.1"] }, testPool)
 
 /** A resolver that never answers. */
 const neverResolver = Layer.succeed(
@@ -749,20 +743,6 @@ describe("TcpClient local binding", () => {
 describe("TcpClient happy eyeballs", () => {
   checkFdLeaks()
 
-  /**
-   * The client with a resolver answering `name` with `ips` in that order.
-   * Provided alone (layers are memoized: a TcpClient.layer built earlier in
-   * the same provide would keep its resolver).
-   */
-  const resolving = (name: string, ips: ReadonlyArray<string>) =>
-    TcpClient.layer.pipe(
-      Layer.provide(Layer.succeed(
-        AddressResolver.AddressResolver,
-        AddressResolver.make(Result.getOrThrow(Dns.makeStatic({ hosts: { [name]: ips } })))
-      )),
-      Layer.provideMerge(TcpStorage.layer({ slots: 8, bufferSize: 16 * 1024 }))
-    )
-
   it.live("a first address that hangs does not stop the second: it connects after the delay", () =>
     Effect.gen(function*() {
       const full = yield* fullBacklog // 127.0.0.1:P never completes a handshake
@@ -786,7 +766,7 @@ describe("TcpClient happy eyeballs", () => {
       yield* socket.abort
       yield* accepted.abort
       yield* expectPoolIdle
-    }).pipe(Effect.scoped, Effect.provide(resolving("dual.test", ["127.0.0.1", "::1"]))))
+    }).pipe(Effect.scoped, Effect.provide(resolvingTcp({ "dual.test": ["127.0.0.1", "::1"] }))))
 
   it.live("every address failing fails the connect; nothing is left open", () =>
     Effect.gen(function*() {
@@ -798,5 +778,5 @@ describe("TcpClient happy eyeballs", () => {
       const bad = yield* Effect.flip(TcpClient.connect(`127.0.0.1:${port}`, { happyEyeballs: "soon" as never }))
       assert.strictEqual(bad._tag, "InvalidArgument")
       yield* expectPoolIdle
-    }).pipe(Effect.scoped, Effect.provide(resolving("nowhere.test", ["127.0.0.1", "::1", "127.0.0.2"]))))
+    }).pipe(Effect.scoped, Effect.provide(resolvingTcp({ "nowhere.test": ["127.0.0.1", "::1", "127.0.0.2"] }))))
 })

@@ -7,24 +7,13 @@
  * closes every other one. Real loopback servers; waits are bounded polls.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Result } from "effect"
+import { Effect } from "effect"
 import type { Scope } from "effect"
-import { AddressResolver, Dns } from "effect/net"
 import * as Net from "node:net"
-import { TcpClient, TcpStorage } from "../src/index.ts"
-import { checkFdLeaks, eventually, expectPoolIdle } from "./helpers.ts"
+import { TcpClient } from "../src/index.ts"
+import { checkFdLeaks, eventually, expectPoolIdle, resolvingTcp } from "./helpers.ts"
 
 const T = { timeout: "5 seconds" } as const
-
-/** The client with a resolver answering `name` with `ips` in that order. */
-const resolving = (name: string, ips: ReadonlyArray<string>) =>
-  TcpClient.layer.pipe(
-    Layer.provide(Layer.succeed(
-      AddressResolver.AddressResolver,
-      AddressResolver.make(Result.getOrThrow(Dns.makeStatic({ hosts: { [name]: ips } })))
-    )),
-    Layer.provideMerge(TcpStorage.layer({ slots: 8, bufferSize: 16 * 1024 }))
-  )
 
 /** Server-side ends of the connections made so far, with whether each is still open. */
 interface Peers {
@@ -87,5 +76,5 @@ describe("TcpClient happy eyeballs, attempts connecting together", () => {
       // the second address was reached in some rounds, or this proved nothing
       assert.isAbove(servers.total(), rounds, "no round had a second attempt reach its server")
       yield* expectPoolIdle
-    }).pipe(Effect.scoped, Effect.provide(resolving("both.test", ["127.0.0.1", "::1"]))))
+    }).pipe(Effect.scoped, Effect.provide(resolvingTcp({ "both.test": ["127.0.0.1", "::1"] }))))
 })

@@ -9,32 +9,18 @@ import * as Net from "node:net"
 import { TcpListener } from "../src/index.ts"
 import type { TcpError } from "../src/index.ts"
 import type { TcpSocket } from "../src/index.ts"
-import { checkFdLeaks, expectPoolIdle, expectWaiting, rawClient, readAll, withTcp } from "./helpers.ts"
+import {
+  checkFdLeaks,
+  echo4,
+  expectPoolIdle,
+  expectWaiting,
+  plainExchange,
+  rawClient,
+  readAll,
+  withTcp
+} from "./helpers.ts"
 
 const T = { timeout: "3 seconds" } as const
-
-/** Echoes 4-byte messages until the peer finishes. */
-const echo4 = (socket: TcpSocket.TcpSocket) =>
-  socket.recv(4, T).pipe(
-    Effect.flatMap((bytes) => socket.send(bytes, T)),
-    Effect.forever,
-    Effect.catchTag("PeerClosed", () => Effect.void)
-  )
-
-/** Sends `message` from a plain client and waits (bounded) for its echo. */
-const exchange = (client: Net.Socket, message: string) =>
-  Effect.callback<string, Error>((resume) => {
-    let got = ""
-    const onData = (chunk: Buffer) => {
-      got += chunk.toString()
-      if (got.length >= message.length) {
-        client.off("data", onData)
-        resume(Effect.succeed(got))
-      }
-    }
-    client.on("data", onData)
-    client.write(message)
-  }).pipe(Effect.timeout("3 seconds"))
 
 /**
  * Whether `client` hears nothing back within `ms`: a window for something
@@ -62,7 +48,7 @@ describe("TcpListener.serve", () => {
       yield* Effect.forkScoped(TcpListener.serve(listener, echo4))
       for (let i = 0; i < 5; i++) {
         const client = yield* rawClient(listener.port)
-        assert.strictEqual(yield* exchange(client, `m${i}!!`.slice(0, 4)), `m${i}!!`.slice(0, 4))
+        assert.strictEqual(yield* plainExchange(client, `m${i}!!`.slice(0, 4)), `m${i}!!`.slice(0, 4))
         const closing = readAll(client)
         client.end()
         yield* closing // our side ended too: the handler's scope closed the socket
@@ -76,7 +62,7 @@ describe("TcpListener.serve", () => {
       yield* Effect.forkScoped(listener.pipe(TcpListener.serve(echo4, { concurrency: 1 })))
       const first = yield* rawClient(listener.port)
       const second = yield* rawClient(listener.port)
-      assert.strictEqual(yield* exchange(first, "aaaa"), "aaaa")
+      assert.strictEqual(yield* plainExchange(first, "aaaa"), "aaaa")
       second.write("bbbb")
       assert.isTrue(yield* silentFor(second, 200), "the second connection waits while the first is served")
       const answered = Effect.callback<string>((resume) => {
@@ -107,7 +93,7 @@ describe("TcpListener.serve", () => {
       doomed.write("boom")
       yield* gone.pipe(Effect.timeout("3 seconds"))
       const fine = yield* rawClient(listener.port)
-      assert.strictEqual(yield* exchange(fine, "okay"), "okay")
+      assert.strictEqual(yield* plainExchange(fine, "okay"), "okay")
       fine.end()
       yield* listener.close
     })))
@@ -128,7 +114,7 @@ describe("TcpListener.serve", () => {
       const serving = yield* Effect.forkScoped(TcpListener.serve(listener, echo4))
       const client = yield* rawClient(listener.port)
       client.on("error", () => {})
-      assert.strictEqual(yield* exchange(client, "ping"), "ping")
+      assert.strictEqual(yield* plainExchange(client, "ping"), "ping")
       const hungUp = Effect.callback<void>((resume) => {
         client.once("close", () => resume(Effect.void))
         client.once("end", () => resume(Effect.void))

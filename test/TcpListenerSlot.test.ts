@@ -8,14 +8,14 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
-import * as Net from "node:net"
 import { TcpClient, TcpListener, TcpNode, TcpStorage } from "../src/index.ts"
-import type { TcpSocket } from "../src/index.ts"
 import {
   checkFdLeaks,
+  echo4,
   echoServer,
   eventually,
   forkWaiting,
+  plainExchange,
   rawClient,
   roundTrip,
   statsWhen,
@@ -29,14 +29,6 @@ const oneSlotWait = TcpNode.layerWith({ slots: 1, bufferSize, onExhausted: "wait
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
-/** Echoes 4-byte messages until the peer finishes. */
-const echo4 = (socket: TcpSocket.TcpSocket) =>
-  socket.recv(4, T).pipe(
-    Effect.flatMap((bytes) => socket.send(bytes, T)),
-    Effect.forever,
-    Effect.catchTag("PeerClosed", () => Effect.void)
-  )
-
 /** A plain client that wrote `message`; `gone` completes when the server closed the connection. */
 const sender = (port: number, message: string) =>
   Effect.gen(function*() {
@@ -47,22 +39,6 @@ const sender = (port: number, message: string) =>
     socket.on("close", () => Deferred.doneUnsafe(closed, Effect.void))
     socket.write(message)
     return { socket, gone: Deferred.await(closed) }
-  })
-
-/** Writes `message` from a plain client and waits for `message.length` bytes back. */
-const exchange = (client: Net.Socket, message: string) =>
-  Effect.callback<string>((resume) => {
-    let got = ""
-    const onData = (chunk: Buffer) => {
-      got += chunk.toString()
-      if (got.length >= message.length) {
-        client.off("data", onData)
-        resume(Effect.succeed(got))
-      }
-    }
-    client.on("data", onData)
-    client.write(message)
-    return Effect.sync(() => client.off("data", onData))
   })
 
 /** Takes the pool's only slot in a scope of its own; closing that scope gives it back. */
@@ -84,7 +60,7 @@ describe("TcpListener storage slots", () => {
       assert.strictEqual(idle.inUse, 0, `an idle serve holds a slot: ${JSON.stringify(idle)}`)
       assert.strictEqual(idle.waiting, 0)
       const client = yield* rawClient(listener.port)
-      assert.strictEqual(yield* exchange(client, "ping"), "ping")
+      assert.strictEqual(yield* plainExchange(client, "ping"), "ping")
       // serve is back in accept, waiting for the next client
       const serving = yield* TcpStorage.stats
       assert.strictEqual(serving.inUse, 1, `one client, one slot: ${JSON.stringify(serving)}`)
@@ -120,7 +96,7 @@ describe("TcpListener storage slots", () => {
         yield* socket.close(T)
         // and for serve's next connection
         const client = yield* rawClient(listener.port)
-        assert.strictEqual(yield* exchange(client, "pong"), "pong")
+        assert.strictEqual(yield* plainExchange(client, "pong"), "pong")
         yield* listener.close
       }),
       oneSlotFail

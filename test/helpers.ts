@@ -2,14 +2,15 @@
  * Shared fixtures for the test suite: real sockets on loopback only.
  */
 import { assert } from "@effect/vitest"
-import { Cause, Effect, Exit, Layer } from "effect"
+import { Cause, Effect, Exit, Layer, Result } from "effect"
 import type { Fiber, Scope } from "effect"
+import { AddressResolver, Dns } from "effect/net"
 import { spawn } from "node:child_process"
 import { readdirSync } from "node:fs"
 import * as Net from "node:net"
 import { afterAll, beforeAll } from "vitest"
-import { TcpNode, TcpSocket, TcpStorage } from "../src/index.ts"
-import type { TcpClient } from "../src/index.ts"
+import { TcpClient, TcpNode, TcpSocket, TcpStorage } from "../src/index.ts"
+import type { TcpError } from "../src/index.ts"
 import { connectionOf } from "../src/internal/tcpSocket.ts"
 
 /** A small pool, so exhaustion and reuse are easy to reach (its settings are valid: it never fails). */
@@ -17,6 +18,24 @@ export const TestTcp: Layer.Layer<TcpClient.TcpClient | TcpStorage.TcpStorage> =
   slots: 32,
   bufferSize: 16 * 1024
 }).pipe(Layer.orDie)
+
+/**
+ * The client on a pool of its own (8 slots of 16 KiB unless told), resolving
+ * names from `hosts` only: nothing is looked up in DNS, and a name not in
+ * `hosts` does not resolve. Provide it alone: layers are memoized, so a
+ * `TcpClient.layer` built earlier in the same provide would keep its resolver.
+ */
+export const resolvingTcp = (
+  hosts: Record<string, ReadonlyArray<string>>,
+  pool: TcpStorage.Options = { slots: 8, bufferSize: 16 * 1024 }
+): Layer.Layer<TcpClient.TcpClient | TcpStorage.TcpStorage> =>
+  TcpClient.layer.pipe(
+    Layer.provide(Layer.succeed(
+      AddressResolver.AddressResolver,
+      AddressResolver.make(Result.getOrThrow(Dns.makeStatic({ hosts })))
+    )),
+    Layer.provideMerge(TcpStorage.layer(pool).pipe(Layer.orDie))
+  )
 
 /** Open descriptors of this process. */
 export const openFds = (): number => readdirSync("/proc/self/fd").length
@@ -301,6 +320,33 @@ export const readAll = (socket: Net.Socket): Effect.Effect<Buffer, Error> =>
     socket.once("end", () => resume(Effect.succeed(Buffer.concat(chunks))))
     socket.once("error", (e) => resume(Effect.fail(e)))
   })
+
+/**
+ * Writes `message` from a plain node:net client and waits for as many bytes
+ * back (as text); stops listening when interrupted.
+ */
+export const plainExchange = (client: Net.Socket, message: string): Effect.Effect<string> =>
+  Effect.callback<string>((resume) => {
+    let got = ""
+    const onData = (chunk: Buffer) => {
+      got += chunk.toString()
+      if (got.length >= message.length) {
+        client.off("data", onData)
+        resume(Effect.succeed(got))
+      }
+    }
+    client.on("data", onData)
+    client.write(message)
+    return Effect.sync(() => client.off("data", onData))
+  })
+
+/** A `TcpListener.serve` handler: echoes 4-byte messages until the peer finishes (each wait bounded by 10 s). */
+export const echo4 = (socket: TcpSocket.TcpSocket): Effect.Effect<void, TcpError.SendError | TcpError.RecvError> =>
+  socket.recv(4, { timeout: "10 seconds" }).pipe(
+    Effect.flatMap((bytes) => socket.send(bytes, { timeout: "10 seconds" })),
+    Effect.forever,
+    Effect.catchTag("PeerClosed", () => Effect.void)
+  )
 
 /** A loopback port nothing listens on (bound, then released). */
 export const closedPort: Effect.Effect<number> = Effect.callback<number>((resume) => {

@@ -19,29 +19,22 @@
  * loopback and nothing is looked up in DNS.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Result } from "effect"
+import { Duration, Effect } from "effect"
 import type { Scope } from "effect"
-import { AddressResolver, Dns, NetAddress } from "effect/net"
+import { NetAddress } from "effect/net"
 import fc from "fast-check"
 import { openSync, closeSync } from "node:fs"
 import * as Net from "node:net"
 import { TcpClient, TcpListener, TcpStorage } from "../../src/index.ts"
 import type { TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, expectPoolIdle, rawServer } from "../helpers.ts"
+import { checkFdLeaks, expectPoolIdle, rawServer, resolvingTcp } from "../helpers.ts"
 import { bad, either, good, optional, optionsOf, property, show, type V } from "./arbitraries.ts"
 import { classify, type Outcome } from "./support.ts"
 
 // ---------------------------------------------------------------- setup
 
 /** A resolver that knows no name: no DNS traffic, whatever the fuzzer makes up. */
-const noNames = Layer.succeed(
-  AddressResolver.AddressResolver,
-  AddressResolver.make(Result.getOrThrow(Dns.makeStatic({ hosts: {} })))
-)
-const FuzzTcp = TcpClient.layer.pipe(
-  Layer.provide(noNames),
-  Layer.provideMerge(TcpStorage.layer({ slots: 64, bufferSize: 4 * 1024 }))
-)
+const FuzzTcp = resolvingTcp({}, { slots: 64, bufferSize: 4 * 1024 })
 type Env = TcpClient.TcpClient | TcpStorage.TcpStorage
 
 const ipv6 = (() => {
