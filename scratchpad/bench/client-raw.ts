@@ -7,16 +7,18 @@ import * as Net from "node:net"
 import {
   ACK_BYTES,
   awaitHandlesClosed,
+  bulkResult,
   clientMain,
-  perConnection,
-  settledMemory,
+  connectsResult,
+  connectsShape,
   encodeLength,
   type Job,
-  latencyMetrics,
   measure,
-  MiB,
   openTcpHandles,
-  type Result
+  perConnection,
+  pingpongResult,
+  type Result,
+  settledMemory
 } from "./common.ts"
 
 const connect = (host: string, port: number): Promise<Net.Socket> =>
@@ -137,44 +139,39 @@ const run = async (job: Job): Promise<Result> => {
       const socket = await connect(host, job.ports.echo)
       await pingpong(socket, p.pingpongWarmup)
       const samples = new Float64Array(p.pingpongCount)
-      const { elapsedMs, heap } = await measure(job, () => pingpong(socket, p.pingpongCount, samples))
+      const measured = await measure(job, () => pingpong(socket, p.pingpongCount, samples))
       socket.destroy()
-      return {
-        value: p.pingpongCount / (elapsedMs / 1000),
-        metrics: { ...latencyMetrics(samples), heapPerOp: heap / p.pingpongCount },
-        elapsedMs
-      }
+      return pingpongResult(p.pingpongCount, samples, measured)
     }
     case "bulk-send": {
       const socket = await connect(host, job.ports.sink)
       const chunk = Buffer.alloc(p.chunkSize, 0x62)
       await sendBulk(socket, p.bulkWarmupBytes, chunk)
-      const { elapsedMs, heap } = await measure(job, () => sendBulk(socket, p.bulkBytes, chunk))
+      const measured = await measure(job, () => sendBulk(socket, p.bulkBytes, chunk))
       socket.destroy()
-      return { value: p.bulkBytes / MiB / (elapsedMs / 1000), metrics: { heapPerMiB: heap / (p.bulkBytes / MiB) }, elapsedMs }
+      return bulkResult(p.bulkBytes, measured)
     }
     case "bulk-recv":
     case "bulk-recv-into": {
       const socket = await connect(host, job.ports.source)
       await recvBulk(socket, p.bulkWarmupBytes)
-      const { elapsedMs, heap } = await measure(job, () => recvBulk(socket, p.bulkBytes))
+      const measured = await measure(job, () => recvBulk(socket, p.bulkBytes))
       socket.destroy()
-      return { value: p.bulkBytes / MiB / (elapsedMs / 1000), metrics: { heapPerMiB: heap / (p.bulkBytes / MiB) }, elapsedMs }
+      return bulkResult(p.bulkBytes, measured)
     }
     case "connect-seq":
     case "connect-par":
     case "connect-seq-abort":
     case "connect-par-abort": {
-      const inFlight = job.workload.startsWith("connect-par") ? p.inFlight : 1
-      const abort = job.workload.endsWith("abort")
+      const { inFlight, abort } = connectsShape(job)
       const baseline = openTcpHandles()
       await connects(job, p.connectsWarmup, inFlight, abort)
       await awaitHandlesClosed(baseline, 10_000)
-      const { elapsedMs, heap } = await measure(job, async () => {
+      const measured = await measure(job, async () => {
         await connects(job, p.connects, inFlight, abort)
         await awaitHandlesClosed(baseline, 10_000)
       })
-      return { value: p.connects / (elapsedMs / 1000), metrics: { heapPerOp: heap / p.connects }, elapsedMs }
+      return connectsResult(p.connects, measured)
     }
     case "idle": {
       // Warm the code paths, then measure RSS around `idleConns` open connections.

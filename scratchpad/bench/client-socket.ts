@@ -13,19 +13,15 @@ import type { Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import {
   ACK_BYTES,
-  allocationMeter,
-  awaitHandlesClosed,
+  bulkResult,
   clientMain,
-  perConnection,
-  settledMemory,
+  connectsShape,
   encodeLength,
   type Job,
-  latencyMetrics,
-  MiB,
-  openTcpHandles,
-  type Result,
-  startProfile
+  pingpongResult,
+  type Result
 } from "./common.ts"
+import { connectRate, idleGrowth, repeat, timed } from "./effect-common.ts"
 
 interface Conn {
   readonly pull: Socket.Reader["pull"]
@@ -48,19 +44,6 @@ const readBytes = (conn: Conn, n: number): Effect.Effect<void, Socket.SocketErro
       const chunks = yield* conn.pull
       for (const chunk of chunks) left -= typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.length
     }
-  })
-
-/** Times `effect` and counts the heap bytes it allocates (see `measure` in common.ts). */
-const timed = <A, E, R>(job: Job, effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const stopProfile = yield* Effect.promise(() => startProfile(job))
-    const allocated = allocationMeter()
-    const t0 = performance.now()
-    yield* effect
-    const elapsedMs = performance.now() - t0
-    const heap = allocated()
-    yield* Effect.promise(stopProfile)
-    return { elapsedMs, heap }
   })
 
 const pingpong = (conn: Conn, count: number, samples?: Float64Array) =>
@@ -87,16 +70,12 @@ const recvBulk = (conn: Conn, n: number) =>
   Effect.andThen(conn.write(encodeLength(n)), readBytes(conn, n))
 
 /** One connect (acquiring the reader opens it) and close (the scope's finalizers). */
-const connects = (host: string, port: number, count: number, inFlight: number) => {
-  const one = Effect.scoped(Effect.flatMap(NodeSocket.makeNet({ host, port, noDelay: true }), (socket) => socket.reader))
-  return inFlight === 1
-    ? Effect.gen(function*() {
-      for (let i = 0; i < count; i++) yield* one
-    })
-    : Effect.forEach(Array.from({ length: count }), () => one, { concurrency: inFlight, discard: true })
-}
-
-const handlesClosed = (baseline: number) => Effect.promise(() => awaitHandlesClosed(baseline, 10_000))
+const connects = (host: string, port: number, count: number, inFlight: number) =>
+  repeat(
+    Effect.scoped(Effect.flatMap(NodeSocket.makeNet({ host, port, noDelay: true }), (socket) => socket.reader)),
+    count,
+    inFlight
+  )
 
 const program = (job: Job): Effect.Effect<Result, Socket.SocketError | Error> => {
   const { host, params: p } = job
@@ -108,61 +87,32 @@ const program = (job: Job): Effect.Effect<Result, Socket.SocketError | Error> =>
         const conn = yield* open(host, job.ports.echo)
         yield* pingpong(conn, p.pingpongWarmup)
         const samples = new Float64Array(p.pingpongCount)
-        const { elapsedMs, heap } = yield* timed(job, pingpong(conn, p.pingpongCount, samples))
-        return {
-          value: p.pingpongCount / (elapsedMs / 1000),
-          metrics: { ...latencyMetrics(samples), heapPerOp: heap / p.pingpongCount },
-          elapsedMs
-        }
+        return pingpongResult(p.pingpongCount, samples, yield* timed(job, pingpong(conn, p.pingpongCount, samples)))
       }))
     case "bulk-send":
       return Effect.scoped(Effect.gen(function*() {
         const conn = yield* open(host, job.ports.sink)
         const chunk = new Uint8Array(p.chunkSize).fill(0x62)
         yield* sendBulk(conn, p.bulkWarmupBytes, chunk)
-        const { elapsedMs, heap } = yield* timed(job, sendBulk(conn, p.bulkBytes, chunk))
-        return { value: p.bulkBytes / MiB / (elapsedMs / 1000), metrics: { heapPerMiB: heap / (p.bulkBytes / MiB) }, elapsedMs }
+        return bulkResult(p.bulkBytes, yield* timed(job, sendBulk(conn, p.bulkBytes, chunk)))
       }))
     case "bulk-recv":
       return Effect.scoped(Effect.gen(function*() {
         const conn = yield* open(host, job.ports.source)
         yield* recvBulk(conn, p.bulkWarmupBytes)
-        const { elapsedMs, heap } = yield* timed(job, recvBulk(conn, p.bulkBytes))
-        return { value: p.bulkBytes / MiB / (elapsedMs / 1000), metrics: { heapPerMiB: heap / (p.bulkBytes / MiB) }, elapsedMs }
+        return bulkResult(p.bulkBytes, yield* timed(job, recvBulk(conn, p.bulkBytes)))
       }))
     case "bulk-recv-into":
     case "connect-seq-abort":
     case "connect-par-abort":
       return Effect.fail(new Error(`effect/socket has no ${job.workload} API`))
     case "connect-seq":
-    case "connect-par":
-      return Effect.gen(function*() {
-        const inFlight = job.workload === "connect-par" ? p.inFlight : 1
-        const baseline = openTcpHandles()
-        yield* connects(host, job.ports.accept, p.connectsWarmup, inFlight)
-        yield* handlesClosed(baseline)
-        const { elapsedMs, heap } = yield* timed(job, 
-          Effect.andThen(connects(host, job.ports.accept, p.connects, inFlight), handlesClosed(baseline))
-        )
-        return { value: p.connects / (elapsedMs / 1000), metrics: { heapPerOp: heap / p.connects }, elapsedMs }
-      })
+    case "connect-par": {
+      const { inFlight } = connectsShape(job)
+      return connectRate(job, (count) => connects(host, job.ports.accept, count, inFlight))
+    }
     case "idle":
-      return Effect.gen(function*() {
-        const baseline = openTcpHandles()
-        yield* Effect.scoped(Effect.forEach(Array.from({ length: 8 }), () => open(host, job.ports.idle)))
-        yield* handlesClosed(baseline)
-        return yield* Effect.scoped(Effect.gen(function*() {
-          const before = yield* Effect.promise(() => settledMemory(50))
-          const t0 = performance.now()
-          yield* Effect.forEach(Array.from({ length: p.idleConns }), () => open(host, job.ports.idle), {
-            concurrency: p.inFlight,
-            discard: true
-          })
-          const elapsedMs = performance.now() - t0
-          const after = yield* Effect.promise(() => settledMemory(200))
-          return perConnection(before, after, p.idleConns, elapsedMs)
-        }))
-      })
+      return idleGrowth(job, open(host, job.ports.idle))
   }
 }
 

@@ -8,34 +8,17 @@ import { Effect } from "effect"
 import { TcpClient, type TcpError, TcpNode, type TcpSocket } from "../../src/index.ts"
 import {
   ACK_BYTES,
-  allocationMeter,
-  awaitHandlesClosed,
+  bulkResult,
   clientMain,
-  perConnection,
-  settledMemory,
+  connectsShape,
   encodeLength,
   type Job,
-  latencyMetrics,
-  MiB,
-  openTcpHandles,
-  type Result,
-  startProfile
+  pingpongResult,
+  type Result
 } from "./common.ts"
+import { connectRate, idleGrowth, repeat, timed } from "./effect-common.ts"
 
 type Client = TcpClient.TcpClient
-
-/** Times `effect` and counts the heap bytes it allocates (see `measure` in common.ts). */
-const timed = <A, E, R>(job: Job, effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const stopProfile = yield* Effect.promise(() => startProfile(job))
-    const allocated = allocationMeter()
-    const t0 = performance.now()
-    yield* effect
-    const elapsedMs = performance.now() - t0
-    const heap = allocated()
-    yield* Effect.promise(stopProfile)
-    return { elapsedMs, heap }
-  })
 
 const pingpong = (
   socket: TcpSocket.TcpSocket,
@@ -75,18 +58,14 @@ const recvBulk = (socket: TcpSocket.TcpSocket, n: number, chunkSize: number, int
     }
   })
 
-const connects = (address: string, count: number, inFlight: number, abort: boolean) => {
-  const one = abort
-    ? TcpClient.connect(address).pipe(Effect.flatMap((socket) => socket.abort), Effect.scoped)
-    : TcpClient.connect(address).pipe(Effect.scoped)
-  return inFlight === 1
-    ? Effect.gen(function*() {
-      for (let i = 0; i < count; i++) yield* one
-    })
-    : Effect.forEach(Array.from({ length: count }), () => one, { concurrency: inFlight, discard: true })
-}
-
-const handlesClosed = (baseline: number) => Effect.promise(() => awaitHandlesClosed(baseline, 10_000))
+const connects = (address: string, count: number, inFlight: number, abort: boolean) =>
+  repeat(
+    abort
+      ? TcpClient.connect(address).pipe(Effect.flatMap((socket) => socket.abort), Effect.scoped)
+      : TcpClient.connect(address).pipe(Effect.scoped),
+    count,
+    inFlight
+  )
 
 const program = (job: Job): Effect.Effect<Result, TcpError.TcpError, Client> => {
   const { host, params: p } = job
@@ -100,22 +79,18 @@ const program = (job: Job): Effect.Effect<Result, TcpError.TcpError, Client> => 
         const socket = yield* TcpClient.connect(at(job.ports.echo))
         yield* pingpong(socket, p.pingpongWarmup, into)
         const samples = new Float64Array(p.pingpongCount)
-        const { elapsedMs, heap } = yield* timed(job, pingpong(socket, p.pingpongCount, into, samples))
+        const measured = yield* timed(job, pingpong(socket, p.pingpongCount, into, samples))
         yield* socket.abort
-        return {
-          value: p.pingpongCount / (elapsedMs / 1000),
-          metrics: { ...latencyMetrics(samples), heapPerOp: heap / p.pingpongCount },
-          elapsedMs
-        }
+        return pingpongResult(p.pingpongCount, samples, measured)
       }))
     case "bulk-send":
       return Effect.scoped(Effect.gen(function*() {
         const socket = yield* TcpClient.connect(at(job.ports.sink))
         const chunk = new Uint8Array(p.chunkSize).fill(0x62)
         yield* sendBulk(socket, p.bulkWarmupBytes, chunk)
-        const { elapsedMs, heap } = yield* timed(job, sendBulk(socket, p.bulkBytes, chunk))
+        const measured = yield* timed(job, sendBulk(socket, p.bulkBytes, chunk))
         yield* socket.abort
-        return { value: p.bulkBytes / MiB / (elapsedMs / 1000), metrics: { heapPerMiB: heap / (p.bulkBytes / MiB) }, elapsedMs }
+        return bulkResult(p.bulkBytes, measured)
       }))
     case "bulk-recv":
     case "bulk-recv-into":
@@ -123,45 +98,20 @@ const program = (job: Job): Effect.Effect<Result, TcpError.TcpError, Client> => 
         const into = job.workload === "bulk-recv-into" ? new Uint8Array(p.chunkSize) : undefined
         const socket = yield* TcpClient.connect(at(job.ports.source))
         yield* recvBulk(socket, p.bulkWarmupBytes, p.chunkSize, into)
-        const { elapsedMs, heap } = yield* timed(job, recvBulk(socket, p.bulkBytes, p.chunkSize, into))
+        const measured = yield* timed(job, recvBulk(socket, p.bulkBytes, p.chunkSize, into))
         yield* socket.abort
-        return { value: p.bulkBytes / MiB / (elapsedMs / 1000), metrics: { heapPerMiB: heap / (p.bulkBytes / MiB) }, elapsedMs }
+        return bulkResult(p.bulkBytes, measured)
       }))
     case "connect-seq":
     case "connect-par":
     case "connect-seq-abort":
-    case "connect-par-abort":
-      return Effect.gen(function*() {
-        const inFlight = job.workload.startsWith("connect-par") ? p.inFlight : 1
-        const abort = job.workload.endsWith("abort")
-        const address = at(job.ports.accept)
-        const baseline = openTcpHandles()
-        yield* connects(address, p.connectsWarmup, inFlight, abort)
-        yield* handlesClosed(baseline)
-        const { elapsedMs, heap } = yield* timed(job, 
-          Effect.andThen(connects(address, p.connects, inFlight, abort), handlesClosed(baseline))
-        )
-        return { value: p.connects / (elapsedMs / 1000), metrics: { heapPerOp: heap / p.connects }, elapsedMs }
-      })
+    case "connect-par-abort": {
+      const { inFlight, abort } = connectsShape(job)
+      return connectRate(job, (count) => connects(at(job.ports.accept), count, inFlight, abort))
+    }
     case "idle":
-      return Effect.gen(function*() {
-        const address = at(job.ports.idle)
-        const baseline = openTcpHandles()
-        // Warm the code paths (and the pool's first slots), then measure.
-        yield* Effect.scoped(Effect.forEach(Array.from({ length: 8 }), () => TcpClient.connect(address)))
-        yield* handlesClosed(baseline)
-        return yield* Effect.scoped(Effect.gen(function*() {
-          const before = yield* Effect.promise(() => settledMemory(50))
-          const t0 = performance.now()
-          yield* Effect.forEach(Array.from({ length: p.idleConns }), () => TcpClient.connect(address), {
-            concurrency: p.inFlight,
-            discard: true
-          })
-          const elapsedMs = performance.now() - t0
-          const after = yield* Effect.promise(() => settledMemory(200))
-          return perConnection(before, after, p.idleConns, elapsedMs)
-        }))
-      })
+      // Warms the code paths (and the pool's first slots), then measures.
+      return idleGrowth(job, TcpClient.connect(at(job.ports.idle)))
   }
 }
 

@@ -258,8 +258,41 @@ export const startProfile = async (job: Job): Promise<() => Promise<void>> => {
   }
 }
 
+/** What a timed section measured: its wall time (ms) and the heap bytes it allocated. */
+export interface Measured {
+  readonly elapsedMs: number
+  readonly heap: number
+}
+
+/** Ping-pong: round trips per second, latency percentiles, heap bytes per round trip. */
+export const pingpongResult = (count: number, samplesMs: Float64Array, { elapsedMs, heap }: Measured): Result => ({
+  value: count / (elapsedMs / 1000),
+  metrics: { ...latencyMetrics(samplesMs), heapPerOp: heap / count },
+  elapsedMs
+})
+
+/** Bulk transfer: MiB per second, heap bytes per MiB moved. */
+export const bulkResult = (bytes: number, { elapsedMs, heap }: Measured): Result => ({
+  value: bytes / MiB / (elapsedMs / 1000),
+  metrics: { heapPerMiB: heap / (bytes / MiB) },
+  elapsedMs
+})
+
+/** Connects: connects per second, heap bytes per connect. */
+export const connectsResult = (count: number, { elapsedMs, heap }: Measured): Result => ({
+  value: count / (elapsedMs / 1000),
+  metrics: { heapPerOp: heap / count },
+  elapsedMs
+})
+
+/** A connects workload's shape: how many connects are in flight at once, and whether each ends in an abort. */
+export const connectsShape = (job: Job): { readonly inFlight: number; readonly abort: boolean } => ({
+  inFlight: job.workload.startsWith("connect-par") ? job.params.inFlight : 1,
+  abort: job.workload.endsWith("abort")
+})
+
 /** Runs `section` as the timed section: wall time, heap bytes allocated, optional CPU profile. */
-export const measure = async (job: Job, section: () => Promise<void>): Promise<{ elapsedMs: number; heap: number }> => {
+export const measure = async (job: Job, section: () => Promise<void>): Promise<Measured> => {
   const stopProfile = await startProfile(job)
   const allocated = allocationMeter()
   const t0 = performance.now()
