@@ -37,6 +37,7 @@
  *   --budget S        start no new run after S seconds (default 270: npm ci + bench in 5 min)
  *   --pin MODE        split (default), same or none: see `pinning` below
  *   --json FILE       where to write the results (default bench-results.json)
+ *   --help, -h        print these options
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
@@ -72,9 +73,18 @@ const { values: options } = parseArgs({
     json: { type: "string", default: "bench-results.json" },
     pin: { type: "string", default: "split" },
     verbose: { type: "boolean", default: false },
-    budget: { type: "string", default: "270" }
+    budget: { type: "string", default: "270" },
+    help: { type: "boolean", short: "h", default: false }
   }
 })
+
+if (options.help) {
+  // The options are documented once, in this file's header: print that section.
+  const header = Fs.readFileSync(import.meta.filename, "utf8").split("\n */")[0] ?? ""
+  const section = header.slice(header.indexOf(" * Options")).split("\n").map((line) => line.replace(/^ \*( |$)/, ""))
+  process.stdout.write(`${section.join("\n")}\n`)
+  process.exit(0)
+}
 
 const runs = Number(options.runs)
 const budgetMs = Number(options.budget) * 1000
