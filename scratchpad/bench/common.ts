@@ -1,9 +1,10 @@
 /**
  * Shared by the orchestrator (`run.ts`), the peer (`peer.ts`) and the three
  * clients: the job a client child runs, the result it prints, the wire
- * protocol the peer speaks, and the measuring helpers (heap bytes allocated,
- * percentiles, open TCP handles, optional profiles). Must not import
- * `effect`: the raw client stays a plain `node:net` program.
+ * protocol the peer speaks, the measuring helpers (heap bytes allocated,
+ * percentiles, open TCP handles, optional profiles) and the figures each
+ * workload reports. Must not import `effect`: the raw client stays a plain
+ * `node:net` program (the Effect clients' helpers are in `effect-common.ts`).
  */
 import * as Fs from "node:fs"
 import * as Inspector from "node:inspector/promises"
