@@ -137,6 +137,30 @@ for (const [name, layer] of layers) {
         yield* failsWith(() => client.recv(1, T), "ConnReset")
       })))
 
+    it.live("an abort after done, with unread bytes, completes; the peer saw our FIN", () =>
+      on(layer, Effect.gen(function*() {
+        const { client, server } = yield* pair
+        yield* client.done(T)
+        yield* server.send(text("xy"), T)
+        assert.strictEqual(str(yield* client.recv(1, T)), "x")
+        yield* client.abort
+        yield* failsWith(() => server.recv(1, T), "PeerClosed")
+        yield* server.close(T)
+      })))
+
+    it.live("a close that times out behind a stuck send, with unread bytes, still aborts and returns", () =>
+      on(layer, Effect.gen(function*() {
+        const { client, server } = yield* pair
+        // The client leaves a byte unread, and its outbound is stuck on a server that never reads.
+        yield* server.send(text("u"), T)
+        yield* eventually(client.recv(0, T).pipe(Effect.as(true)), "the client is up")
+        yield* failsWith(() => client.send(new Uint8Array(16 * 1024 * 1024), { timeout: "200 millis" }), "TimedOut")
+        // The FIN cannot leave before the stuck bytes: close times out, and its abort must still end.
+        yield* failsWith(() => client.close({ timeout: "200 millis" }), ["TimedOut", "ConnReset"])
+        yield* failsWith(() => client.recv(1, T), "Closed")
+        yield* server.abort
+      })))
+
     it.live("close waits for the peer's FIN", () =>
       on(layer, Effect.gen(function*() {
         const { client, server } = yield* pair

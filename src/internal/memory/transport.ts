@@ -150,11 +150,17 @@ export class Side implements Transport {
     this.other?.wake()
   }
 
-  /** The bound connection closes this end: an RST if it leaves bytes unread, as the kernel does, else a FIN. */
+  /**
+   * The bound connection closes this end: an RST if it leaves bytes unread,
+   * else a FIN. As on Node: bytes still in flight always count (the
+   * kernel's queue); bytes in the slot only while this end has not sent
+   * its FIN (Node cannot reset a socket whose shutdown is under way).
+   */
   destroy(): void {
     if (this.released) return
     this.released = true
-    if (!this.reset && this.unconsumed > 0) this.sendReset()
+    const unread = this.incoming.size > 0 || ((this.events?.unread ?? 0) > 0 && !this.outgoing.fin)
+    if (!this.reset && unread) this.sendReset()
     else this.outgoing.fin = true
     this.incoming.clear()
     this.other?.wake()

@@ -205,13 +205,13 @@ export class NodeTransport implements Transport {
   destroy(): void {
     // Bytes that reached the slot are as unread as those still in the
     // kernel: the peer learns they were never read (an RST), as it would
-    // if they were still in the kernel's queue.
-    const open = !this.socket.destroyed && !this.socket.connecting && this.socket.readyState !== "closed"
-    if (this.events.unread > 0 && open) {
-      this.socket.resetAndDestroy()
-    } else {
-      this.socket.destroy()
-    }
+    // if they were still in the kernel's queue. Not once our FIN is on its
+    // way: libuv refuses a reset while a shutdown is pending, and Node then
+    // reports an error and never closes the socket.
+    const socket = this.socket
+    const resettable = !socket.destroyed && !socket.connecting && !socket.writableEnded && socket.readyState !== "closed"
+    if (this.events.unread > 0 && resettable) socket.resetAndDestroy()
+    else socket.destroy()
   }
 
   get localAddress(): string | undefined {
