@@ -124,7 +124,9 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
     return this.inbound.received(n)
   }
 
-  readonly writable = (error?: Error | null): void => this.outbound.writable(error)
+  writable(error?: Error | null): void {
+    this.outbound.writable(error)
+  }
 
   ended(): void {
     this.inbound.ended()
@@ -137,7 +139,7 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
     const failure = TcpError.fromUnknown(cause, outbound ? "send" : "recv", this.address)
     this.failure ??= failure
     this.inbound.wake()
-    this.outbound.failWaiting(reported(failure, "send", TcpError.sendTags))
+    this.outbound.failWaiting(() => reported(failure, "send", TcpError.sendTags))
     this.wakeFin(Effect.fail(reported(failure, "close", TcpError.closeTags)))
   }
 
@@ -202,8 +204,8 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
    * behind them then start and fail the same way.
    */
   private failWaiters(): void {
-    this.inbound.failWaiting(TcpError.closed("recv", this.address))
-    this.outbound.failWaiting(TcpError.closed("send", this.address))
+    this.inbound.failWaiting(() => TcpError.closed("recv", this.address))
+    this.outbound.failWaiting(() => TcpError.closed("send", this.address))
   }
 
   /** Closes the transport now (RST if unread data is pending); the slot returns once it let go. */

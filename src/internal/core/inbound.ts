@@ -60,8 +60,6 @@ export class Inbound {
     this.resumeReading = resumeReading
   }
 
-  private readonly timedOut = () => TcpError.timedOut("recv", this.host.address)
-
   // ------------------------------------------------------ from the transport
 
   /** `n` bytes landed in the ring's region. Returns whether to go on reading. */
@@ -109,7 +107,8 @@ export class Inbound {
       const outcome = this.begin(read)
       if (outcome !== undefined) return outcome
     }
-    return attempt<void, TcpError.RecvError, TcpError.TimedOut>(deadline, this.timedOut, (resume) => {
+    const timedOut = () => TcpError.timedOut("recv", this.host.address)
+    return attempt<void, TcpError.RecvError, TcpError.TimedOut>(deadline, timedOut, (resume) => {
       read.resume = resume
       this.lane.enter(read)
       return () => this.abandon(read)
@@ -204,9 +203,9 @@ export class Inbound {
 
   // ------------------------------------------------------------- closing
 
-  /** Fails the receive in progress with `error`; those queued behind it then start and fail the same way. */
-  failWaiting(error: TcpError.RecvError): void {
-    if (this.reader !== undefined) this.end(this.reader, Effect.fail(error))
+  /** Fails the receive in progress with `error()`; those queued behind it then start and fail the same way. */
+  failWaiting(error: () => TcpError.RecvError): void {
+    if (this.reader !== undefined) this.end(this.reader, Effect.fail(error()))
   }
 
   /** A closing connection drains its peer: what is buffered, and what arrives from now on, is dropped. */

@@ -55,9 +55,6 @@ export class Outbound {
     this.transport = transport
   }
 
-  private readonly sendTimedOut = () => TcpError.timedOut("send", this.host.address)
-  private readonly doneTimedOut = () => TcpError.timedOut("done", this.host.address)
-
   /**
    * Hands `chunks` (of `total` bytes) to the transport, waiting until
    * `deadline` for what it could not take at once. The send takes its turn
@@ -67,7 +64,8 @@ export class Outbound {
    * it ended: an abandoned send is never read from again.
    */
   send(chunks: ReadonlyArray<Uint8Array>, total: number, deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
-    return attempt<void, TcpError.SendError, TcpError.TimedOut>(deadline, this.sendTimedOut, (resume) => {
+    const timedOut = () => TcpError.timedOut("send", this.host.address)
+    return attempt<void, TcpError.SendError, TcpError.TimedOut>(deadline, timedOut, (resume) => {
       const outgoing = new Outgoing(this, chunks, total, "send", resume)
       this.lane.enter(outgoing)
       return () => this.abandon(outgoing)
@@ -76,7 +74,8 @@ export class Outbound {
 
   /** Half-close: FIN after what is queued; receiving goes on. */
   done(deadline: Deadline): Effect.Effect<void, TcpError.SendError> {
-    return attempt<void, TcpError.SendError, TcpError.TimedOut>(deadline, this.doneTimedOut, (resume) => {
+    const timedOut = () => TcpError.timedOut("done", this.host.address)
+    return attempt<void, TcpError.SendError, TcpError.TimedOut>(deadline, timedOut, (resume) => {
       const fin = new Outgoing(this, [], 0, "done", resume)
       this.lane.enter(fin)
       return () => this.abandon(fin)
@@ -169,8 +168,8 @@ export class Outbound {
   }
 
   /** Fails the send in progress with `error`; those queued behind it then start and fail as the connection's state says. */
-  failWaiting(error: TcpError.SendError): void {
-    if (this.sending !== undefined) this.end(this.sending, error)
+  failWaiting(error: () => TcpError.SendError): void {
+    if (this.sending !== undefined) this.end(this.sending, error())
   }
 
   /** A closing connection sends its FIN after what is queued, if it has not yet. */
