@@ -577,7 +577,7 @@ const make = (
     if (!isDescriptor(fd)) return yield* TcpError.invalid("fromFd", badDescriptor, text)
     const settings = yield* Effect.fromResult(resolveSettings(options, "fromFd", text))
     const deadline = yield* Deadline.resolve(options, "fromFd", text)
-    if (isTcpDescriptor(fd) === false) return yield* TcpError.invalid("fromFd", "fd is not a TCP socket", text)
+    if ((yield* isTcpDescriptor(fd)) === false) return yield* TcpError.invalid("fromFd", "fd is not a TCP socket", text)
     return yield* Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(restore(claim(pool, options?.storage, deadline, "fromFd", text)), (slot) =>
         adopt(

@@ -538,7 +538,7 @@ export const fromFd = Effect.fn("TcpListener.fromFd")(
     const text = `fd ${String(fd)}`
     if (!isDescriptor(fd)) return yield* TcpError.invalid("listen", badDescriptor, text)
     const { pending } = yield* validate(options, text)
-    if (isTcpDescriptor(fd) === false) return yield* TcpError.invalid("listen", "fd is not a TCP socket", text)
+    if ((yield* isTcpDescriptor(fd)) === false) return yield* TcpError.invalid("listen", "fd is not a TCP socket", text)
     const pool = yield* poolOf(yield* TcpStorage)
     return yield* open((server) => server.listen({ fd }), pool, pending, text)
   }

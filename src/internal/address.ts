@@ -1,5 +1,5 @@
 import { Array as Arr, Effect, Result } from "effect"
-import { readFileSync, readlinkSync } from "node:fs"
+import { readFile, readlink } from "node:fs/promises"
 import { AddressResolver, Host, NetAddress } from "effect/net"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
@@ -111,14 +111,19 @@ export const fromNode = (host: string | undefined, port: number | undefined): Ne
  * Linux answers through /proc: the socket's inode is listed in the TCP
  * tables. Elsewhere the answer is "unknown" (`undefined`).
  */
-export const isTcpDescriptor = (fd: number): boolean | undefined => {
-  if (process.platform !== "linux") return undefined
+export const isTcpDescriptor = (fd: number): Effect.Effect<boolean | undefined> =>
+  process.platform !== "linux" ? Effect.succeed(undefined) : Effect.promise(() => scanTcpTables(fd))
+
+/** The kernel's TCP tables list every TCP socket's inode: read without blocking the event loop. */
+const scanTcpTables = async (fd: number): Promise<boolean | undefined> => {
   try {
-    const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1]
+    const inode = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/self/fd/${fd}`))?.[1]
     if (inode === undefined) return false
-    return ["/proc/net/tcp", "/proc/net/tcp6"].some((table) =>
-      readFileSync(table, "latin1").split("\n").some((row) => row.trim().split(/\s+/)[9] === inode)
-    )
+    for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      const rows = await readFile(table, "latin1")
+      if (rows.split("\n").some((row) => row.trim().split(/\s+/)[9] === inode)) return true
+    }
+    return false
   } catch {
     return undefined
   }
