@@ -249,6 +249,21 @@ export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDeni
 export class Closed extends Schema.TaggedError<Closed>()("Closed", fields) {}
 
 /**
+ * EMSGSIZE: a message longer than its `max` (`recvUntil`, the message
+ * protocols), or than a prefix header can express.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * socket.recvUntil("\r\n", { max: 1024 }).pipe(Effect.catchTag("MessageTooLarge", () => socket.abort))
+ * ```
+ * @since 0.1.0
+ */
+export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("MessageTooLarge", fields) {}
+
+/**
  * Any other errno, kept as its string: never a defect, never lost.
  *
  * @example
@@ -279,6 +294,7 @@ const classes = {
   AddrNotAvail,
   AccessDenied,
   Closed,
+  MessageTooLarge,
   SystemError
 } satisfies { readonly [T in Tag]: abstract new(...args: never) => { readonly _tag: T } }
 
@@ -302,6 +318,7 @@ const tagsByCall = {
   ],
   send: ["ConnReset", "TimedOut", "InvalidArgument", "BrokenPipe", "Closed", "SystemError"],
   recv: ["ConnReset", "TimedOut", "InvalidArgument", "PeerClosed", "Closed", "SystemError"],
+  recvUntil: ["ConnReset", "TimedOut", "InvalidArgument", "PeerClosed", "Closed", "MessageTooLarge", "SystemError"],
   close: ["ConnReset", "TimedOut", "InvalidArgument", "Closed", "SystemError"],
   listen: [
     "AddrInUse",
@@ -364,6 +381,18 @@ export type SendError = ErrorOf<(typeof tagsByCall.send)[number]>
  * @since 0.1.0
  */
 export type RecvError = ErrorOf<(typeof tagsByCall.recv)[number]>
+
+/**
+ * What `recvUntil` can fail with: a receive's errors plus `MessageTooLarge`.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const tooLong = (e: TcpError.RecvUntilError) => e._tag === "MessageTooLarge"
+ * ```
+ * @since 0.1.0
+ */
+export type RecvUntilError = ErrorOf<(typeof tagsByCall.recvUntil)[number]>
 
 /**
  * What a graceful `close` can fail with. The socket is released either way.
@@ -462,6 +491,18 @@ export const sendTags: ReadonlySet<SendError["_tag"]> = new Set(tagsByCall.send)
 export const recvTags: ReadonlySet<RecvError["_tag"]> = new Set(tagsByCall.recv)
 
 /**
+ * The tags `recvUntil` can fail with, at runtime.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.recvUntilTags.has("MessageTooLarge") // true
+ * ```
+ * @since 0.1.0
+ */
+export const recvUntilTags: ReadonlySet<RecvUntilError["_tag"]> = new Set(tagsByCall.recvUntil)
+
+/**
  * The tags of `CloseError`, for `narrow`.
  *
  * @example
@@ -539,7 +580,8 @@ const errnoTable = {
   AddrInUse: { EADDRINUSE: "address already in use" },
   AddrNotAvail: { EADDRNOTAVAIL: "address not available", ENOTFOUND: "name does not resolve" },
   AccessDenied: { EACCES: "permission denied", EPERM: "operation not permitted" },
-  Closed: { EBADF: "socket is closed" }
+  Closed: { EBADF: "socket is closed" },
+  MessageTooLarge: { EMSGSIZE: "message too long" }
 } satisfies { readonly [T in ErrnoTag]: { readonly [errno: string]: string } }
 
 const errnoRows = Object.entries(errnoTable).flatMap(([tag, errnos]) =>

@@ -79,6 +79,15 @@ export interface TcpSocket extends Pipeable, Inspectable.Inspectable {
    */
   recvSome(max: number, options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvError>
   /**
+   * The bytes before the next `delimiter` (bytes, or a string sent as
+   * UTF-8); the delimiter is consumed and not returned. The search runs in
+   * the storage slot, in place. A frame longer than `max` (default: the
+   * slot's size) fails `MessageTooLarge`; the peer's FIN first is
+   * `PeerClosed` with the bytes that came. Retry-safe as `recv` is: a frame
+   * that fits in the slot and times out or is interrupted consumes nothing.
+   */
+  recvUntil(delimiter: Uint8Array | string, options?: RecvUntilOptions): Effect.Effect<Uint8Array, TcpError.RecvUntilError>
+  /**
    * libdill's `tcp_done`: sends FIN after the bytes already sent, and keeps
    * receiving. Sends afterwards fail with `BrokenPipe`.
    */
@@ -277,6 +286,47 @@ export const close: {
  * @since 0.1.0
  */
 export const abort = (self: TcpSocket): Effect.Effect<void> => self.abort
+
+/**
+ * Options for `recvUntil`: the deadline, and the longest frame accepted
+ * (`max`, default: the storage slot's size).
+ *
+ * @example
+ * ```ts
+ * import type { TcpSocket } from "effect-tcp"
+ * const line: TcpSocket.RecvUntilOptions = { max: 8 * 1024, timeout: "5 seconds" }
+ * ```
+ * @since 0.1.0
+ */
+export interface RecvUntilOptions extends Deadline.Options {
+  readonly max?: number | undefined
+}
+
+/**
+ * The bytes before the next `delimiter` (see `TcpSocket.recvUntil`).
+ *
+ * @example
+ * ```ts
+ * import { TcpSocket } from "effect-tcp"
+ * declare const socket: TcpSocket.TcpSocket
+ * TcpSocket.recvUntil(socket, "\r\n\r\n", { max: 16 * 1024 }) // an HTTP head
+ * ```
+ * @since 0.1.0
+ */
+export const recvUntil: {
+  (
+    delimiter: Uint8Array | string,
+    options?: RecvUntilOptions
+  ): (self: TcpSocket) => Effect.Effect<Uint8Array, TcpError.RecvUntilError>
+  (
+    self: TcpSocket,
+    delimiter: Uint8Array | string,
+    options?: RecvUntilOptions
+  ): Effect.Effect<Uint8Array, TcpError.RecvUntilError>
+} = Fn.dual(
+  isSocketFirst,
+  (self: TcpSocket, delimiter: Uint8Array | string, options?: RecvUntilOptions) => self.recvUntil(delimiter, options)
+)
 
 /**
  * Receives what has arrived, up to `max` bytes (see `TcpSocket.recvSome`).

@@ -72,6 +72,8 @@ import * as TcpStorage from "./TcpStorage.ts"
 export interface Injectable {
   readonly send: TcpError.SendError
   readonly recv: TcpError.RecvError
+  /** `recvUntil`, whose errors include `MessageTooLarge`. */
+  readonly recvUntil: TcpError.RecvUntilError
   readonly done: TcpError.SendError
   readonly close: TcpError.CloseError
 }
@@ -275,13 +277,14 @@ export interface Listener {
 
 type Injected = { [K in Operation]: Array<Injectable[K]> }
 
-const noInjections = (): Injected => ({ send: [], recv: [], done: [], close: [] })
+const noInjections = (): Injected => ({ send: [], recv: [], recvUntil: [], done: [], close: [] })
 
 const moveInjections = (from: Injected, to: Injected): void => {
   to.send.push(...from.send.splice(0))
   to.recv.push(...from.recv.splice(0))
   to.done.push(...from.done.splice(0))
   to.close.push(...from.close.splice(0))
+  to.recvUntil.push(...from.recvUntil.splice(0))
 }
 
 const isBytes = (u: unknown): u is Uint8Array => u instanceof Uint8Array
@@ -578,6 +581,7 @@ class Link {
   /** Errors the test queued for the application's next calls. */
   readonly injector: Injector = {
     recv: () => this.injected.recv.shift(),
+    recvUntil: () => this.injected.recvUntil.shift(),
     send: () => this.injected.send.shift(),
     done: () => this.injected.done.shift(),
     close: () => this.injected.close.shift()

@@ -52,6 +52,7 @@ const documented = {
   ],
   send: ["BrokenPipe", "Closed", "ConnReset", "InvalidArgument", "SystemError", "TimedOut"],
   recv: ["Closed", "ConnReset", "InvalidArgument", "PeerClosed", "SystemError", "TimedOut"],
+  recvUntil: ["Closed", "ConnReset", "InvalidArgument", "MessageTooLarge", "PeerClosed", "SystemError", "TimedOut"],
   close: ["Closed", "ConnReset", "InvalidArgument", "SystemError", "TimedOut"],
   listen: [
     "AccessDenied",
@@ -292,6 +293,7 @@ describe("TcpError", () => {
       assert.deepStrictEqual(sorted(TcpError.connectTags), documented.connect)
       assert.deepStrictEqual(sorted(TcpError.sendTags), documented.send)
       assert.deepStrictEqual(sorted(TcpError.recvTags), documented.recv)
+      assert.deepStrictEqual(sorted(TcpError.recvUntilTags), documented.recvUntil)
       assert.deepStrictEqual(sorted(TcpError.closeTags), documented.close)
       assert.deepStrictEqual(sorted(TcpError.listenTags), documented.listen)
       assert.deepStrictEqual(sorted(TcpError.acceptTags), documented.accept)

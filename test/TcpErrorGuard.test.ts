@@ -28,6 +28,7 @@ const instances: { readonly [T in TcpError.Tag]: Extract<TcpError.TcpError, { re
   AddrNotAvail: TcpError.fromCode("EADDRNOTAVAIL", "connect") as TcpError.AddrNotAvail,
   AccessDenied: TcpError.fromCode("EACCES", "listen") as TcpError.AccessDenied,
   Closed: TcpError.closed("send"),
+  MessageTooLarge: TcpError.fromCode("EMSGSIZE", "recv") as TcpError.MessageTooLarge,
   SystemError: TcpError.fromUnknown(new Error("boom"), "read") as TcpError.SystemError
 }
 

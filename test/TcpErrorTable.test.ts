@@ -23,7 +23,8 @@ const carried = {
   AddrInUse: "EADDRINUSE",
   AddrNotAvail: "EADDRNOTAVAIL",
   AccessDenied: "EACCES",
-  Closed: "EBADF"
+  Closed: "EBADF",
+  MessageTooLarge: "EMSGSIZE"
 } as const satisfies { readonly [T in Exclude<TcpError.Tag, "PeerClosed" | "SystemError">]: string }
 
 /**
@@ -240,7 +241,9 @@ describe("TcpError from one table", () => {
         | TcpError.CloseError
         | TcpError.ListenError
         | TcpError.AcceptError
+        | TcpError.RecvUntilError
       >()
+      expectTypeOf<TcpError.RecvUntilError>().toEqualTypeOf<TcpError.RecvError | TcpError.MessageTooLarge>()
       expectTypeOf<TcpError.Tag>().toEqualTypeOf<TcpError.TcpError["_tag"]>()
       // @ts-expect-error the check bites: PeerClosed is a RecvError, not a SendError
       expectTypeOf<TcpError.SendError>().toEqualTypeOf<TcpError.SendError | TcpError.PeerClosed>()

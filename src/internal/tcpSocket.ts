@@ -66,6 +66,9 @@ export class TcpSocketImpl extends Inspectable.Class implements Pipeable {
   recvSome(max: number, options?: Deadline.Options) {
     return recvSomeImpl(this, max, options)
   }
+  recvUntil(delimiter: Uint8Array | string, options?: Deadline.Options & { readonly max?: number | undefined }) {
+    return recvUntilImpl(this, delimiter, options)
+  }
   done(options?: Deadline.Options) {
     return doneImpl(this, options)
   }
@@ -189,6 +192,25 @@ const recvSomeImpl = leafSpan("TcpSocket.recvSome", (self: TcpSocketImpl, max: n
     ? withDeadline(options, "recv", self.conn.address, (deadline) => self.conn.recvSome(max, deadline))
     : Effect.fail(TcpError.invalid("recv", "max must be a positive integer", self.conn.address))
 )
+
+const utf8 = new TextEncoder()
+
+const recvUntilImpl = leafSpan("TcpSocket.recvUntil", (
+  self: TcpSocketImpl,
+  delimiter: Uint8Array | string,
+  options?: Deadline.Options & { readonly max?: number | undefined }
+) => {
+  const address = self.conn.address
+  const bytes = typeof delimiter === "string" ? utf8.encode(delimiter) : isBytes(delimiter) ? delimiter.slice() : undefined
+  if (bytes === undefined || bytes.length === 0) {
+    return Effect.fail(TcpError.invalid("recv", "delimiter must be a non-empty Uint8Array or string", address))
+  }
+  const max: unknown = options?.max === undefined ? self.conn.slotSize : options.max
+  if (typeof max !== "number" || !Number.isSafeInteger(max) || max < 1 || max > kMaxLength) {
+    return Effect.fail(TcpError.invalid("recv", `max must be an integer in 1..${kMaxLength}`, address))
+  }
+  return withDeadline(options, "recv", address, (deadline) => self.conn.recvUntil(bytes, max, deadline))
+})
 
 const doneImpl = Effect.fn("TcpSocket.done")((self: TcpSocketImpl, options?: Deadline.Options) =>
   withDeadline(options, "done", self.conn.address, (deadline) => self.conn.done(deadline))

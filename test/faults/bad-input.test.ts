@@ -353,6 +353,30 @@ describe("faults: bad input (fast-check)", () => {
         }))
     })), 60_000)
 
+  it.live("recvUntil: delimiters, max and deadlines", () =>
+    fuzz(Effect.gen(function*() {
+      const socket: TcpSocket.TcpSocket = yield* finishedPeer
+      const delimiter = either(
+        fc.oneof(fc.string({ minLength: 1, maxLength: 8 }), fc.uint8Array({ minLength: 1, maxLength: 8 })),
+        fc.constantFrom<unknown>("", new Uint8Array(0), null, undefined, 10, {}, ["\n"], 10n)
+      )
+      const max = either(
+        fc.oneof(fc.integer({ min: 1, max: 1024 * 1024 }), fc.constant(undefined)),
+        fc.oneof(
+          fc.integer({ min: -(2 ** 31), max: 0 }),
+          fc.double({ noNaN: false }).filter((n) => !Number.isSafeInteger(n) || n < 1),
+          fc.constantFrom<unknown>("8", null, 8n, {}, 2 ** 53)
+        )
+      )
+      yield* property(fc.tuple(delimiter, max, deadlineOptions), 300, ([d, m, o]) =>
+        Effect.gen(function*() {
+          // Valid: the peer has finished, so the receive is PeerClosed (with no bytes) at once.
+          const options = m.value === undefined ? o.value : { ...(o.value as object), max: m.value }
+          const r = yield* attempt(() => socket.recvUntil(d.value as string, options as { max?: number }))
+          judge(`recvUntil(${show(d.value)}, ${show(options)})`, r, d.ok && m.ok && o.ok, ["PeerClosed"])
+        }))
+    })), 60_000)
+
   it.live("send, sendv: buffers, chunk lists and deadlines", () =>
     fuzz(Effect.gen(function*() {
       const socket: TcpSocket.TcpSocket = yield* finishedPeer

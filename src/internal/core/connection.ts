@@ -12,6 +12,7 @@ import type { Transport, TransportEvents } from "./transport.ts"
 /** Errors to fail a connection's next calls with, by kind of call; `undefined` when none waits. */
 export interface Injector {
   recv(): TcpError.RecvError | undefined
+  recvUntil(): TcpError.RecvUntilError | undefined
   send(): TcpError.SendError | undefined
   done(): TcpError.SendError | undefined
   close(): TcpError.CloseError | undefined
@@ -169,6 +170,17 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   recvSome(max: number, deadline: Deadline): Effect.Effect<Uint8Array, TcpError.RecvError> {
     const injected = this.inject?.recv()
     return injected !== undefined ? Effect.fail(injected) : this.inbound.recvSome(max, deadline)
+  }
+
+  /** The bytes before the next `delimiter` (see `Inbound.recvUntil`). Call it while the effect runs. */
+  recvUntil(delimiter: Uint8Array, max: number, deadline: Deadline): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
+    const injected = this.inject?.recvUntil()
+    return injected !== undefined ? Effect.fail(injected) : this.inbound.recvUntil(delimiter, max, deadline)
+  }
+
+  /** The slot's size: what a receive may ask for and still be retry-safe. */
+  get slotSize(): number {
+    return this.inbound.ring.size
   }
 
   /** Hands `chunks` to the transport within `deadline` (see `Outbound.send`). Call it while the effect runs. */

@@ -30,6 +30,30 @@ class Incoming implements Turn {
 }
 
 /**
+ * A receive up to a delimiter (`recvUntil`), in the inbound lane. A frame
+ * longer than the slot moves out of the ring as it arrives (`moved`), all
+ * but the bytes a delimiter split across the boundary could start in.
+ */
+class Frame implements Turn {
+  resume: Resume<Uint8Array, TcpError.RecvUntilError> | undefined
+  private readonly inbound: Inbound
+  readonly delimiter: Uint8Array
+  readonly max: number
+  readonly moved: Array<Uint8Array> = []
+  movedLength = 0
+  /** Where the next search in the ring starts: no delimiter starts before it. */
+  scanned = 0
+  constructor(inbound: Inbound, delimiter: Uint8Array, max: number) {
+    this.inbound = inbound
+    this.delimiter = delimiter
+    this.max = max
+  }
+  start(): void {
+    this.inbound.startFrame(this)
+  }
+}
+
+/**
  * A connection's inbound direction: the slot's ring the transport reads
  * into, the lane receives take turns in, and its state (the peer's FIN,
  * broken by a receive that stopped halfway, draining while closing).
@@ -47,7 +71,7 @@ export class Inbound {
   /** Bytes delivered to receives, for metrics. */
   bytesReceived = 0
   /** The receive whose turn it is and that waits for bytes. */
-  private reader: Incoming | undefined
+  private reader: Incoming | Frame | undefined
   /** Receives, one at a time in call order. */
   private readonly lane = new Lane()
   private readonly host: Host
@@ -77,7 +101,9 @@ export class Inbound {
 
   /** Something the waiting receive may be waiting for happened: it checks again. */
   wake(): void {
-    if (this.reader !== undefined) this.serve(this.reader)
+    const reader = this.reader
+    if (reader instanceof Frame) this.serveFrame(reader)
+    else if (reader !== undefined) this.serve(reader)
   }
 
   // ------------------------------------------------------------ receives
@@ -201,11 +227,129 @@ export class Inbound {
     this.bytesReceived += n
   }
 
+  // ---------------------------------------------------------- delimiters
+
+  /**
+   * The bytes before the next `delimiter`, which is consumed too, waiting
+   * until `deadline`. A frame longer than `max` fails `MessageTooLarge`;
+   * one that fits in the slot consumes nothing when it fails, times out or
+   * is interrupted. The search runs over the ring in place: nothing is
+   * copied until the frame is found. Call it while the effect runs.
+   */
+  recvUntil(delimiter: Uint8Array, max: number, deadline: Deadline): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
+    // Always through the lane: a frame longer than the slot moves bytes out of
+    // the ring as it goes, which must never happen outside its turn.
+    const frame = new Frame(this, delimiter, max)
+    const timedOut = () => TcpError.timedOut("recv", this.host.address)
+    return attempt<Uint8Array, TcpError.RecvUntilError, TcpError.TimedOut>(deadline, timedOut, (resume) => {
+      frame.resume = resume
+      this.lane.enter(frame)
+      return () => this.abandonFrame(frame)
+    })
+  }
+
+  /** `frame`'s turn has come: it completes now or waits for bytes as the reader. */
+  startFrame(frame: Frame): void {
+    const outcome = this.beginFrame(frame)
+    if (outcome === undefined) this.reader = frame
+    else this.endFrame(frame, outcome)
+  }
+
+  private beginFrame(frame: Frame): Effect.Effect<Uint8Array, TcpError.RecvUntilError> | undefined {
+    if (!this.host.open) return Effect.fail(TcpError.closed("recv", this.host.address))
+    if (this.broken) {
+      return Effect.fail(
+        TcpError.make(TcpError.ConnReset, "ECONNRESET", "recv", this.host.address, "an earlier receive stopped halfway")
+      )
+    }
+    return this.stepFrame(frame)
+  }
+
+  private serveFrame(frame: Frame): void {
+    const outcome = this.stepFrame(frame)
+    if (outcome !== undefined) this.endFrame(frame, outcome)
+  }
+
+  /** The one place a `recvUntil`'s fiber is resumed. */
+  private endFrame(frame: Frame, outcome: Effect.Effect<Uint8Array, TcpError.RecvUntilError>): void {
+    if (this.reader === frame) this.reader = undefined
+    this.lane.leave(frame)
+    frame.resume?.(outcome)
+  }
+
+  private abandonFrame(frame: Frame): void {
+    if (this.reader === frame) this.reader = undefined
+    // Bytes moved out of the ring are gone from the stream: it is at an unknown point.
+    if (frame.movedLength > 0) this.broken = true
+    this.lane.leave(frame)
+  }
+
+  /** Moves a frame forward; returns its outcome once it has one. */
+  private stepFrame(frame: Frame): Effect.Effect<Uint8Array, TcpError.RecvUntilError> | undefined {
+    const ring = this.ring
+    const span = frame.delimiter.length
+    for (;;) {
+      const found = ring.indexOf(frame.delimiter, frame.scanned)
+      if (found !== -1) {
+        if (frame.movedLength + found > frame.max) return this.tooLarge(frame)
+        const bytes = this.takeFrame(frame, found)
+        if (ring.consume(span)) this.resumeReading()
+        this.bytesReceived += span
+        return Effect.succeed(bytes)
+      }
+      // No delimiter yet: the frame already holds every byte that cannot start one.
+      const certain = Math.max(0, ring.count - (span - 1))
+      if (frame.movedLength + certain > frame.max) return this.tooLarge(frame)
+      frame.scanned = certain
+      // A full ring with a frame allowed to be longer: move what is certain out, so more can arrive.
+      if (ring.count < ring.size || certain === 0) break
+      const part = new Uint8Array(certain)
+      if (ring.copyOut([part], 0, certain)) this.resumeReading()
+      frame.moved.push(part)
+      frame.movedLength += certain
+      this.bytesReceived += certain
+      frame.scanned = 0
+    }
+    if (this.eof) {
+      const rest = this.takeFrame(frame, ring.count)
+      return Effect.fail(TcpError.peerClosed("recv", rest, this.host.address))
+    }
+    const failure = this.host.failure
+    if (failure !== undefined) {
+      if (frame.movedLength > 0) this.broken = true
+      return Effect.fail(reported(failure, "recv", TcpError.recvUntilTags))
+    }
+    return undefined
+  }
+
+  /** The frame's moved bytes and the ring's first `n`, as one array; the `n` are consumed. */
+  private takeFrame(frame: Frame, n: number): Uint8Array {
+    const bytes = new Uint8Array(frame.movedLength + n)
+    let at = 0
+    for (const part of frame.moved) {
+      bytes.set(part, at)
+      at += part.length
+    }
+    if (this.ring.copyOut([bytes], at, n)) this.resumeReading()
+    this.bytesReceived += n
+    return bytes
+  }
+
+  /** Too long: what is still in the ring stays there; what was moved out is gone (the stream is broken). */
+  private tooLarge(frame: Frame): Effect.Effect<never, TcpError.MessageTooLarge> {
+    if (frame.movedLength > 0) this.broken = true
+    return Effect.fail(
+      TcpError.make(TcpError.MessageTooLarge, "EMSGSIZE", "recv", this.host.address, `frame longer than ${frame.max} bytes`)
+    )
+  }
+
   // ------------------------------------------------------------- closing
 
   /** Fails the receive in progress with `error()`; those queued behind it then start and fail the same way. */
   failWaiting(error: () => TcpError.RecvError): void {
-    if (this.reader !== undefined) this.end(this.reader, Effect.fail(error()))
+    const reader = this.reader
+    if (reader instanceof Frame) this.endFrame(reader, Effect.fail(error()))
+    else if (reader !== undefined) this.end(reader, Effect.fail(error()))
   }
 
   /** A closing connection drains its peer: what is buffered, and what arrives from now on, is dropped. */

@@ -94,6 +94,45 @@ export class Ring {
     return this.consume(n)
   }
 
+  /**
+   * Where `needle` first starts among the unconsumed bytes, searching from
+   * byte `from` on (across the wrap); `-1` when it is not there (yet).
+   */
+  indexOf(needle: Uint8Array, from: number): number {
+    const size = this.buffer.length
+    const first = needle[0]
+    if (first === undefined) return -1
+    const last = this.count - needle.length
+    let at = from
+    while (at <= last) {
+      // The first byte by the engine's own scan, within the contiguous run that holds `at`.
+      const position = (this.start + at) % size
+      const runEnd = Math.min(size, position + (last - at) + 1)
+      const hit = this.buffer.indexOf(first, position)
+      if (hit === -1 || hit >= runEnd) {
+        at += runEnd - position
+        continue
+      }
+      at += hit - position
+      if (this.matches(needle, at)) return at
+      at += 1
+    }
+    return -1
+  }
+
+  private matches(needle: Uint8Array, at: number): boolean {
+    const size = this.buffer.length
+    for (let i = 1; i < needle.length; i++) {
+      if (this.buffer[(this.start + at + i) % size] !== needle[i]) return false
+    }
+    return true
+  }
+
+  /** Copies `n` ring bytes from the front into `target` at `offset`, without consuming them. */
+  peek(n: number, target: Uint8Array, offset: number): void {
+    this.copyAt(this.start, n, target, offset)
+  }
+
   /** Copies `n` ring bytes from `from` into `target` at `offset`, across the wrap. */
   private copyAt(from: number, n: number, target: Uint8Array, offset: number): void {
     const first = Math.min(n, this.buffer.length - from)
