@@ -184,6 +184,7 @@ for (const [name, layer] of layers) {
         yield* bad(() => server.recvUntil(new Uint8Array(0)), "empty bytes")
         yield* bad(() => server.recvUntil(42 as unknown as string), "a number")
         yield* bad(() => server.recvUntil(null as unknown as string), "null")
+        yield* bad(() => server.recvUntil(new Uint8Array(SLOT + 1).fill(10)), "a delimiter longer than the slot")
         for (const max of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, "8" as unknown as number]) {
           yield* bad(() => server.recvUntil("\n", { max }), `max ${String(max)}`)
         }

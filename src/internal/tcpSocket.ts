@@ -205,6 +205,10 @@ const recvUntilImpl = leafSpan("TcpSocket.recvUntil", (
   if (bytes === undefined || bytes.length === 0) {
     return Effect.fail(TcpError.invalid("recv", "delimiter must be a non-empty Uint8Array or string", address))
   }
+  // The search runs in the slot: a delimiter must fit in it to be found.
+  if (bytes.length > self.conn.slotSize) {
+    return Effect.fail(TcpError.invalid("recv", `delimiter longer than the storage slot (${self.conn.slotSize} bytes)`, address))
+  }
   const max: unknown = options?.max === undefined ? self.conn.slotSize : options.max
   if (typeof max !== "number" || !Number.isSafeInteger(max) || max < 1 || max > kMaxLength) {
     return Effect.fail(TcpError.invalid("recv", `max must be an integer in 1..${kMaxLength}`, address))
