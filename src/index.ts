@@ -40,6 +40,13 @@ export * as TcpSocket from "./TcpSocket.ts"
 export * as TcpClient from "./TcpClient.ts"
 
 /**
+ * libdill's message protocols (crlf, suffix, prefix) over a socket.
+ *
+ * @since 0.1.0
+ */
+export * as TcpMessage from "./TcpMessage.ts"
+
+/**
  * Listening sockets.
  *
  * @since 0.1.0

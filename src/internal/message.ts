@@ -1,0 +1,267 @@
+/**
+ * libdill's message protocols over a TcpSocket: validation of the
+ * protocols' options, framing of sent messages (one `sendv` per message, so
+ * concurrent senders never interleave) and receives (`recvUntil` for the
+ * delimited protocols, header then body for the prefixed one).
+ */
+import { Effect, Inspectable, Semaphore, Sink, Stream } from "effect"
+import { type Pipeable, pipeArguments } from "effect/Pipeable"
+import { kMaxLength } from "node:buffer"
+import type * as Deadline from "../Deadline.ts"
+import * as TcpError from "../TcpError.ts"
+import type { TcpSocket } from "../TcpSocket.ts"
+import { gather } from "./bytes.ts"
+import { connectionOf, TypeId as SocketTypeId } from "./tcpSocket.ts"
+
+/** `TcpMessage.TypeId`. */
+export const TypeId = "~effect-tcp/MessageSocket" as const
+
+/** What a MessageSocket frames with: a delimiter after each message, or a length before it. */
+export type Framing =
+  | { readonly _tag: "Delimited"; readonly delimiter: Uint8Array }
+  | { readonly _tag: "Prefixed"; readonly size: 1 | 2 | 4 | 8; readonly endian: "big" | "little" }
+
+const utf8 = new TextEncoder()
+
+const isBytes = (u: unknown): u is Uint8Array => u instanceof Uint8Array
+
+const isSocket = (u: unknown): u is TcpSocket =>
+  typeof u === "object" && u !== null && SocketTypeId in u
+
+/** The largest length each header size can express. */
+const headerLimit = (size: 1 | 2 | 4 | 8): number =>
+  size === 8 ? Number.MAX_SAFE_INTEGER : 2 ** (8 * size) - 1
+
+const invalid = (detail: string, socket?: TcpSocket) =>
+  Effect.fail(TcpError.invalid("message", detail, connectionOf(socket)?.address))
+
+const tooLarge = (syscall: string, detail: string, address: string | undefined) =>
+  TcpError.make(TcpError.MessageTooLarge, "EMSGSIZE", syscall, address, detail)
+
+/** `max` as given (an integer in 1..kMaxLength), or `undefined` when left out; an error text when bad. */
+const checkMax = (options: unknown): number | undefined | string => {
+  if (options === undefined) return undefined
+  if (typeof options !== "object" || options === null) return "options must be an object"
+  const max: unknown = Reflect.get(options, "max")
+  if (max === undefined) return undefined
+  if (typeof max !== "number" || !Number.isSafeInteger(max) || max < 1 || max > kMaxLength) {
+    return `max must be an integer in 1..${kMaxLength}`
+  }
+  return max
+}
+
+/** Builds a delimited MessageSocket, or fails `InvalidArgument`. */
+export const delimited = (
+  socket: unknown,
+  delimiter: unknown,
+  options: unknown
+): Effect.Effect<MessageSocketImpl, TcpError.InvalidArgument> => {
+  if (!isSocket(socket)) return invalid("expected a TcpSocket")
+  const bytes = typeof delimiter === "string" ? utf8.encode(delimiter) : isBytes(delimiter) ? delimiter.slice() : undefined
+  if (bytes === undefined || bytes.length === 0) return invalid("delimiter must be a non-empty Uint8Array or string", socket)
+  const slotSize = connectionOf(socket)?.slotSize
+  if (slotSize !== undefined && bytes.length > slotSize) {
+    return invalid(`delimiter longer than the storage slot (${slotSize} bytes)`, socket)
+  }
+  const max = checkMax(options)
+  if (typeof max === "string") return invalid(max, socket)
+  return Effect.succeed(new MessageSocketImpl(socket, { _tag: "Delimited", delimiter: bytes }, max ?? slotSize))
+}
+
+/** Builds a prefixed MessageSocket, or fails `InvalidArgument`. */
+export const prefixed = (socket: unknown, options: unknown): Effect.Effect<MessageSocketImpl, TcpError.InvalidArgument> => {
+  if (!isSocket(socket)) return invalid("expected a TcpSocket")
+  const max = checkMax(options)
+  if (typeof max === "string") return invalid(max, socket)
+  const size: unknown = options === undefined ? undefined : Reflect.get(options as object, "size")
+  const endian: unknown = options === undefined ? undefined : Reflect.get(options as object, "endian")
+  if (size !== undefined && size !== 1 && size !== 2 && size !== 4 && size !== 8) {
+    return invalid("size must be 1, 2, 4 or 8", socket)
+  }
+  if (endian !== undefined && endian !== "big" && endian !== "little") {
+    return invalid(`endian must be "big" or "little"`, socket)
+  }
+  const framing = { _tag: "Prefixed", size: size ?? 4, endian: endian ?? "big" } as const
+  return Effect.succeed(new MessageSocketImpl(socket, framing, max ?? connectionOf(socket)?.slotSize))
+}
+
+/**
+ * Whether `parts` followed by `delimiter` hold the delimiter anywhere before
+ * their end: a message containing it, or ending with bytes that start a
+ * delimiter together with the one appended (`"xa"` before `"aa"`), would be
+ * cut short by the receiver.
+ */
+const containsDelimiter = (parts: ReadonlyArray<Uint8Array>, total: number, delimiter: Uint8Array): boolean => {
+  for (const part of parts) {
+    if (Buffer.from(part.buffer, part.byteOffset, part.length).indexOf(delimiter) !== -1) return true
+  }
+  if (delimiter.length === 1) return false
+  // Occurrences across a boundary between two parts, the appended delimiter being the last part.
+  const sequence = [...parts, delimiter]
+  const reach = delimiter.length - 1
+  let boundary = 0
+  for (const part of parts) {
+    boundary += part.length
+    if (part.length === 0) continue
+    const from = Math.max(0, boundary - reach)
+    const until = Math.min(total + delimiter.length, boundary + reach)
+    const window = Buffer.from(gather(sequence, until, from))
+    const found = window.indexOf(delimiter)
+    if (found !== -1 && from + found < total) return true
+  }
+  return false
+}
+
+const checkParts = (parts: unknown): number | undefined => {
+  if (!Array.isArray(parts)) return undefined
+  let total = 0
+  for (const part of parts) {
+    if (!isBytes(part)) return undefined
+    total += part.length
+  }
+  return total
+}
+
+/** The header for a message of `length` bytes. */
+const header = (size: 1 | 2 | 4 | 8, endian: "big" | "little", length: number): Uint8Array => {
+  const bytes = new Uint8Array(size)
+  const view = new DataView(bytes.buffer)
+  const little = endian === "little"
+  if (size === 1) view.setUint8(0, length)
+  else if (size === 2) view.setUint16(0, length, little)
+  else if (size === 4) view.setUint32(0, length, little)
+  else view.setBigUint64(0, BigInt(length), little)
+  return bytes
+}
+
+/** The length a header says; past `Number.MAX_SAFE_INTEGER` it is `Infinity`. */
+const lengthOf = (bytes: Uint8Array, size: 1 | 2 | 4 | 8, endian: "big" | "little"): number => {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, size)
+  const little = endian === "little"
+  if (size === 1) return view.getUint8(0)
+  if (size === 2) return view.getUint16(0, little)
+  if (size === 4) return view.getUint32(0, little)
+  const length = view.getBigUint64(0, little)
+  return length > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(length)
+}
+
+/** `TcpMessage.MessageSocket`. */
+export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
+  readonly [TypeId] = TypeId
+  readonly socket: TcpSocket
+  readonly framing: Framing
+  /** The longest message sent or received; `undefined` (a socket of another make): no bound on sends. */
+  readonly max: number | undefined
+  private readonly recvOptions: { readonly max?: number | undefined }
+  /** Header and body of a prefixed message are two receives: one message receive at a time. */
+  private readonly receiving = Semaphore.makeUnsafe(1)
+
+  constructor(socket: TcpSocket, framing: Framing, max: number | undefined) {
+    super()
+    this.socket = socket
+    this.framing = framing
+    this.max = framing._tag === "Prefixed" && max !== undefined ? Math.min(max, headerLimit(framing.size)) : max
+    this.recvOptions = max === undefined ? {} : { max }
+  }
+
+  /** The framed chunks for one message of `parts`, or why it cannot be sent. */
+  private frame(
+    parts: ReadonlyArray<Uint8Array>,
+    total: number
+  ): ReadonlyArray<Uint8Array> | TcpError.InvalidArgument | TcpError.MessageTooLarge {
+    const address = connectionOf(this.socket)?.address
+    const framing = this.framing
+    const limit = framing._tag === "Prefixed" ? Math.min(this.max ?? Infinity, headerLimit(framing.size)) : this.max
+    if (limit !== undefined && total > limit) {
+      return tooLarge("send", `message of ${total} bytes longer than ${limit}`, address)
+    }
+    if (framing._tag === "Prefixed") return [header(framing.size, framing.endian, total), ...parts]
+    if (containsDelimiter(parts, total, framing.delimiter)) {
+      return TcpError.invalid("send", "the message contains the delimiter", address)
+    }
+    return [...parts, framing.delimiter]
+  }
+
+  send(message: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError | TcpError.MessageTooLarge> {
+    if (!isBytes(message)) return invalid("expected a Uint8Array", this.socket)
+    return this.sendv([message], options)
+  }
+
+  sendv(
+    parts: ReadonlyArray<Uint8Array>,
+    options?: Deadline.Options
+  ): Effect.Effect<void, TcpError.SendError | TcpError.MessageTooLarge> {
+    const total = checkParts(parts)
+    if (total === undefined) return invalid("expected an array of Uint8Array", this.socket)
+    const framed = this.frame(parts, total)
+    return Array.isArray(framed) ? this.socket.sendv(framed, options) : Effect.fail(framed as TcpError.InvalidArgument)
+  }
+
+  recv(options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
+    const framing = this.framing
+    if (framing._tag === "Delimited") {
+      return this.socket.recvUntil(
+        framing.delimiter,
+        options === undefined ? this.recvOptions : { ...options, ...this.recvOptions }
+      )
+    }
+    return this.receiving.withPermits(1)(this.recvPrefixed(framing.size, framing.endian, options))
+  }
+
+  private recvPrefixed(
+    size: 1 | 2 | 4 | 8,
+    endian: "big" | "little",
+    options: Deadline.Options | undefined
+  ): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
+    return Effect.flatMap(this.socket.recv(size, options), (bytes): Effect.Effect<Uint8Array, TcpError.RecvUntilError> => {
+      const length = lengthOf(bytes, size, endian)
+      const limit = Math.min(this.max ?? Number.MAX_SAFE_INTEGER, kMaxLength)
+      if (length > limit) {
+        const address = connectionOf(this.socket)?.address
+        return Effect.fail(tooLarge("recv", `message of ${length} bytes longer than ${limit}`, address))
+      }
+      return this.socket.recv(length, options)
+    })
+  }
+
+  get stream(): Stream.Stream<Uint8Array, TcpError.RecvUntilError> {
+    return Stream.unfold(undefined, () =>
+      this.recv().pipe(
+        Effect.map((message) => [message, undefined] as const),
+        // A FIN between two messages ends the stream; one inside a message is an error.
+        Effect.catchTag("PeerClosed", (error) => error.bytes.length === 0 ? Effect.succeed(undefined) : Effect.fail(error))
+      ))
+  }
+
+  get sink(): Sink.Sink<void, Uint8Array, never, TcpError.SendError | TcpError.MessageTooLarge> {
+    return Sink.forEachArray((messages) =>
+      Effect.suspend(() => {
+        // Every message of the batch is checked before any is sent, then all go in one batch.
+        const chunks: Array<Uint8Array> = []
+        for (const message of messages) {
+          if (!isBytes(message)) return invalid("expected a Uint8Array", this.socket)
+          const framed = this.frame([message], message.length)
+          if (!Array.isArray(framed)) return Effect.fail(framed as TcpError.InvalidArgument)
+          chunks.push(...framed)
+        }
+        return this.socket.sendv(chunks)
+      })
+    )
+  }
+
+  toJSON() {
+    const framing = this.framing
+    return {
+      _id: "MessageSocket",
+      framing: framing._tag === "Delimited"
+        ? { delimiter: Array.from(framing.delimiter) }
+        : { size: framing.size, endian: framing.endian },
+      max: this.max,
+      socket: this.socket
+    }
+  }
+
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
+}
