@@ -74,6 +74,16 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
     return this.phase === "open"
   }
 
+  /**
+   * Whether a connection pool may hand this connection to its next user:
+   * open both ways, nothing unread, no receive or send left halfway, nothing
+   * failed, the peer not finished.
+   */
+  get reusable(): boolean {
+    return this.phase === "open" && this.failure === undefined && !this.transportClosed &&
+      this.outbound.state === "open" && this.inbound.clean
+  }
+
   get bytesSent(): number {
     return this.outbound.bytesSent
   }

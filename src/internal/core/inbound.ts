@@ -99,6 +99,11 @@ export class Inbound {
     this.wake()
   }
 
+  /** Nothing unread, no receive under way, the peer not finished, the stream whole: a next reader starts at a boundary. */
+  get clean(): boolean {
+    return this.ring.count === 0 && this.reader === undefined && !this.eof && !this.broken && !this.discarding
+  }
+
   /** Something the waiting receive may be waiting for happened: it checks again. */
   wake(): void {
     const reader = this.reader
