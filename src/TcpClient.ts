@@ -28,6 +28,7 @@ import {
   resolveSettings,
   type SocketSettings
 } from "./internal/options.ts"
+import { make as makeConnectionPool } from "./internal/connectionPool.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
@@ -286,6 +287,107 @@ export const connect = (
   options?: ConnectOptions
 ): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, TcpClient | Scope.Scope> =>
   TcpClient.use((client) => client.connect(address, options))
+
+/**
+ * Options for `pool`: how many connections at most (`size`), how long an
+ * idle one stays open (`idleTimeout`; it closes between that and twice
+ * that; none: until the pool's scope ends), and the settings every
+ * connection is made with. Deadlines are given per `get`.
+ *
+ * @example
+ * ```ts
+ * import type { TcpClient } from "effect-tcp"
+ * const options: TcpClient.PoolOptions = { size: 4, idleTimeout: "30 seconds", noDelay: true }
+ * ```
+ * @since 0.1.0
+ */
+export interface PoolOptions extends Omit<ConnectOptions, "deadline" | "timeout" | "storage"> {
+  readonly size: number
+  readonly idleTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A snapshot of a pool: connections `open` (`idle` + `inUse`), callers
+ * `waiting` for one, and since the pool began: connections `created`, uses
+ * served by an idle connection (`reused`), and connections closed because
+ * they could not be reused (`discarded`: left unclean or failed by a use,
+ * or found closed by the peer while idle).
+ *
+ * @example
+ * ```ts
+ * import type { TcpClient } from "effect-tcp"
+ * const reuseRate = (s: TcpClient.PoolStats) => s.reused / Math.max(1, s.reused + s.created)
+ * ```
+ * @since 0.1.0
+ */
+export interface PoolStats {
+  readonly open: number
+  readonly idle: number
+  readonly inUse: number
+  readonly waiting: number
+  readonly created: number
+  readonly reused: number
+  readonly discarded: number
+}
+
+/**
+ * Connections to one peer kept open between uses (see `pool`).
+ *
+ * `get` lends an idle connection, or makes a new one, for the current
+ * scope; with `size` connections lent it waits, within its deadline
+ * (`TimedOut`; `0` or a past deadline never waits). When the scope ends
+ * after success and the socket is clean (nothing unread, not half-closed,
+ * no failed direction) it goes back to the pool, otherwise it is closed.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import type { TcpClient } from "effect-tcp"
+ * const ping = (pool: TcpClient.ConnectionPool) =>
+ *   Effect.scoped(Effect.gen(function*() {
+ *     const socket = yield* pool.get({ timeout: "1 second" })
+ *     yield* socket.send("PING\r\n")
+ *     return yield* socket.recvUntil("\r\n")
+ *   }))
+ * ```
+ * @since 0.1.0
+ */
+export interface ConnectionPool {
+  readonly get: (options?: Deadline.Options) => Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope>
+  readonly stats: Effect.Effect<PoolStats>
+}
+
+/**
+ * A pool of connections to `address`, open for the current scope, built on
+ * effect's `Pool`: sequential uses share one connection, at most `size` are
+ * open at once, a connection a use left unclean or failed is closed rather
+ * than lent again, and one the peer closed or reset while idle is dropped,
+ * never handed out. Fails with `InvalidArgument` when `size` is not a
+ * positive integer or `idleTimeout` not a positive duration.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient, TcpNode } from "effect-tcp"
+ * const program = Effect.gen(function*() {
+ *   const pool = yield* TcpClient.pool("127.0.0.1:6379", { size: 2, idleTimeout: "30 seconds" })
+ *   for (let i = 0; i < 3; i++) {
+ *     yield* Effect.scoped(Effect.gen(function*() {
+ *       const socket = yield* pool.get({ timeout: "1 second" })
+ *       yield* socket.send("PING\r\n")
+ *       yield* socket.recvUntil("\r\n")
+ *     }))
+ *   }
+ *   return yield* pool.stats // { created: 1, reused: 2, ... }
+ * }).pipe(Effect.scoped, Effect.provide(TcpNode.layer))
+ * ```
+ * @since 0.1.0
+ */
+export const pool = (
+  address: TcpAddress,
+  options: PoolOptions
+): Effect.Effect<ConnectionPool, TcpError.InvalidArgument, TcpClient | Scope.Scope> =>
+  TcpClient.use((client) => makeConnectionPool(client.connect, address, options))
 
 /**
  * Adopts an already-connected descriptor (libdill's `tcp_fromfd`), e.g. one

@@ -1,0 +1,165 @@
+/**
+ * `TcpClient.pool`: connections to one peer kept open between uses, on
+ * effect's `Pool`. The pool's items are holders, not sockets: a holder may
+ * be empty (its connection was discarded, or never made), so a dead or
+ * unclean connection is replaced inside its holder without the pool having
+ * to acquire, invalidate or wait for anything.
+ */
+import { Duration, Effect, Exit, Option, Pool, Scope } from "effect"
+import * as Deadline from "../Deadline.ts"
+import type { ConnectionPool, ConnectOptions, PoolOptions, PoolStats, TcpAddress } from "../TcpClient.ts"
+import * as TcpError from "../TcpError.ts"
+import type { TcpSocket } from "../TcpSocket.ts"
+import { checkedDuration } from "./options.ts"
+import { connectionOf } from "./tcpSocket.ts"
+
+type Connect = (
+  address: TcpAddress,
+  options?: ConnectOptions
+) => Effect.Effect<TcpSocket, TcpError.ConnectError, Scope.Scope>
+
+/** One place in the pool: the connection it holds (if any), in the scope that closes it. */
+class Holder {
+  socket: TcpSocket | undefined = undefined
+  scope: Scope.Closeable | undefined = undefined
+  borrowed = false
+}
+
+/** Whether a socket can serve its next user: only the library's own connections can say so. */
+const reusable = (socket: TcpSocket): boolean => connectionOf(socket)?.reusable ?? false
+
+const describe = (address: TcpAddress): string | undefined =>
+  typeof address === "string" ? address : "host" in address ? `${address.host}:${address.port}` : undefined
+
+export const make = (
+  connect: Connect,
+  address: TcpAddress,
+  options: PoolOptions
+): Effect.Effect<ConnectionPool, TcpError.InvalidArgument, Scope.Scope> =>
+  Effect.gen(function*() {
+    const label = describe(address)
+    const { idleTimeout, size, ...connectOptions } = options
+    if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 1) {
+      return yield* Effect.fail(TcpError.invalid("connect", `pool size must be a positive integer, got ${String(size)}`, label))
+    }
+    let timeToLive: Duration.Duration | undefined
+    if (idleTimeout !== undefined) {
+      const checked = checkedDuration(idleTimeout)
+      if (Option.isNone(checked) || Duration.isZero(checked.value)) {
+        return yield* Effect.fail(TcpError.invalid("connect", "idleTimeout must be a positive duration", label))
+      }
+      timeToLive = checked.value
+    }
+
+    const holders = new Set<Holder>()
+    const counts = { created: 0, reused: 0, discarded: 0, waiting: 0, borrowed: 0 }
+
+    // Closing the connection's own scope after success closes it gracefully
+    // in the background; after a failure it is aborted.
+    const close = (holder: Holder, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+      const scope = holder.scope
+      holder.socket = undefined
+      holder.scope = undefined
+      return scope === undefined ? Effect.void : Scope.close(scope, exit)
+    }
+    const discard = (holder: Holder, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+      counts.discarded++
+      return close(holder, exit)
+    }
+
+    const acquire = Effect.acquireRelease(
+      Effect.sync(() => {
+        const holder = new Holder()
+        holders.add(holder)
+        return holder
+      }),
+      (holder) => {
+        holders.delete(holder)
+        return close(holder, Exit.void)
+      }
+    )
+    const pool = timeToLive === undefined
+      ? yield* Pool.make({ acquire, size })
+      : yield* Pool.makeWithTTL({ acquire, min: 0, max: size, timeToLive })
+
+    const giveBack = (holder: Holder, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+      holder.borrowed = false
+      counts.borrowed--
+      const socket = holder.socket
+      if (socket === undefined || (Exit.isSuccess(exit) && reusable(socket))) return Effect.void
+      return discard(holder, exit)
+    }
+
+    // A free place is taken at once whatever the deadline; only a wait for one is bounded.
+    const take = (deadline: Deadline.Deadline): Effect.Effect<Holder, TcpError.TimedOut, Scope.Scope> => {
+      if (counts.borrowed < size) return Pool.get(pool)
+      const waitForOne = Effect.suspend(() => {
+        counts.waiting++
+        return Pool.get(pool)
+      }).pipe(Effect.ensuring(Effect.sync(() => counts.waiting--)))
+      if (deadline === Deadline.never) return waitForOne
+      return Effect.flatMap(Deadline.now, (now) =>
+        deadline <= now
+          ? Effect.fail(TcpError.timedOut("connect", label))
+          : Effect.timeoutOrElse(waitForOne, {
+            duration: deadline - now,
+            orElse: () => Effect.fail(TcpError.timedOut("connect", label))
+          }))
+    }
+
+    const borrow = (deadline: Deadline.Deadline) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.tap(restore(take(deadline)), (holder) => {
+          holder.borrowed = true
+          counts.borrowed++
+          // Added after `Pool.get`'s own finalizer, so it runs first: the
+          // holder is settled before the pool can lend it again.
+          return Effect.addFinalizer((exit) => giveBack(holder, exit))
+        })
+      )
+
+    const get = (getOptions?: Deadline.Options): Effect.Effect<TcpSocket, TcpError.ConnectError, Scope.Scope> =>
+      Effect.gen(function*() {
+        const deadline = yield* Deadline.resolve(getOptions, "connect", label)
+        const holder = yield* borrow(deadline)
+        const idle = holder.socket
+        if (idle !== undefined) {
+          if (reusable(idle)) {
+            counts.reused++
+            return idle
+          }
+          // The peer closed or reset it while it sat idle: never handed out.
+          yield* discard(holder, Exit.void)
+        }
+        const scope = yield* Scope.make()
+        const socket = yield* connect(address, { ...connectOptions, deadline }).pipe(
+          Scope.provide(scope),
+          Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)
+        )
+        holder.socket = socket
+        holder.scope = scope
+        counts.created++
+        return socket
+      })
+
+    const stats: Effect.Effect<PoolStats> = Effect.sync(() => {
+      let idle = 0
+      let inUse = 0
+      for (const holder of holders) {
+        if (holder.socket === undefined) continue
+        if (holder.borrowed) inUse++
+        else idle++
+      }
+      return {
+        open: idle + inUse,
+        idle,
+        inUse,
+        waiting: counts.waiting,
+        created: counts.created,
+        reused: counts.reused,
+        discarded: counts.discarded
+      }
+    })
+
+    return { get, stats }
+  })
