@@ -169,7 +169,7 @@ describe("TcpClient.pool", () => {
       const first = yield* use(pool)
       yield* statsAre(pool, { idle: 1 })
       yield* Deferred.succeed(closeFirst, undefined)
-      yield* eventually(() => connectionOf(first)?.reusable === false, "the server's FIN reached the idle connection")
+      yield* eventually(() => connectionOf(first)?.summary().peerFinished === true, "the server's FIN reached the idle connection")
       const second = yield* use(pool)
       assert.notStrictEqual(second, first)
       yield* statsAre(pool, { created: 2, reused: 0, discarded: 1, open: 1 })
