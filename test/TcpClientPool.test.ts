@@ -230,7 +230,7 @@ describe("TcpClient.pool", () => {
     })))
 })
 
-// The README's "Connection reuse" snippet, verbatim apart from the address.
+// The README's "Connection reuse" snippet, verbatim apart from the address and its `Effect.scoped` (withTcp scopes it).
 const readmeSnippet = (address: string): Effect.Effect<
   TcpClient.PoolStats,
   unknown,
