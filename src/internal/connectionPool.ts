@@ -7,16 +7,38 @@
  */
 import { Duration, Effect, Exit, Option, Pool, Scope } from "effect"
 import * as Deadline from "../Deadline.ts"
-import type { ConnectionPool, ConnectOptions, PoolOptions, PoolStats, TcpAddress } from "../TcpClient.ts"
 import * as TcpError from "../TcpError.ts"
 import type { TcpSocket } from "../TcpSocket.ts"
+import type { TcpAddress } from "./address.ts"
 import { checkedDuration } from "./options.ts"
 import { connectionOf } from "./tcpSocket.ts"
 
-type Connect = (
-  address: TcpAddress,
-  options?: ConnectOptions
-) => Effect.Effect<TcpSocket, TcpError.ConnectError, Scope.Scope>
+// The public types (`TcpClient.PoolOptions`, `ConnectionPool`, `PoolStats`)
+// live in TcpClient.ts, which imports this module: they are matched here by
+// shape, so the two modules do not import each other.
+
+/** The pool's settings; the rest are the options every connection is made with. */
+interface Settings {
+  readonly size: number
+  readonly idleTimeout?: Duration.Input | undefined
+}
+
+/** What `pool.stats` reports (`TcpClient.PoolStats`). */
+interface Stats {
+  readonly open: number
+  readonly idle: number
+  readonly inUse: number
+  readonly waiting: number
+  readonly created: number
+  readonly reused: number
+  readonly discarded: number
+}
+
+/** A pool of connections (`TcpClient.ConnectionPool`). */
+interface Lender {
+  readonly get: (options?: Deadline.Options) => Effect.Effect<TcpSocket, TcpError.ConnectError, Scope.Scope>
+  readonly stats: Effect.Effect<Stats>
+}
 
 /** One place in the pool: the connection it holds (if any), in the scope that closes it. */
 class Holder {
@@ -31,11 +53,14 @@ const reusable = (socket: TcpSocket): boolean => connectionOf(socket)?.reusable 
 const describe = (address: TcpAddress): string | undefined =>
   typeof address === "string" ? address : "host" in address ? `${address.host}:${address.port}` : undefined
 
-export const make = (
-  connect: Connect,
+export const make = <Options extends Settings>(
+  connect: (
+    address: TcpAddress,
+    options: Omit<Options, "size" | "idleTimeout"> & Deadline.Options
+  ) => Effect.Effect<TcpSocket, TcpError.ConnectError, Scope.Scope>,
   address: TcpAddress,
-  options: PoolOptions
-): Effect.Effect<ConnectionPool, TcpError.InvalidArgument, Scope.Scope> =>
+  options: Options
+): Effect.Effect<Lender, TcpError.InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
     const label = describe(address)
     const { idleTimeout, size, ...connectOptions } = options
@@ -142,7 +167,7 @@ export const make = (
         return socket
       })
 
-    const stats: Effect.Effect<PoolStats> = Effect.sync(() => {
+    const stats: Effect.Effect<Stats> = Effect.sync(() => {
       let idle = 0
       let inUse = 0
       for (const holder of holders) {
