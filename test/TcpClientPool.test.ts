@@ -12,6 +12,7 @@ import { connectionOf } from "../src/internal/tcpSocket.ts"
 import {
   awaitDone,
   checkFdLeaks,
+  closedPort,
   echo4,
   eventually,
   expectPoolIdle,
@@ -207,6 +208,16 @@ describe("TcpClient.pool", () => {
         assert.isAtLeast(storage.inUse, 3, "the idle connections keep their slots")
       }))
       yield* expectPoolIdle
+    })))
+
+  it.live("a connect that fails is the get's error and takes no place in the pool", () =>
+    withTcp(Effect.gen(function*() {
+      const port = yield* closedPort
+      const pool = yield* TcpClient.pool(`127.0.0.1:${port}`, { size: 1 })
+      for (let i = 0; i < 3; i++) {
+        yield* failsWith(() => Effect.scoped(pool.get({ timeout: "5 seconds" })), "ConnRefused", `attempt ${i}`)
+      }
+      yield* statsAre(pool, { open: 0, inUse: 0, waiting: 0, created: 0, discarded: 0 })
     })))
 
   it.effect("bad options fail with InvalidArgument", () =>
