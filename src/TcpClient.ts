@@ -346,7 +346,7 @@ export interface PoolStats {
  * const ping = (pool: TcpClient.ConnectionPool) =>
  *   Effect.scoped(Effect.gen(function*() {
  *     const socket = yield* pool.get({ timeout: "1 second" })
- *     yield* socket.send("PING\r\n")
+ *     yield* socket.send(new TextEncoder().encode("PING\r\n"))
  *     return yield* socket.recvUntil("\r\n")
  *   }))
  * ```
@@ -374,7 +374,7 @@ export interface ConnectionPool {
  *   for (let i = 0; i < 3; i++) {
  *     yield* Effect.scoped(Effect.gen(function*() {
  *       const socket = yield* pool.get({ timeout: "1 second" })
- *       yield* socket.send("PING\r\n")
+ *       yield* socket.send(new TextEncoder().encode("PING\r\n"))
  *       yield* socket.recvUntil("\r\n")
  *     }))
  *   }
