@@ -281,3 +281,31 @@ describe("TcpMessage.prefix against a node:net peer", () => {
       yield* failsWith(() => messages.recv(T), "MessageTooLarge")
     })))
 })
+
+describe("README", () => {
+  it.live("the Messages snippet runs against a memcached-like node:net peer", () =>
+    on(layers[0]![1], Effect.gen(function*() {
+      const peer = yield* rawServer((socket: Net.Socket) => {
+        socket.on("error", () => {})
+        let got = ""
+        socket.on("data", (chunk: Buffer) => {
+          got += chunk.toString()
+          if (got === "get greeting\r\n") socket.end("VALUE greeting 0 5\r\nhello\r\nEND\r\n")
+        })
+      })
+      assert.strictEqual(yield* readmeSnippet(peer.address), "hello")
+    })))
+})
+
+// The README's "Messages" snippet, verbatim apart from the address.
+const readmeSnippet = (address: string) =>
+  Effect.gen(function*() {
+    const socket = yield* TcpClient.connect(address, { timeout: "2 seconds" })
+    const lines = yield* TcpMessage.crlf(socket, { max: 1024 })
+    yield* lines.send(new TextEncoder().encode("get greeting"))
+    const header = new TextDecoder().decode(yield* lines.recv({ timeout: "2 seconds" })) // "VALUE greeting 0 5"
+    const length = Number(header.split(" ")[3])
+    const value = yield* socket.recv(length + 2, { timeout: "2 seconds" }) // the body and its CRLF, exactly
+    yield* lines.recv({ timeout: "2 seconds" }) // "END"
+    return new TextDecoder().decode(value.subarray(0, length))
+  }).pipe(Effect.scoped)
