@@ -362,8 +362,10 @@ export interface ConnectionPool {
  * effect's `Pool`: sequential uses share one connection, at most `size` are
  * open at once, a connection a use left unclean or failed is closed rather
  * than lent again, and one the peer closed or reset while idle is dropped,
- * never handed out. Fails with `InvalidArgument` when `size` is not a
- * positive integer or `idleTimeout` not a positive duration.
+ * never handed out. Opening it cannot fail (DESIGN.md: `never`): when
+ * `size` is not a positive integer or `idleTimeout` not a positive
+ * duration, every `get` fails with that `InvalidArgument` (it is one of
+ * `ConnectError`'s tags) and nothing is ever connected.
  *
  * @example
  * ```ts
@@ -386,8 +388,18 @@ export interface ConnectionPool {
 export const pool = (
   address: TcpAddress,
   options: PoolOptions
-): Effect.Effect<ConnectionPool, TcpError.InvalidArgument, TcpClient | Scope.Scope> =>
-  TcpClient.use((client) => makeConnectionPool(client.connect, address, options))
+): Effect.Effect<ConnectionPool, never, TcpClient | Scope.Scope> =>
+  TcpClient.use((client) =>
+    makeConnectionPool(client.connect, address, options).pipe(
+      Effect.catch((invalid) => Effect.succeed(refusingPool(invalid)))
+    )
+  )
+
+/** A pool whose options were not valid: every `get` says so, and it holds nothing. */
+const refusingPool = (invalid: TcpError.InvalidArgument): ConnectionPool => ({
+  get: () => Effect.fail(invalid),
+  stats: Effect.succeed({ open: 0, idle: 0, inUse: 0, waiting: 0, created: 0, reused: 0, discarded: 0 })
+})
 
 /**
  * Adopts an already-connected descriptor (libdill's `tcp_fromfd`), e.g. one
