@@ -56,12 +56,16 @@ export interface MessageSocket extends Pipeable, Inspectable.Inspectable {
   /**
    * libdill's `mrecv`: the next message, without its delimiter or header.
    * `PeerClosed` carries what arrived of it (no bytes: the FIN came between
-   * messages). Delimited messages are `socket.recvUntil` (retry-safe when
-   * the message fits in the slot). A prefixed message is two exact
-   * receives, header then body: a length past `max` fails
-   * `MessageTooLarge` with the header consumed (the socket is then at the
-   * body's first byte), and a receive stopped between the two leaves the
-   * header consumed.
+   * messages). Delimited messages are `socket.recvUntil`. A prefixed
+   * message's header is read in place in the storage slot: a length past
+   * `max` fails `MessageTooLarge` with nothing consumed (the application
+   * may read the frame with `socket.recv`, or close). Either way a message
+   * that fits in the slot and times out or is interrupted consumes
+   * nothing; a longer one stopped halfway leaves the inbound direction
+   * unusable (`ConnReset`), as for `recv`. On a `TcpSocket` of another
+   * make, a prefixed message is two exact receives and a length past `max`
+   * leaves the header consumed. Under `TcpTest`, errors injected into
+   * `"recvUntil"` apply to every message receive.
    */
   recv(options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvUntilError>
   /** The messages received, ending at a FIN between messages; a FIN inside one fails `PeerClosed`. */

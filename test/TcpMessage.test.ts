@@ -127,8 +127,39 @@ for (const [name, layer] of layers) {
         const prefixed = yield* TcpMessage.prefix(server, { max: 4 })
         yield* client.send(new Uint8Array([0, 0, 0, 5, 1, 2, 3, 4, 5]), T)
         yield* failsWith(() => prefixed.recv(T), "MessageTooLarge")
-        // Prefixed: the header is consumed, the body is next.
-        assert.deepStrictEqual([...(yield* server.recv(5, T))], [1, 2, 3, 4, 5])
+        // Prefixed: the header was read in place, nothing consumed.
+        assert.deepStrictEqual([...(yield* server.recv(9, T))], [0, 0, 0, 5, 1, 2, 3, 4, 5])
+      })))
+
+    it.live("a prefixed receive that times out or is interrupted consumes nothing; the retry gets the message", () =>
+      on(layer, Effect.gen(function*() {
+        const { client, server } = yield* pair
+        const prefixed = yield* TcpMessage.prefix(server, { size: 2 })
+        // Half a header, then a header and half a body.
+        yield* client.send(new Uint8Array([0]), T)
+        yield* failsWith(() => prefixed.recv({ timeout: "50 millis" }), "TimedOut")
+        yield* client.send(new Uint8Array([4, 1, 2]), T)
+        yield* failsWith(() => prefixed.recv({ timeout: "50 millis" }), "TimedOut")
+        const waiting = yield* Effect.forkChild(prefixed.recv(T))
+        yield* eventually(() => waiting.pollUnsafe() === undefined, "the receive waits")
+        yield* Fiber.interrupt(waiting)
+        yield* client.send(new Uint8Array([3, 4]), T)
+        assert.deepStrictEqual([...(yield* prefixed.recv(T))], [1, 2, 3, 4])
+      })))
+
+    it.live("concurrent prefixed receives each get whole messages, in call order", () =>
+      on(layer, Effect.gen(function*() {
+        const { client, server } = yield* pair
+        const sender = yield* TcpMessage.prefix(client, { size: 1 })
+        const receiver = yield* TcpMessage.prefix(server, { size: 1 })
+        const reading = yield* Effect.forkChild(
+          Effect.all(Array.from({ length: 4 }, () => receiver.recv(T)), { concurrency: "unbounded" })
+        )
+        for (const m of ["a", "bb", "ccc", "dddd"]) {
+          for (const byte of [m.length, ...text(m)]) yield* client.send(new Uint8Array([byte]), T)
+        }
+        assert.deepStrictEqual((yield* Fiber.join(reading)).map(str), ["a", "bb", "ccc", "dddd"])
+        assert.isDefined(sender)
       })))
 
     it.live("the stream ends at a FIN between messages; a FIN inside one is PeerClosed", () =>

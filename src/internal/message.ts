@@ -7,7 +7,7 @@
 import { Effect, Inspectable, Semaphore, Sink, Stream } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
-import type * as Deadline from "../Deadline.ts"
+import * as Deadline from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import type { TcpSocket } from "../TcpSocket.ts"
 import { gather } from "./bytes.ts"
@@ -153,7 +153,7 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
   /** The longest message sent or received; `undefined` (a socket of another make): no bound on sends. */
   readonly max: number | undefined
   private readonly recvOptions: { readonly max?: number | undefined }
-  /** Header and body of a prefixed message are two receives: one message receive at a time. */
+  /** On a socket of another make, header and body are two receives: one message receive at a time. */
   private readonly receiving = Semaphore.makeUnsafe(1)
 
   constructor(socket: TcpSocket, framing: Framing, max: number | undefined) {
@@ -205,9 +205,19 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
         options === undefined ? this.recvOptions : { ...options, ...this.recvOptions }
       )
     }
-    return this.receiving.withPermits(1)(this.recvPrefixed(framing.size, framing.endian, options))
+    const conn = connectionOf(this.socket)
+    if (conn === undefined) return this.receiving.withPermits(1)(this.recvPrefixed(framing.size, framing.endian, options))
+    // The library's own socket: the header is read in place, in the receive's turn.
+    const { size, endian } = framing
+    const limit = Math.min(this.max ?? Number.MAX_SAFE_INTEGER, kMaxLength)
+    const receive = (deadline: Deadline.Deadline) =>
+      conn.recvPrefixed(size, (bytes) => lengthOf(bytes, size, endian), limit, deadline)
+    return options === undefined
+      ? receive(Deadline.never)
+      : Effect.flatMap(Deadline.resolve(options, "recv", conn.address), receive)
   }
 
+  /** A socket of another make: header, then body, with its exact receives. */
   private recvPrefixed(
     size: 1 | 2 | 4 | 8,
     endian: "big" | "little",

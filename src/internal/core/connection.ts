@@ -188,6 +188,21 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
     return injected !== undefined ? Effect.fail(injected) : this.inbound.recvUntil(delimiter, max, deadline)
   }
 
+  /**
+   * A length-prefixed message (see `Inbound.recvPrefixed`); `recvUntil`'s
+   * injected errors apply, as to every message receive. Call it while the
+   * effect runs.
+   */
+  recvPrefixed(
+    header: number,
+    lengthOf: (header: Uint8Array) => number,
+    max: number,
+    deadline: Deadline
+  ): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
+    const injected = this.inject?.recvUntil()
+    return injected !== undefined ? Effect.fail(injected) : this.inbound.recvPrefixed(header, lengthOf, max, deadline)
+  }
+
   /** The slot's size: what a receive may ask for and still be retry-safe. */
   get slotSize(): number {
     return this.inbound.ring.size

@@ -54,6 +54,30 @@ class Frame implements Turn {
 }
 
 /**
+ * A length-prefixed message (`TcpMessage.prefix`) in the inbound lane: the
+ * header is read in place, so a length past `max` fails with nothing
+ * consumed; header and body are then one exact read (`read`), retry-safe
+ * when both fit in the slot.
+ */
+class Prefixed implements Turn {
+  resume: Resume<Uint8Array, TcpError.RecvUntilError> | undefined
+  private readonly inbound: Inbound
+  readonly header: number
+  readonly lengthOf: (header: Uint8Array) => number
+  readonly max: number
+  read: Incoming | undefined
+  constructor(inbound: Inbound, header: number, lengthOf: (header: Uint8Array) => number, max: number) {
+    this.inbound = inbound
+    this.header = header
+    this.lengthOf = lengthOf
+    this.max = max
+  }
+  start(): void {
+    this.inbound.startPrefixed(this)
+  }
+}
+
+/**
  * A connection's inbound direction: the slot's ring the transport reads
  * into, the lane receives take turns in, and its state (the peer's FIN,
  * broken by a receive that stopped halfway, draining while closing).
@@ -71,7 +95,7 @@ export class Inbound {
   /** Bytes delivered to receives, for metrics. */
   bytesReceived = 0
   /** The receive whose turn it is and that waits for bytes. */
-  private reader: Incoming | Frame | undefined
+  private reader: Incoming | Frame | Prefixed | undefined
   /** Receives, one at a time in call order. */
   private readonly lane = new Lane()
   private readonly host: Host
@@ -108,6 +132,7 @@ export class Inbound {
   wake(): void {
     const reader = this.reader
     if (reader instanceof Frame) this.serveFrame(reader)
+    else if (reader instanceof Prefixed) this.servePrefixed(reader)
     else if (reader !== undefined) this.serve(reader)
   }
 
@@ -348,12 +373,107 @@ export class Inbound {
     )
   }
 
+  // ------------------------------------------------------ length prefixes
+
+  /**
+   * A message after a header of `header` bytes whose length `lengthOf`
+   * reads, waiting until `deadline`. A length past `max` fails
+   * `MessageTooLarge` with nothing consumed. Call it while the effect runs.
+   */
+  recvPrefixed(
+    header: number,
+    lengthOf: (header: Uint8Array) => number,
+    max: number,
+    deadline: Deadline
+  ): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
+    const message = new Prefixed(this, header, lengthOf, max)
+    const timedOut = () => TcpError.timedOut("recv", this.host.address)
+    return attempt<Uint8Array, TcpError.RecvUntilError, TcpError.TimedOut>(deadline, timedOut, (resume) => {
+      message.resume = resume
+      this.lane.enter(message)
+      return () => this.abandonPrefixed(message)
+    })
+  }
+
+  /** `message`'s turn has come: it completes now or waits for bytes as the reader. */
+  startPrefixed(message: Prefixed): void {
+    const outcome = this.beginPrefixed(message)
+    if (outcome === undefined) this.reader = message
+    else this.endPrefixed(message, outcome)
+  }
+
+  private beginPrefixed(message: Prefixed): Effect.Effect<Uint8Array, TcpError.RecvUntilError> | undefined {
+    if (!this.host.open) return Effect.fail(TcpError.closed("recv", this.host.address))
+    if (this.broken) {
+      return Effect.fail(
+        TcpError.make(TcpError.ConnReset, "ECONNRESET", "recv", this.host.address, "an earlier receive stopped halfway")
+      )
+    }
+    return this.stepPrefixed(message)
+  }
+
+  private servePrefixed(message: Prefixed): void {
+    const outcome = this.stepPrefixed(message)
+    if (outcome !== undefined) this.endPrefixed(message, outcome)
+  }
+
+  /** The one place a prefixed receive's fiber is resumed. */
+  private endPrefixed(message: Prefixed, outcome: Effect.Effect<Uint8Array, TcpError.RecvUntilError>): void {
+    if (this.reader === message) this.reader = undefined
+    this.lane.leave(message)
+    message.resume?.(outcome)
+  }
+
+  private abandonPrefixed(message: Prefixed): void {
+    if (this.reader === message) this.reader = undefined
+    if (message.read !== undefined) this.markIfHalfway(message.read)
+    this.lane.leave(message)
+  }
+
+  /** Moves a prefixed receive forward: the header in place, then header and body as one exact read. */
+  private stepPrefixed(message: Prefixed): Effect.Effect<Uint8Array, TcpError.RecvUntilError> | undefined {
+    const ring = this.ring
+    if (message.read === undefined) {
+      if (ring.count < message.header) {
+        if (this.eof) {
+          const rest = new Uint8Array(ring.count)
+          if (ring.copyOut([rest], 0, rest.length)) this.resumeReading()
+          this.bytesReceived += rest.length
+          return Effect.fail(TcpError.peerClosed("recv", rest, this.host.address))
+        }
+        const failure = this.host.failure
+        return failure === undefined ? undefined : Effect.fail(reported(failure, "recv", TcpError.recvUntilTags))
+      }
+      const head = new Uint8Array(message.header)
+      ring.peek(message.header, head, 0)
+      const length = message.lengthOf(head)
+      if (length > message.max) {
+        return Effect.fail(
+          TcpError.make(TcpError.MessageTooLarge, "EMSGSIZE", "recv", this.host.address, `message of ${length} bytes longer than ${message.max}`)
+        )
+      }
+      let body: Uint8Array
+      try {
+        body = new Uint8Array(length)
+      } catch {
+        // A length the header allows but memory cannot hold: nothing consumed, the caller decides.
+        return Effect.fail(TcpError.invalid("recv", `cannot allocate ${length} bytes`, this.host.address))
+      }
+      const total = message.header + length
+      message.read = new Incoming(this, [head, body], total, total <= ring.size, false)
+    }
+    const read = message.read
+    const outcome = this.step(read)
+    return outcome === undefined ? undefined : Effect.map(outcome, () => read.targets[1] ?? new Uint8Array(0))
+  }
+
   // ------------------------------------------------------------- closing
 
   /** Fails the receive in progress with `error()`; those queued behind it then start and fail the same way. */
   failWaiting(error: () => TcpError.RecvError): void {
     const reader = this.reader
     if (reader instanceof Frame) this.endFrame(reader, Effect.fail(error()))
+    else if (reader instanceof Prefixed) this.endPrefixed(reader, Effect.fail(error()))
     else if (reader !== undefined) this.end(reader, Effect.fail(error()))
   }
 
