@@ -10,7 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Stream } from "effect"
 import type { Scope } from "effect"
 import type * as Net from "node:net"
-import { TcpClient, TcpListener, TcpMessage, TcpNode, TcpTest } from "../src/index.ts"
+import { TcpClient, TcpError, TcpListener, TcpMessage, TcpNode, TcpTest } from "../src/index.ts"
 import type { TcpStorage } from "../src/index.ts"
 import { bytesTaken, checkFdLeaks, eventually, expectPoolIdle, failsWith, rawServer } from "./helpers.ts"
 
@@ -340,3 +340,24 @@ const readmeSnippet = (address: string) =>
     yield* lines.recv({ timeout: "2 seconds" }) // "END"
     return new TextDecoder().decode(value.subarray(0, length))
   }).pipe(Effect.scoped)
+
+describe("TcpMessage, memory only", () => {
+  it.effect("MessageTooLarge injected into \"recvUntil\" fails the next message receive, prefixed too; nothing consumed", () =>
+    Effect.gen(function*() {
+      const server = yield* TcpTest.listen("127.0.0.1:7000")
+      const connecting = yield* Effect.forkChild(TcpClient.connect("127.0.0.1:7000"))
+      const peer = yield* server.accept()
+      const socket = yield* Fiber.join(connecting)
+      const tooLarge = TcpError.make(TcpError.MessageTooLarge, "EMSGSIZE", "recv", "127.0.0.1:7000", "injected")
+      const lines = yield* TcpMessage.crlf(socket)
+      const prefixed = yield* TcpMessage.prefix(socket, { size: 1 })
+      yield* peer.send("line\r\n")
+      yield* peer.send(new Uint8Array([1, 9]))
+      yield* peer.failNext("recvUntil", tooLarge)
+      assert.strictEqual((yield* Effect.flip(lines.recv()))._tag, "MessageTooLarge")
+      assert.strictEqual(str(yield* lines.recv()), "line")
+      yield* peer.failNext("recvUntil", tooLarge)
+      assert.strictEqual((yield* Effect.flip(prefixed.recv()))._tag, "MessageTooLarge")
+      assert.deepStrictEqual([...(yield* prefixed.recv())], [9])
+    }).pipe(Effect.scoped, Effect.provide(TcpTest.layer)))
+})
