@@ -32,8 +32,9 @@ const isSocket = (u: unknown): u is TcpSocket =>
 const headerLimit = (size: 1 | 2 | 4 | 8): number =>
   size === 8 ? Number.MAX_SAFE_INTEGER : 2 ** (8 * size) - 1
 
-const invalid = (detail: string, socket?: TcpSocket) =>
-  Effect.fail(TcpError.invalid("message", detail, connectionOf(socket)?.address))
+/** Bad input: `syscall` is `"attach"` (libdill's `*_attach`) for the protocols' options, else the call's. */
+const invalid = (detail: string, socket?: TcpSocket, syscall = "attach") =>
+  Effect.fail(TcpError.invalid(syscall, detail, connectionOf(socket)?.address))
 
 const tooLarge = (syscall: string, detail: string, address: string | undefined) =>
   TcpError.make(TcpError.MessageTooLarge, "EMSGSIZE", syscall, address, detail)
@@ -183,7 +184,7 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
   }
 
   send(message: Uint8Array, options?: Deadline.Options): Effect.Effect<void, TcpError.SendError | TcpError.MessageTooLarge> {
-    if (!isBytes(message)) return invalid("expected a Uint8Array", this.socket)
+    if (!isBytes(message)) return invalid("expected a Uint8Array", this.socket, "send")
     return this.sendv([message], options)
   }
 
@@ -192,7 +193,7 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
     options?: Deadline.Options
   ): Effect.Effect<void, TcpError.SendError | TcpError.MessageTooLarge> {
     const total = checkParts(parts)
-    if (total === undefined) return invalid("expected an array of Uint8Array", this.socket)
+    if (total === undefined) return invalid("expected an array of Uint8Array", this.socket, "send")
     const framed = this.frame(parts, total)
     return Array.isArray(framed) ? this.socket.sendv(framed, options) : Effect.fail(framed as TcpError.InvalidArgument)
   }
@@ -249,7 +250,7 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
         // Every message of the batch is checked before any is sent, then all go in one batch.
         const chunks: Array<Uint8Array> = []
         for (const message of messages) {
-          if (!isBytes(message)) return invalid("expected a Uint8Array", this.socket)
+          if (!isBytes(message)) return invalid("expected a Uint8Array", this.socket, "send")
           const framed = this.frame([message], message.length)
           if (!Array.isArray(framed)) return Effect.fail(framed as TcpError.InvalidArgument)
           chunks.push(...framed)
