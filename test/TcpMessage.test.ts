@@ -116,6 +116,17 @@ for (const [name, layer] of layers) {
         assert.strictEqual(str(yield* server.recv(6, T)), "1234\r\n")
       })))
 
+    it.live("sink sends each message; a batch holding a bad message sends none of it", () =>
+      on(layer, Effect.gen(function*() {
+        const { client, server } = yield* pair
+        const lines = yield* TcpMessage.crlf(client, { max: 8 })
+        yield* Stream.make(text("a"), text(""), text("bc")).pipe(Stream.run(lines.sink))
+        yield* failsWith(() => Stream.make(text("ok"), text("x\r\ny")).pipe(Stream.run(lines.sink)), "InvalidArgument")
+        yield* failsWith(() => Stream.make(text("ok"), text("123456789")).pipe(Stream.run(lines.sink)), "MessageTooLarge")
+        yield* lines.send(text("end"), T)
+        assert.strictEqual(str(yield* server.recv(14, T)), "a\r\n\r\nbc\r\nend\r\n")
+      })))
+
     it.live("max on receive: MessageTooLarge", () =>
       on(layer, Effect.gen(function*() {
         const { client, server } = yield* pair
