@@ -146,6 +146,10 @@ const lengthOf = (bytes: Uint8Array, size: 1 | 2 | 4 | 8, endian: "big" | "littl
   return length > BigInt(Number.MAX_SAFE_INTEGER) ? Infinity : Number(length)
 }
 
+type Refused = TcpError.InvalidArgument | TcpError.MessageTooLarge
+
+const isRefused = (framed: ReadonlyArray<Uint8Array> | Refused): framed is Refused => !Array.isArray(framed)
+
 /** `TcpMessage.MessageSocket`. */
 export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
   readonly [TypeId] = TypeId
@@ -169,7 +173,7 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
   private frame(
     parts: ReadonlyArray<Uint8Array>,
     total: number
-  ): ReadonlyArray<Uint8Array> | TcpError.InvalidArgument | TcpError.MessageTooLarge {
+  ): ReadonlyArray<Uint8Array> | Refused {
     const address = connectionOf(this.socket)?.address
     const framing = this.framing
     const limit = framing._tag === "Prefixed" ? Math.min(this.max ?? Infinity, headerLimit(framing.size)) : this.max
@@ -195,7 +199,7 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
     const total = checkParts(parts)
     if (total === undefined) return invalid("expected an array of Uint8Array", this.socket, "send")
     const framed = this.frame(parts, total)
-    return Array.isArray(framed) ? this.socket.sendv(framed, options) : Effect.fail(framed as TcpError.InvalidArgument)
+    return isRefused(framed) ? Effect.fail(framed) : this.socket.sendv(framed, options)
   }
 
   recv(options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
@@ -246,13 +250,13 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
 
   get sink(): Sink.Sink<void, Uint8Array, never, TcpError.SendError | TcpError.MessageTooLarge> {
     return Sink.forEachArray((messages) =>
-      Effect.suspend(() => {
+      Effect.suspend((): Effect.Effect<void, TcpError.SendError | TcpError.MessageTooLarge> => {
         // Every message of the batch is checked before any is sent, then all go in one batch.
         const chunks: Array<Uint8Array> = []
         for (const message of messages) {
           if (!isBytes(message)) return invalid("expected a Uint8Array", this.socket, "send")
           const framed = this.frame([message], message.length)
-          if (!Array.isArray(framed)) return Effect.fail(framed as TcpError.InvalidArgument)
+          if (isRefused(framed)) return Effect.fail(framed)
           chunks.push(...framed)
         }
         return this.socket.sendv(chunks)
