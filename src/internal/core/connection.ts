@@ -5,6 +5,7 @@ import * as TcpError from "../../TcpError.ts"
 import type { Pool, SlotMemory } from "../pool.ts"
 import { awaitEvent, type Resume, startTimer } from "../wait.ts"
 import { type Failure, type Host, reported } from "./failure.ts"
+import { recvPrefixed, recvUntil } from "./frames.ts"
 import { Inbound } from "./inbound.ts"
 import { Outbound } from "./outbound.ts"
 import type { Transport, TransportEvents } from "./transport.ts"
@@ -185,7 +186,7 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   /** The bytes before the next `delimiter` (see `Inbound.recvUntil`). Call it while the effect runs. */
   recvUntil(delimiter: Uint8Array, max: number, deadline: Deadline): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
     const injected = this.inject?.recvUntil()
-    return injected !== undefined ? Effect.fail(injected) : this.inbound.recvUntil(delimiter, max, deadline)
+    return injected !== undefined ? Effect.fail(injected) : recvUntil(this.inbound, delimiter, max, deadline)
   }
 
   /**
@@ -200,7 +201,7 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
     deadline: Deadline
   ): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
     const injected = this.inject?.recvUntil()
-    return injected !== undefined ? Effect.fail(injected) : this.inbound.recvPrefixed(header, lengthOf, max, deadline)
+    return injected !== undefined ? Effect.fail(injected) : recvPrefixed(this.inbound, header, lengthOf, max, deadline)
   }
 
   /** The slot's size: what a receive may ask for and still be retry-safe. */
