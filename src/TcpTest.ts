@@ -39,7 +39,7 @@ import { Host, NetAddress } from "effect/net"
 import { pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "./Deadline.ts"
-import { parse } from "./internal/address.ts"
+import { describe as describeAddress, parse } from "./internal/address.ts"
 import { gather } from "./internal/bytes.ts"
 import { Connection, type Injector } from "./internal/core/connection.ts"
 import { Pipe, Side } from "./internal/memory/transport.ts"
@@ -1068,7 +1068,7 @@ const networkOf = (world: World): TcpListener.Network => ({
           const backlog: unknown = options?.backlog === undefined ? 511 : options.backlog
           return isCount(backlog, 1)
             ? listenIn(world, address, { backlog, window: SERVER_WINDOW }, SERVER_WINDOW)
-            : Effect.fail(TcpError.invalid("listen", "backlog must be >= 1 and pending >= 0", String(address)))
+            : Effect.fail(TcpError.invalid("listen", "backlog must be >= 1 and pending >= 0", describeAddress(address)))
         }),
         (listener) => Effect.succeed(new MemoryListener(listener))
       ),

@@ -13,13 +13,19 @@ export type Family = "ipv4" | "ipv6" | "any"
 
 type Endpoint = NetAddress.InetAddress | Host.HostPort
 
-const describe = (address: unknown): string => {
+/** A name for any value given as an address, for messages: never throws. */
+export const describe = (address: unknown): string => {
   if (typeof address === "string") return address
   if (NetAddress.isInetAddress(address)) return NetAddress.formatInet(address)
   try {
     return JSON.stringify(address) ?? String(address)
   } catch {
-    return String(address)
+    // A value whose own toString is not callable (or throws) still gets a name.
+    try {
+      return String(address)
+    } catch {
+      return Object.prototype.toString.call(address)
+    }
   }
 }
 
