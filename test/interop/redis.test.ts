@@ -9,29 +9,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Layer } from "effect"
 import type { Scope } from "effect"
-import { spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { accessSync, constants } from "node:fs"
-import * as Net from "node:net"
-import { delimiter, join } from "node:path"
 import { TcpClient, TcpNode } from "../../src/index.ts"
 import type { TcpError, TcpSocket, TcpStorage } from "../../src/index.ts"
-import { checkFdLeaks, closedPort, expectPoolIdle, TestTcp } from "../helpers.ts"
+import { checkFdLeaks, expectPoolIdle, TestTcp } from "../helpers.ts"
+import { findRedisServer, startRedis } from "./redis-server.ts"
 
-/** `redis-server` on PATH, or undefined. */
-const redisServer: string | undefined = (process.env.PATH ?? "").split(delimiter).map((dir) =>
-  join(dir, "redis-server")
-).find((candidate) => {
-  try {
-    accessSync(candidate, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
-})
-if (redisServer === undefined) {
-  console.log("[interop/redis] skipping: redis-server is not on PATH (install it, e.g. apt-get install redis-server)")
-}
+/** `redis-server` on PATH, or undefined (then every test here is skipped). */
+const redisServer = findRedisServer("interop/redis")
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -61,68 +46,6 @@ const readLine = (socket: TcpSocket.TcpSocket): Effect.Effect<string, TcpError.R
       if (line.length >= 2 && line[line.length - 2] === 13 && b === 10) return text(new Uint8Array(line.slice(0, -2)))
     }
     return assert.fail(`RESP line longer than 128 bytes: ${text(new Uint8Array(line))}`)
-  })
-
-/**
- * A redis-server on a free loopback port, without persistence, killed (and
- * waited for) with the scope. Ready once it accepts a connection.
- */
-const startRedis = (binary: string): Effect.Effect<{ readonly port: number; readonly address: string }, Error, Scope.Scope> =>
-  Effect.gen(function*() {
-    const port = yield* closedPort
-    const logs: Array<string> = []
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const child = spawn(binary, [
-          "--port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          "--save",
-          "",
-          "--appendonly",
-          "no",
-          "--protected-mode",
-          "no",
-          "--dir",
-          "/tmp"
-        ], { stdio: ["ignore", "pipe", "pipe"] })
-        child.stdout.on("data", (d: Buffer) => logs.push(d.toString()))
-        child.stderr.on("data", (d: Buffer) => logs.push(d.toString()))
-        child.on("error", (e) => logs.push(`spawn error: ${e.message}`))
-        return child
-      }),
-      (child) =>
-        Effect.callback<void>((resume) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-          const force = setTimeout(() => child.kill("SIGKILL"), 3000)
-          child.once("close", () => {
-            clearTimeout(force)
-            resume(Effect.void)
-          })
-          child.kill("SIGTERM")
-        })
-    )
-    // Ready when it accepts: polled, at most 200 tries 50 ms apart (bounded in count: a loaded
-    // machine starting redis slowly only takes longer).
-    for (let attempt = 0;; attempt++) {
-      if (child.exitCode !== null) return yield* Effect.fail(new Error(`redis-server exited: ${logs.join("")}`))
-      const accepted = yield* Effect.callback<boolean>((resume) => {
-        const probe = Net.connect({ port, host: "127.0.0.1" })
-        probe.once("connect", () => {
-          probe.destroy()
-          resume(Effect.succeed(true))
-        })
-        probe.once("error", () => {
-          probe.destroy()
-          resume(Effect.succeed(false))
-        })
-      })
-      if (accepted) break
-      if (attempt >= 200) return yield* Effect.fail(new Error(`redis-server not accepting on ${port}: ${logs.join("")}`))
-      yield* Effect.sleep("50 millis")
-    }
-    return { port, address: `127.0.0.1:${port}` }
   })
 
 type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
