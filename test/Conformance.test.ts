@@ -5,44 +5,26 @@
  * the same connection rules (src/internal/core); only the transports differ.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer } from "effect"
-import type { Scope } from "effect"
-import { TcpClient, TcpListener, TcpNode, TcpTest } from "../src/index.ts"
-import type { TcpStorage } from "../src/index.ts"
+import { Deferred, Effect, Fiber } from "effect"
+import { TcpClient, TcpListener } from "../src/index.ts"
 import type { TcpSocket } from "../src/index.ts"
-import { checkFdLeaks, eventually, expectPoolIdle, failsWith } from "./helpers.ts"
+import { bothLayers, checkFdLeaks, eventually, failsWith, loopbackPair, onLayer, str, text } from "./helpers.ts"
 
 checkFdLeaks()
 
-type Services = TcpClient.TcpClient | TcpStorage.TcpStorage
 
-const layers: ReadonlyArray<readonly [string, Layer.Layer<Services>]> = [
-  ["TcpNode.layer (loopback)", Layer.orDie(TcpNode.layerWith({ slots: 64, bufferSize: 16 * 1024 }))],
-  ["TcpTest.layer (memory)", Layer.orDie(TcpTest.layerWith({ slots: 64, bufferSize: 16 * 1024 }))]
-]
+const layers = bothLayers()
 
 const T = { timeout: "5 seconds" } as const
-const text = (s: string) => new TextEncoder().encode(s)
-const str = (b: Uint8Array) => new TextDecoder().decode(b)
 
 /** A listener on a free loopback port, a client connected to it, and the server's end. */
-const pair = Effect.gen(function*() {
-  const listener = yield* TcpListener.listen("127.0.0.1:0")
-  const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
-  const server = yield* listener.accept(T)
-  return { listener, client, server }
-})
+const pair = loopbackPair
 
 const closeBoth = (a: TcpSocket.TcpSocket, b: TcpSocket.TcpSocket) =>
   Effect.all([a.close(T), b.close(T)], { concurrency: 2, discard: true })
 
 /** Runs a scenario on `layer` and checks every slot came back. */
-const on = <A, E>(layer: Layer.Layer<Services>, body: Effect.Effect<A, E, Services | Scope.Scope>) =>
-  Effect.gen(function*() {
-    const result = yield* Effect.scoped(body)
-    yield* expectPoolIdle
-    return result
-  }).pipe(Effect.provide(layer))
+const on = onLayer
 
 for (const [name, layer] of layers) {
   describe(`conformance: ${name}`, () => {

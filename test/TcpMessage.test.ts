@@ -7,46 +7,33 @@
  * concurrent senders.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Stream } from "effect"
-import type { Scope } from "effect"
+import { Effect, Fiber, Stream } from "effect"
 import type * as Net from "node:net"
-import { TcpClient, TcpError, TcpListener, TcpMessage, TcpNode, TcpTest } from "../src/index.ts"
-import type { TcpStorage } from "../src/index.ts"
-import { bytesTaken, checkFdLeaks, eventually, expectPoolIdle, failsWith, rawServer } from "./helpers.ts"
+import { TcpClient, TcpError, TcpMessage, TcpTest } from "../src/index.ts"
+import {
+  bothLayers,
+  bytesTaken,
+  checkFdLeaks,
+  eventually,
+  failsWith,
+  loopbackPair,
+  onLayer,
+  pattern,
+  rawServer,
+  str,
+  text
+} from "./helpers.ts"
 
 checkFdLeaks()
 
 const SLOT = 16 * 1024
-type Services = TcpClient.TcpClient | TcpStorage.TcpStorage
 
-const layers: ReadonlyArray<readonly [string, Layer.Layer<Services>]> = [
-  ["loopback", Layer.orDie(TcpNode.layerWith({ slots: 16, bufferSize: SLOT }))],
-  ["memory", Layer.orDie(TcpTest.layerWith({ slots: 16, bufferSize: SLOT }))]
-]
+const layers = bothLayers({ slots: 16, bufferSize: SLOT })
 
 const T = { timeout: "10 seconds" } as const
-const text = (s: string) => new TextEncoder().encode(s)
-const str = (b: Uint8Array) => new TextDecoder().decode(b)
 
-const pair = Effect.gen(function*() {
-  const listener = yield* TcpListener.listen("127.0.0.1:0")
-  const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
-  const server = yield* listener.accept(T)
-  return { client, server }
-})
-
-const on = <A, E>(layer: Layer.Layer<Services>, body: Effect.Effect<A, E, Services | Scope.Scope>) =>
-  Effect.gen(function*() {
-    const result = yield* Effect.scoped(body)
-    yield* expectPoolIdle
-    return result
-  }).pipe(Effect.provide(layer))
-
-const pattern = (n: number, seed: number) => {
-  const bytes = new Uint8Array(n)
-  for (let i = 0; i < n; i++) bytes[i] = 0x20 + ((i * 7 + seed) % 90)
-  return bytes
-}
+const pair = loopbackPair
+const on = onLayer
 
 for (const [name, layer] of layers) {
   describe(`TcpMessage (${name})`, () => {

@@ -6,46 +6,31 @@
  * with exact receives, and bad input.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer } from "effect"
-import type { Scope } from "effect"
-import { TcpClient, TcpError, TcpListener, TcpNode, TcpTest } from "../src/index.ts"
-import type { TcpSocket, TcpStorage } from "../src/index.ts"
-import { checkFdLeaks, eventually, expectPoolIdle, failsWith } from "./helpers.ts"
+import { Effect, Fiber } from "effect"
+import { TcpClient, TcpError, TcpTest } from "../src/index.ts"
+import type { TcpSocket } from "../src/index.ts"
+import {
+  bothLayers,
+  checkFdLeaks,
+  eventually,
+  failsWith,
+  loopbackPair,
+  onLayer,
+  pattern,
+  str,
+  text
+} from "./helpers.ts"
 
 checkFdLeaks()
 
 const SLOT = 16 * 1024
-type Services = TcpClient.TcpClient | TcpStorage.TcpStorage
 
-const layers: ReadonlyArray<readonly [string, Layer.Layer<Services>]> = [
-  ["loopback", Layer.orDie(TcpNode.layerWith({ slots: 16, bufferSize: SLOT }))],
-  ["memory", Layer.orDie(TcpTest.layerWith({ slots: 16, bufferSize: SLOT }))]
-]
+const layers = bothLayers({ slots: 16, bufferSize: SLOT })
 
 const T = { timeout: "10 seconds" } as const
-const text = (s: string) => new TextEncoder().encode(s)
-const str = (b: Uint8Array) => new TextDecoder().decode(b)
 
-const pair = Effect.gen(function*() {
-  const listener = yield* TcpListener.listen("127.0.0.1:0")
-  const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
-  const server = yield* listener.accept(T)
-  return { client, server }
-})
-
-const on = <A, E>(layer: Layer.Layer<Services>, body: Effect.Effect<A, E, Services | Scope.Scope>) =>
-  Effect.gen(function*() {
-    const result = yield* Effect.scoped(body)
-    yield* expectPoolIdle
-    return result
-  }).pipe(Effect.provide(layer))
-
-/** Bytes whose every position says where it is, for checking frames whole. */
-const pattern = (n: number, seed: number) => {
-  const bytes = new Uint8Array(n)
-  for (let i = 0; i < n; i++) bytes[i] = 0x20 + ((i * 7 + seed) % 90)
-  return bytes
-}
+const pair = loopbackPair
+const on = onLayer
 
 for (const [name, layer] of layers) {
   describe(`recvUntil (${name})`, () => {

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process"
 import { readdirSync } from "node:fs"
 import * as Net from "node:net"
 import { afterAll, beforeAll } from "vitest"
-import { TcpClient, TcpNode, TcpSocket, TcpStorage } from "../src/index.ts"
+import { TcpClient, TcpListener, TcpNode, TcpSocket, TcpStorage, TcpTest } from "../src/index.ts"
 import type { TcpError } from "../src/index.ts"
 import { connectionOf } from "../src/internal/tcpSocket.ts"
 
@@ -460,3 +460,46 @@ export const runProcess = (
       child.kill("SIGKILL")
     })
   })
+
+// ------------------------------------------------ one program, two layers
+
+/** What the two-layer suites run on: a client and a pool, from either layer. */
+export type BothLayers = TcpClient.TcpClient | TcpStorage.TcpStorage
+
+/**
+ * The Node layer (loopback sockets) and the in-memory one, with the same
+ * pool settings, for suites that run one program under both.
+ */
+export const bothLayers = (
+  pool: TcpStorage.Options = { slots: 64, bufferSize: 16 * 1024 }
+): ReadonlyArray<readonly [string, Layer.Layer<BothLayers>]> => [
+  ["loopback", Layer.orDie(TcpNode.layerWith(pool))],
+  ["memory", Layer.orDie(TcpTest.layerWith(pool))]
+]
+
+/** A listener on a free loopback port (in memory under `TcpTest`), a client connected to it, and the server's end. */
+export const loopbackPair = Effect.gen(function*() {
+  const listener = yield* TcpListener.listen("127.0.0.1:0")
+  const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, { timeout: "10 seconds" })
+  const server = yield* listener.accept({ timeout: "10 seconds" })
+  return { listener, client, server }
+})
+
+/** Runs `body` in its own scope on `layer`, then checks every slot came back. */
+export const onLayer = <A, E>(layer: Layer.Layer<BothLayers>, body: Effect.Effect<A, E, BothLayers | Scope.Scope>) =>
+  Effect.gen(function*() {
+    const result = yield* Effect.scoped(body)
+    yield* expectPoolIdle
+    return result
+  }).pipe(Effect.provide(layer))
+
+/** UTF-8 bytes of `s`, and back. */
+export const text = (s: string): Uint8Array => new TextEncoder().encode(s)
+export const str = (b: Uint8Array): string => new TextDecoder().decode(b)
+
+/** `n` printable bytes whose every position says where it is, for checking frames whole. */
+export const pattern = (n: number, seed: number): Uint8Array => {
+  const bytes = new Uint8Array(n)
+  for (let i = 0; i < n; i++) bytes[i] = 0x20 + ((i * 7 + seed) % 90)
+  return bytes
+}
