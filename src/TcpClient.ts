@@ -28,7 +28,7 @@ import {
   resolveSettings,
   type SocketSettings
 } from "./internal/options.ts"
-import { make as makeConnectionPool } from "./internal/connectionPool.ts"
+import { make as makeConnectionPool, type Stats as ConnectionPoolStats } from "./internal/connectionPool.ts"
 import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
@@ -320,15 +320,7 @@ export interface PoolOptions extends Omit<ConnectOptions, "deadline" | "timeout"
  * ```
  * @since 0.1.0
  */
-export interface PoolStats {
-  readonly open: number
-  readonly idle: number
-  readonly inUse: number
-  readonly waiting: number
-  readonly created: number
-  readonly reused: number
-  readonly discarded: number
-}
+export type PoolStats = ConnectionPoolStats
 
 /**
  * Connections to one peer kept open between uses (see `pool`).

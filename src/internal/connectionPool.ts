@@ -23,8 +23,8 @@ interface Settings {
   readonly idleTimeout?: Duration.Input | undefined
 }
 
-/** What `pool.stats` reports (`TcpClient.PoolStats`). */
-interface Stats {
+/** What `pool.stats` reports (`TcpClient.PoolStats`, which is this type). */
+export interface Stats {
   readonly open: number
   readonly idle: number
   readonly inUse: number
