@@ -1,5 +1,4 @@
 import { Effect, Exit, Inspectable } from "effect"
-import type { Scope } from "effect"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import { attempt, awaitEvent } from "./wait.ts"
@@ -83,17 +82,14 @@ export class Pool extends Inspectable.Class {
   readonly size: number
   readonly bufferSize: number
   readonly onExhausted: OnExhausted
-  /** Where graceful closes that outlive their socket's scope run (on clocks other than the live one). */
-  readonly background: Scope.Scope
   /** Connections finishing a graceful close on their own timer; aborted when the pool closes. */
   readonly lingering = new Set<{ readonly abort: Effect.Effect<void> }>()
 
-  constructor(size: number, bufferSize: number, onExhausted: OnExhausted, background: Scope.Scope) {
+  constructor(size: number, bufferSize: number, onExhausted: OnExhausted) {
     super()
     this.size = size
     this.bufferSize = bufferSize
     this.onExhausted = onExhausted
-    this.background = background
   }
 
   /** Printing shows the settings and figures, never a slot's bytes (slots are reused without clearing). */

@@ -53,7 +53,7 @@ export class Storage extends Inspectable.Class {
  */
 export const make = Effect.fnUntraced(function*(options: unknown, defaults: PoolSettings) {
   const { bufferSize, onExhausted, slots } = yield* Effect.fromResult(resolvePool(options, defaults, "TcpStorage.layer"))
-  const pool = new Pool(slots, bufferSize, onExhausted, yield* Effect.scope)
+  const pool = new Pool(slots, bufferSize, onExhausted)
   yield* Effect.addFinalizer(() =>
     Effect.forEach(pool.lingering, (conn) => conn.abort, { concurrency: "unbounded", discard: true })
   )
