@@ -135,12 +135,11 @@ const scanTcpTables = async (fd: number): Promise<boolean | undefined> => {
   }
 }
 
+/** `host:port` (`[v6]:port`), or `undefined` when either is unknown. */
+export const hostPort = (host: string | undefined, port: number | undefined): string | undefined =>
+  host === undefined || port === undefined ? undefined : host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
+
 /** `host:port` (`[v6]:port`) of a Node socket's peer, or `undefined` when Node cannot tell. */
 export const peerOf = (
   socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }
-): string | undefined => {
-  const host = socket.remoteAddress
-  const port = socket.remotePort
-  if (host === undefined || port === undefined) return undefined
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
-}
+): string | undefined => hostPort(socket.remoteAddress, socket.remotePort)

@@ -19,7 +19,7 @@ import * as Net from "node:net"
 import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
 import type { NetAddress } from "effect/net"
-import { fromNode } from "../address.ts"
+import { fromNode, hostPort } from "../address.ts"
 import { gather } from "../bytes.ts"
 import { Connection } from "../core/connection.ts"
 import type { Transport, TransportEvents } from "../core/transport.ts"
@@ -85,8 +85,6 @@ const pendingReset = (socket: Net.Socket): Error | undefined => {
   }
 }
 
-const formatHostPort = (host: string | undefined, port: number | undefined): string | undefined =>
-  host === undefined || port === undefined ? undefined : host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
 
 /** A connection over a `net.Socket`. */
 export class NodeTransport implements Transport {
@@ -215,7 +213,7 @@ export class NodeTransport implements Transport {
   }
 
   get localAddress(): string | undefined {
-    return formatHostPort(this.socket.localAddress, this.socket.localPort)
+    return hostPort(this.socket.localAddress, this.socket.localPort)
   }
 
   get localInet(): NetAddress.InetAddress | undefined {
