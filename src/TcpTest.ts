@@ -40,7 +40,7 @@ import { pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "./Deadline.ts"
 import { describe as describeAddress, parse } from "./internal/address.ts"
-import { gather } from "./internal/bytes.ts"
+import { gather, isBytes } from "./internal/bytes.ts"
 import { Connection, type Injector } from "./internal/core/connection.ts"
 import { Pipe, Side } from "./internal/memory/transport.ts"
 import { resolveSettings } from "./internal/options.ts"
@@ -286,8 +286,6 @@ const moveInjections = (from: Injected, to: Injected): void => {
   to.close.push(...from.close.splice(0))
   to.recvUntil.push(...from.recvUntil.splice(0))
 }
-
-const isBytes = (u: unknown): u is Uint8Array => u instanceof Uint8Array
 
 const utf8 = new TextEncoder()
 

@@ -20,3 +20,36 @@ export const gather = (
   }
   return bytes
 }
+
+export const isBytes = (u: unknown): u is Uint8Array => u instanceof Uint8Array
+
+/** The byte count of an array of byte arrays, or `undefined` when `parts` is not one. */
+export const totalOf = (parts: unknown): number | undefined => {
+  if (!Array.isArray(parts)) return undefined
+  let total = 0
+  for (const part of parts) {
+    if (!isBytes(part)) return undefined
+    total += part.length
+  }
+  return total
+}
+
+const utf8 = new TextEncoder()
+
+/**
+ * A delimiter as bytes (a string as UTF-8, bytes copied so the caller may
+ * reuse them), or why it cannot be one: it must not be empty, and the
+ * search runs in the storage slot, so it must fit in `slotSize`.
+ */
+export const delimiterOf = (delimiter: unknown, slotSize: number): Uint8Array | string => {
+  const bytes = typeof delimiter === "string" ? utf8.encode(delimiter) : isBytes(delimiter) ? delimiter.slice() : undefined
+  if (bytes === undefined || bytes.length === 0) return "delimiter must be a non-empty Uint8Array or string"
+  if (bytes.length > slotSize) return `delimiter longer than the storage slot (${slotSize} bytes)`
+  return bytes
+}
+
+/** A message bound (`max`): `fallback` when left out, else an integer in 1..`limit`; or why it is not one. */
+export const maxOf = (max: unknown, fallback: number, limit: number): number | string =>
+  max === undefined ? fallback : typeof max === "number" && Number.isSafeInteger(max) && max >= 1 && max <= limit
+  ? max
+  : `max must be an integer in 1..${limit}`

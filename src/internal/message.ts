@@ -10,7 +10,7 @@ import { kMaxLength } from "node:buffer"
 import * as Deadline from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import type { TcpSocket } from "../TcpSocket.ts"
-import { gather } from "./bytes.ts"
+import { delimiterOf, gather, isBytes, maxOf, totalOf } from "./bytes.ts"
 import { connectionOf, TypeId as SocketTypeId } from "./tcpSocket.ts"
 
 /** `TcpMessage.TypeId`. */
@@ -20,10 +20,6 @@ export const TypeId = "~effect-tcp/MessageSocket" as const
 export type Framing =
   | { readonly _tag: "Delimited"; readonly delimiter: Uint8Array }
   | { readonly _tag: "Prefixed"; readonly size: 1 | 2 | 4 | 8; readonly endian: "big" | "little" }
-
-const utf8 = new TextEncoder()
-
-const isBytes = (u: unknown): u is Uint8Array => u instanceof Uint8Array
 
 const isSocket = (u: unknown): u is TcpSocket =>
   typeof u === "object" && u !== null && SocketTypeId in u
@@ -44,11 +40,7 @@ const checkMax = (options: unknown): number | undefined | string => {
   if (options === undefined) return undefined
   if (typeof options !== "object" || options === null) return "options must be an object"
   const max: unknown = Reflect.get(options, "max")
-  if (max === undefined) return undefined
-  if (typeof max !== "number" || !Number.isSafeInteger(max) || max < 1 || max > kMaxLength) {
-    return `max must be an integer in 1..${kMaxLength}`
-  }
-  return max
+  return max === undefined ? undefined : maxOf(max, 0, kMaxLength)
 }
 
 /** Builds a delimited MessageSocket, or fails `InvalidArgument`. */
@@ -58,12 +50,9 @@ export const delimited = (
   options: unknown
 ): Effect.Effect<MessageSocketImpl, TcpError.InvalidArgument> => {
   if (!isSocket(socket)) return invalid("expected a TcpSocket")
-  const bytes = typeof delimiter === "string" ? utf8.encode(delimiter) : isBytes(delimiter) ? delimiter.slice() : undefined
-  if (bytes === undefined || bytes.length === 0) return invalid("delimiter must be a non-empty Uint8Array or string", socket)
   const slotSize = connectionOf(socket)?.slotSize
-  if (slotSize !== undefined && bytes.length > slotSize) {
-    return invalid(`delimiter longer than the storage slot (${slotSize} bytes)`, socket)
-  }
+  const bytes = delimiterOf(delimiter, slotSize ?? Number.POSITIVE_INFINITY)
+  if (typeof bytes === "string") return invalid(bytes, socket)
   const max = checkMax(options)
   if (typeof max === "string") return invalid(max, socket)
   return Effect.succeed(new MessageSocketImpl(socket, { _tag: "Delimited", delimiter: bytes }, max ?? slotSize))
@@ -111,16 +100,6 @@ const containsDelimiter = (parts: ReadonlyArray<Uint8Array>, total: number, deli
     if (found !== -1 && from + found < total) return true
   }
   return false
-}
-
-const checkParts = (parts: unknown): number | undefined => {
-  if (!Array.isArray(parts)) return undefined
-  let total = 0
-  for (const part of parts) {
-    if (!isBytes(part)) return undefined
-    total += part.length
-  }
-  return total
 }
 
 /** The header for a message of `length` bytes. */
@@ -196,7 +175,7 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
     parts: ReadonlyArray<Uint8Array>,
     options?: Deadline.Options
   ): Effect.Effect<void, TcpError.SendError | TcpError.MessageTooLarge> {
-    const total = checkParts(parts)
+    const total = totalOf(parts)
     if (total === undefined) return invalid("expected an array of Uint8Array", this.socket, "send")
     const framed = this.frame(parts, total)
     return isRefused(framed) ? Effect.fail(framed) : this.socket.sendv(framed, options)

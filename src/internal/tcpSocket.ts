@@ -10,6 +10,7 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
+import { delimiterOf, isBytes, maxOf, totalOf } from "./bytes.ts"
 import type { Connection } from "./core/connection.ts"
 import type { Pool } from "./pool.ts"
 import { sink, stream } from "./socket.ts"
@@ -18,20 +19,15 @@ import { leafSpan } from "./span.ts"
 /** `TcpSocket.TypeId`: what `isTcpSocket` looks for. */
 export const TypeId = "~effect-tcp/TcpSocket" as const
 
-const isBytes = (u: unknown): u is Uint8Array => u instanceof Uint8Array
-
 const checkChunks = (
   chunks: unknown,
   syscall: string,
   address: string | undefined
 ): Result.Result<number, TcpError.InvalidArgument> => {
-  if (!Array.isArray(chunks)) return Result.fail(TcpError.invalid(syscall, "expected an array of Uint8Array", address))
-  let total = 0
-  for (const chunk of chunks) {
-    if (!isBytes(chunk)) return Result.fail(TcpError.invalid(syscall, "expected an array of Uint8Array", address))
-    total += chunk.length
-  }
-  return Result.succeed(total)
+  const total = totalOf(chunks)
+  return total === undefined
+    ? Result.fail(TcpError.invalid(syscall, "expected an array of Uint8Array", address))
+    : Result.succeed(total)
 }
 
 /**
@@ -193,26 +189,16 @@ const recvSomeImpl = leafSpan("TcpSocket.recvSome", (self: TcpSocketImpl, max: n
     : Effect.fail(TcpError.invalid("recv", "max must be a positive integer", self.conn.address))
 )
 
-const utf8 = new TextEncoder()
-
 const recvUntilImpl = leafSpan("TcpSocket.recvUntil", (
   self: TcpSocketImpl,
   delimiter: Uint8Array | string,
   options?: Deadline.Options & { readonly max?: number | undefined }
 ) => {
   const address = self.conn.address
-  const bytes = typeof delimiter === "string" ? utf8.encode(delimiter) : isBytes(delimiter) ? delimiter.slice() : undefined
-  if (bytes === undefined || bytes.length === 0) {
-    return Effect.fail(TcpError.invalid("recv", "delimiter must be a non-empty Uint8Array or string", address))
-  }
-  // The search runs in the slot: a delimiter must fit in it to be found.
-  if (bytes.length > self.conn.slotSize) {
-    return Effect.fail(TcpError.invalid("recv", `delimiter longer than the storage slot (${self.conn.slotSize} bytes)`, address))
-  }
-  const max: unknown = options?.max === undefined ? self.conn.slotSize : options.max
-  if (typeof max !== "number" || !Number.isSafeInteger(max) || max < 1 || max > kMaxLength) {
-    return Effect.fail(TcpError.invalid("recv", `max must be an integer in 1..${kMaxLength}`, address))
-  }
+  const bytes = delimiterOf(delimiter, self.conn.slotSize)
+  if (typeof bytes === "string") return Effect.fail(TcpError.invalid("recv", bytes, address))
+  const max = maxOf(options?.max, self.conn.slotSize, kMaxLength)
+  if (typeof max === "string") return Effect.fail(TcpError.invalid("recv", max, address))
   return withDeadline(options, "recv", address, (deadline) => self.conn.recvUntil(bytes, max, deadline))
 })
 
