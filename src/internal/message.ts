@@ -9,9 +9,9 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
-import type { TcpSocket } from "../TcpSocket.ts"
+import { isTcpSocket, type TcpSocket } from "../TcpSocket.ts"
 import { delimiterOf, gather, isBytes, maxOf, totalOf } from "./bytes.ts"
-import { connectionOf, TypeId as SocketTypeId } from "./tcpSocket.ts"
+import { connectionOf } from "./tcpSocket.ts"
 
 /** `TcpMessage.TypeId`. */
 export const TypeId = "~effect-tcp/MessageSocket" as const
@@ -20,9 +20,6 @@ export const TypeId = "~effect-tcp/MessageSocket" as const
 export type Framing =
   | { readonly _tag: "Delimited"; readonly delimiter: Uint8Array }
   | { readonly _tag: "Prefixed"; readonly size: 1 | 2 | 4 | 8; readonly endian: "big" | "little" }
-
-const isSocket = (u: unknown): u is TcpSocket =>
-  typeof u === "object" && u !== null && SocketTypeId in u
 
 /** The largest length each header size can express. */
 const headerLimit = (size: 1 | 2 | 4 | 8): number =>
@@ -49,7 +46,7 @@ export const delimited = (
   delimiter: unknown,
   options: unknown
 ): Effect.Effect<MessageSocketImpl, TcpError.InvalidArgument> => {
-  if (!isSocket(socket)) return invalid("expected a TcpSocket")
+  if (!isTcpSocket(socket)) return invalid("expected a TcpSocket")
   const slotSize = connectionOf(socket)?.slotSize
   const bytes = delimiterOf(delimiter, slotSize ?? Number.POSITIVE_INFINITY)
   if (typeof bytes === "string") return invalid(bytes, socket)
@@ -60,7 +57,7 @@ export const delimited = (
 
 /** Builds a prefixed MessageSocket, or fails `InvalidArgument`. */
 export const prefixed = (socket: unknown, options: unknown): Effect.Effect<MessageSocketImpl, TcpError.InvalidArgument> => {
-  if (!isSocket(socket)) return invalid("expected a TcpSocket")
+  if (!isTcpSocket(socket)) return invalid("expected a TcpSocket")
   const max = checkMax(options)
   if (typeof max === "string") return invalid(max, socket)
   const size: unknown = options === undefined ? undefined : Reflect.get(options as object, "size")
