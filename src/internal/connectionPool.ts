@@ -9,9 +9,10 @@ import { Duration, Effect, Exit, Option, Pool, Scope } from "effect"
 import * as Deadline from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
 import type { TcpSocket } from "../TcpSocket.ts"
-import type { TcpAddress } from "./address.ts"
+import { describe, type TcpAddress } from "./address.ts"
 import { checkedDuration } from "./options.ts"
 import { connectionOf } from "./tcpSocket.ts"
+import { bounded } from "./wait.ts"
 
 // The public types (`TcpClient.PoolOptions`, `ConnectionPool`, `PoolStats`)
 // live in TcpClient.ts, which imports this module: they are matched here by
@@ -49,9 +50,6 @@ class Holder {
 
 /** Whether a socket can serve its next user: only the library's own connections can say so. */
 const reusable = (socket: TcpSocket): boolean => connectionOf(socket)?.reusable ?? false
-
-const describe = (address: TcpAddress): string | undefined =>
-  typeof address === "string" ? address : "host" in address ? `${address.host}:${address.port}` : undefined
 
 export const make = <Options extends Settings>(
   connect: (
@@ -122,14 +120,7 @@ export const make = <Options extends Settings>(
         counts.waiting++
         return Pool.get(pool)
       }).pipe(Effect.ensuring(Effect.sync(() => counts.waiting--)))
-      if (deadline === Deadline.never) return waitForOne
-      return Effect.flatMap(Deadline.now, (now) =>
-        deadline <= now
-          ? Effect.fail(TcpError.timedOut("connect", label))
-          : Effect.timeoutOrElse(waitForOne, {
-            duration: deadline - now,
-            orElse: () => Effect.fail(TcpError.timedOut("connect", label))
-          }))
+      return bounded(waitForOne, deadline, () => TcpError.timedOut("connect", label))
     }
 
     const borrow = (deadline: Deadline.Deadline) =>

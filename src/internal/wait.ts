@@ -6,11 +6,11 @@ import type { Deadline } from "../Deadline.ts"
  * `onTimeout()`: callers try the non-blocking path before they get here.
  * The clock is read only on this slow path.
  */
-export const bounded = <A, E, E2>(
-  effect: Effect.Effect<A, E>,
+export const bounded = <A, E, E2, R>(
+  effect: Effect.Effect<A, E, R>,
   deadline: Deadline,
   onTimeout: () => E2
-): Effect.Effect<A, E | E2> => {
+): Effect.Effect<A, E | E2, R> => {
   if (deadline === -1) return effect
   if (deadline === 0) return Effect.fail(onTimeout())
   return Effect.flatMap(Clock.currentTimeMillis, (now) =>
