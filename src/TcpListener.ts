@@ -42,7 +42,9 @@ import { attach } from "./internal/tcpSocket.ts"
 import {
   applySettings,
   badDescriptor,
+  isCount,
   isDescriptor,
+  listenSettings,
   orDefault,
   resolveSettings,
   type SocketSettings
@@ -160,7 +162,6 @@ interface Acceptor {
   wake: () => void
 }
 
-const isCount = (n: unknown, min: number): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= min
 
 class TcpListenerImpl extends Inspectable.Class implements TcpListener {
   readonly [TypeId] = TypeId
@@ -395,15 +396,6 @@ const accept = Effect.fn("TcpListener.accept")(function*(listener: TcpListenerIm
   _options?: AcceptOptions
 ) => observed("accept", effect, listener.pool))
 
-const validate = (options: ListenOptions | undefined, text: string) => {
-  const backlog = orDefault(options?.backlog, 511)
-  const pending = orDefault(options?.pending, backlog)
-  if (!isCount(backlog, 1) || !isCount(pending, 0)) {
-    return Effect.fail(TcpError.invalid("listen", "backlog must be >= 1 and pending >= 0", text))
-  }
-  return Effect.succeed({ backlog, pending })
-}
-
 /**
  * Starts `server` listening and wraps it; the listener lives in the current
  * scope.
@@ -511,7 +503,7 @@ export const listen = Effect.fn("TcpListener.listen")(
       : endpoint.host
     const port = endpoint.port
     const text = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
-    const { backlog, pending } = yield* validate(options, text)
+    const { backlog, pending } = yield* Effect.fromResult(listenSettings(options, text))
     const pool = yield* poolOf(yield* TcpStorage)
     return yield* open((server) => server.listen({ host, port, backlog, exclusive: true }), pool, pending, text)
   }
@@ -537,7 +529,7 @@ export const fromFd = Effect.fn("TcpListener.fromFd")(
     if (network !== undefined) return yield* network.fromFd(fd, options)
     const text = `fd ${String(fd)}`
     if (!isDescriptor(fd)) return yield* TcpError.invalid("listen", badDescriptor, text)
-    const { pending } = yield* validate(options, text)
+    const { pending } = yield* Effect.fromResult(listenSettings(options, text))
     if ((yield* isTcpDescriptor(fd)) === false) return yield* TcpError.invalid("listen", "fd is not a TCP socket", text)
     const pool = yield* poolOf(yield* TcpStorage)
     return yield* open((server) => server.listen({ fd }), pool, pending, text)

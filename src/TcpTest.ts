@@ -43,7 +43,7 @@ import { describe as describeAddress, parse } from "./internal/address.ts"
 import { gather, isBytes } from "./internal/bytes.ts"
 import { Connection, type Injector } from "./internal/core/connection.ts"
 import { Pipe, Side } from "./internal/memory/transport.ts"
-import { resolveSettings } from "./internal/options.ts"
+import { isCount, listenSettings, resolveSettings } from "./internal/options.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
 import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
@@ -389,7 +389,6 @@ const checkSettings = (
 ): Result.Result<Duration.Duration, TcpError.InvalidArgument> =>
   Result.map(resolveSettings(options, syscall, address), (settings) => settings.closeTimeout)
 
-const isCount = (n: unknown, min: number): n is number => typeof n === "number" && Number.isSafeInteger(n) && n >= min
 
 /** A positive integer, or unbounded. */
 const isLimit = (n: unknown): n is number => n === Number.POSITIVE_INFINITY || isCount(n, 1)
@@ -1063,10 +1062,10 @@ const networkOf = (world: World): TcpListener.Network => ({
     Effect.acquireRelease(
       Effect.flatMap(
         Effect.suspend(() => {
-          const backlog: unknown = options?.backlog === undefined ? 511 : options.backlog
-          return isCount(backlog, 1)
-            ? listenIn(world, address, { backlog, window: SERVER_WINDOW }, SERVER_WINDOW)
-            : Effect.fail(TcpError.invalid("listen", "backlog must be >= 1 and pending >= 0", describeAddress(address)))
+          const settings = listenSettings(options, describeAddress(address))
+          return Result.isFailure(settings)
+            ? Effect.fail(settings.failure)
+            : listenIn(world, address, { backlog: settings.success.backlog, window: SERVER_WINDOW }, SERVER_WINDOW)
         }),
         (listener) => Effect.succeed(new MemoryListener(listener))
       ),

@@ -24,6 +24,26 @@ const defaultCloseTimeout = Duration.seconds(1)
  */
 export const orDefault = <A, B>(value: A | undefined, fallback: B): A | B => value === undefined ? fallback : value
 
+/** An integer `min` or more. */
+export const isCount = (n: unknown, min: number): n is number =>
+  typeof n === "number" && Number.isSafeInteger(n) && n >= min
+
+/**
+ * A listener's queues (`TcpListener.ListenOptions`), the same on every
+ * network: `backlog` (default 511) at least 1, `pending` (default
+ * `backlog`) at least 0.
+ */
+export const listenSettings = (
+  options: { readonly backlog?: number | undefined; readonly pending?: number | undefined } | undefined,
+  text: string
+): Result.Result<{ readonly backlog: number; readonly pending: number }, TcpError.InvalidArgument> => {
+  const backlog = orDefault(options?.backlog, 511)
+  const pending = orDefault(options?.pending, backlog)
+  return isCount(backlog, 1) && isCount(pending, 0)
+    ? Result.succeed({ backlog, pending })
+    : Result.fail(TcpError.invalid("listen", "backlog must be >= 1 and pending >= 0", text))
+}
+
 /**
  * A duration a caller gave, if it is one: non-negative and not NaN (Effect
  * reads a NaN number as zero, which would turn a typo into "immediately").
