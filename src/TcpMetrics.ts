@@ -163,3 +163,54 @@ export const poolSlotsInUse = Metric.gauge("tcp_pool_slots_in_use", {
 export const poolWaiters = Metric.gauge("tcp_pool_waiters", {
   description: "callers waiting for a storage slot"
 })
+
+/**
+ * Connections a `TcpClient.pool` lent, by `peer` and `outcome`: `reused`
+ * (an idle connection) or `created` (a new connect).
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(Metric.withAttributes(TcpMetrics.connectionPoolLends, { peer: "127.0.0.1:6379", outcome: "reused" }))
+ * ```
+ * @since 0.1.0
+ */
+export const connectionPoolLends = Metric.counter("tcp_connection_pool_lends_total", {
+  description: "connections lent by TcpClient.pool, reused or created",
+  incremental: true
+})
+
+/**
+ * Connections a `TcpClient.pool` closed instead of keeping, by `peer`: left
+ * unclean by a use, or found closed or reset while idle.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(Metric.withAttributes(TcpMetrics.connectionPoolDiscarded, { peer: "127.0.0.1:6379" }))
+ * ```
+ * @since 0.1.0
+ */
+export const connectionPoolDiscarded = Metric.counter("tcp_connection_pool_discarded_total", {
+  description: "pooled connections closed because they could not serve another use",
+  incremental: true
+})
+
+/**
+ * A `TcpClient.pool`'s connections by `peer` and `state` (`idle` or
+ * `inUse`), and its callers waiting for one (`state: "waiting"`), as of its
+ * last lend or return.
+ *
+ * @example
+ * ```ts
+ * import { Metric } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * Metric.value(Metric.withAttributes(TcpMetrics.connectionPoolConnections, { peer: "127.0.0.1:6379", state: "idle" }))
+ * ```
+ * @since 0.1.0
+ */
+export const connectionPoolConnections = Metric.gauge("tcp_connection_pool_connections", {
+  description: "a TcpClient.pool's idle and in-use connections, and its waiting callers"
+})

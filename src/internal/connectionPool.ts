@@ -5,9 +5,11 @@
  * unclean connection is replaced inside its holder without the pool having
  * to acquire, invalidate or wait for anything.
  */
-import { Duration, Effect, Exit, Option, Pool, Scope } from "effect"
+import { Duration, Effect, Exit, Metric, Option, Pool, Scope } from "effect"
+import type { Context } from "effect"
 import * as Deadline from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
+import * as TcpMetrics from "../TcpMetrics.ts"
 import type { TcpSocket } from "../TcpSocket.ts"
 import { describe, type TcpAddress } from "./address.ts"
 import { checkedDuration } from "./options.ts"
@@ -48,6 +50,36 @@ class Holder {
   borrowed = false
 }
 
+/** What a pool tells `TcpMetrics` when it lends, takes back or discards a connection. */
+interface Meter {
+  readonly lent: (outcome: "created" | "reused") => void
+  readonly discarded: () => void
+  readonly changed: (stats: Stats) => void
+}
+
+const unmetered: Meter = { lent: () => {}, discarded: () => {}, changed: () => {} }
+
+/** The pool's metrics, recorded with the context it was made in (returns happen in a scope's finalizer). */
+const meterOf = (peer: string, context: Context.Context<never>): Meter => {
+  const lends = {
+    created: Metric.withAttributes(TcpMetrics.connectionPoolLends, { peer, outcome: "created" }),
+    reused: Metric.withAttributes(TcpMetrics.connectionPoolLends, { peer, outcome: "reused" })
+  }
+  const discarded = Metric.withAttributes(TcpMetrics.connectionPoolDiscarded, { peer })
+  const idle = Metric.withAttributes(TcpMetrics.connectionPoolConnections, { peer, state: "idle" })
+  const inUse = Metric.withAttributes(TcpMetrics.connectionPoolConnections, { peer, state: "inUse" })
+  const waiting = Metric.withAttributes(TcpMetrics.connectionPoolConnections, { peer, state: "waiting" })
+  return {
+    lent: (outcome) => lends[outcome].updateUnsafe(1, context),
+    discarded: () => discarded.updateUnsafe(1, context),
+    changed: (stats) => {
+      idle.updateUnsafe(stats.idle, context)
+      inUse.updateUnsafe(stats.inUse, context)
+      waiting.updateUnsafe(stats.waiting, context)
+    }
+  }
+}
+
 /** Whether a socket can serve its next user: only the library's own connections can say so. */
 const reusable = (socket: TcpSocket): boolean => connectionOf(socket)?.reusable ?? false
 
@@ -76,6 +108,9 @@ export const make = <Options extends Settings>(
 
     const holders = new Set<Holder>()
     const counts = { created: 0, reused: 0, discarded: 0, waiting: 0, borrowed: 0 }
+    const meter = (yield* Effect.service(TcpMetrics.Enabled))
+      ? meterOf(label, (yield* Effect.context<never>()))
+      : unmetered
 
     // Closing the connection's own scope after success closes it gracefully
     // in the background; after a failure it is aborted.
@@ -87,6 +122,7 @@ export const make = <Options extends Settings>(
     }
     const discard = (holder: Holder, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
       counts.discarded++
+      meter.discarded()
       return close(holder, exit)
     }
 
@@ -109,8 +145,8 @@ export const make = <Options extends Settings>(
       holder.borrowed = false
       counts.borrowed--
       const socket = holder.socket
-      if (socket === undefined || (Exit.isSuccess(exit) && reusable(socket))) return Effect.void
-      return discard(holder, exit)
+      const kept = socket === undefined || (Exit.isSuccess(exit) && reusable(socket))
+      return Effect.andThen(kept ? Effect.void : discard(holder, exit), Effect.sync(() => meter.changed(snapshot())))
     }
 
     // A free place is taken at once whatever the deadline; only a wait for one is bounded.
@@ -118,8 +154,12 @@ export const make = <Options extends Settings>(
       if (counts.borrowed < size) return Pool.get(pool)
       const waitForOne = Effect.suspend(() => {
         counts.waiting++
+        meter.changed(snapshot())
         return Pool.get(pool)
-      }).pipe(Effect.ensuring(Effect.sync(() => counts.waiting--)))
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        counts.waiting--
+        meter.changed(snapshot())
+      })))
       return bounded(waitForOne, deadline, () => TcpError.timedOut("connect", label))
     }
 
@@ -142,6 +182,8 @@ export const make = <Options extends Settings>(
         if (idle !== undefined) {
           if (reusable(idle)) {
             counts.reused++
+            meter.lent("reused")
+            meter.changed(snapshot())
             return idle
           }
           // The peer closed or reset it while it sat idle: never handed out.
@@ -155,10 +197,12 @@ export const make = <Options extends Settings>(
         holder.socket = socket
         holder.scope = scope
         counts.created++
+        meter.lent("created")
+        meter.changed(snapshot())
         return socket
       })
 
-    const stats: Effect.Effect<Stats> = Effect.sync(() => {
+    const snapshot = (): Stats => {
       let idle = 0
       let inUse = 0
       for (const holder of holders) {
@@ -175,7 +219,7 @@ export const make = <Options extends Settings>(
         reused: counts.reused,
         discarded: counts.discarded
       }
-    })
+    }
 
-    return { get, stats }
+    return { get, stats: Effect.sync(snapshot) }
   })
