@@ -1,0 +1,126 @@
+/**
+ * Interop: RESP spoken with a real `redis-server` through
+ * `TcpMessage.crlf`: every reply line is a message, and a bulk string's
+ * body is an exact `recv` on the socket beneath, so messages and exact
+ * reads take turns on the same buffered bytes.
+ *
+ * Skipped (with the reason printed) when `redis-server` is not on PATH.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect } from "effect"
+import type { Scope } from "effect"
+import { createHash, randomBytes } from "node:crypto"
+import { TcpClient, TcpMessage } from "../../src/index.ts"
+import type { TcpError } from "../../src/index.ts"
+import { checkFdLeaks, withTcp } from "../helpers.ts"
+import { findRedisServer, startRedis } from "./redis-server.ts"
+
+const redisServer = findRedisServer("interop/redis-messages")
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const text = (b: Uint8Array) => decoder.decode(b)
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
+const T = { timeout: "5 seconds" } as const
+const LONG = { timeout: "20 seconds" } as const
+
+/** One RESP command (an array of bulk strings) in a single buffer. */
+const command = (...args: ReadonlyArray<string | Uint8Array>): Uint8Array => {
+  const chunks: Array<Uint8Array> = [encoder.encode(`*${args.length}\r\n`)]
+  for (const arg of args) {
+    const body = typeof arg === "string" ? encoder.encode(arg) : arg
+    chunks.push(encoder.encode(`$${body.length}\r\n`), body, encoder.encode("\r\n"))
+  }
+  return Buffer.concat(chunks)
+}
+
+/** A bulk string reply: its `$n` line as a message, then its body and CRLF with one exact receive. */
+const readBulk = (
+  lines: TcpMessage.MessageSocket
+): Effect.Effect<Uint8Array | null, TcpError.RecvUntilError> =>
+  Effect.gen(function*() {
+    const header = text(yield* lines.recv(T))
+    assert.match(header, /^\$(-1|\d+)$/, `a bulk string header: ${header}`)
+    const length = Number(header.slice(1))
+    if (length < 0) return null
+    const body = yield* lines.socket.recv(length + 2, LONG)
+    assert.strictEqual(text(body.subarray(length)), "\r\n", "the bulk body ends in CRLF")
+    return body.subarray(0, length)
+  })
+
+const withRedis = <A, E>(body: (address: string) => Effect.Effect<A, E, TcpClient.TcpClient | Scope.Scope>) =>
+  withTcp(Effect.gen(function*() {
+    const binary = redisServer
+    if (binary === undefined) return assert.fail("redis-server missing")
+    const redis = yield* startRedis(binary)
+    return yield* body(redis.address)
+  })).pipe(
+    Effect.timeoutOrElse({
+      duration: Duration.seconds(40),
+      orElse: () => Effect.fail(new Error("redis test did not finish within 40 s"))
+    })
+  )
+
+describe("interop: redis-server through TcpMessage.crlf", () => {
+  checkFdLeaks()
+
+  it.live.skipIf(redisServer === undefined)("SET and GET of a 100 KiB value: reply lines as messages, the body exactly", () =>
+    withRedis((address) =>
+      Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(address, T)
+        const lines = yield* TcpMessage.crlf(socket, { max: 1024 })
+        const value = randomBytes(100 * 1024)
+
+        yield* lines.socket.send(command("SET", "effect-tcp:blob", value), LONG)
+        assert.strictEqual(text(yield* lines.recv(T)), "+OK")
+
+        // GET, a missing key and a PING in one write: the body, the null bulk and
+        // +PONG come back to back, so each read starts where the one before stopped.
+        yield* lines.socket.sendv([
+          command("GET", "effect-tcp:blob"),
+          command("GET", "effect-tcp:none"),
+          command("PING")
+        ], T)
+        const got = yield* readBulk(lines)
+        if (got === null) return assert.fail("GET returned the null bulk string")
+        assert.strictEqual(got.length, value.length)
+        assert.strictEqual(sha256(got), sha256(value), "GET returned different bytes")
+        assert.isNull(yield* readBulk(lines))
+        assert.strictEqual(text(yield* lines.recv(T)), "+PONG")
+
+        // A bulk string holding CRLFs is still read whole: exact reads do not look for delimiters.
+        const crlfs = encoder.encode("a\r\nb\r\n\r\n")
+        yield* lines.socket.sendv([command("SET", "effect-tcp:crlf", crlfs), command("GET", "effect-tcp:crlf")], T)
+        assert.strictEqual(text(yield* lines.recv(T)), "+OK")
+        const back = yield* readBulk(lines)
+        assert.deepStrictEqual(back, crlfs)
+
+        // Nothing is left over: a receive with deadline 0 finds no message.
+        const none = yield* Effect.flip(lines.recv({ deadline: 0 }))
+        assert.strictEqual(none._tag, "TimedOut")
+        yield* socket.close(T)
+      })
+    ))
+
+  it.live.skipIf(redisServer === undefined)("10,000 INCRs in one sendv: 10,000 reply messages, :1 to :10000", () =>
+    withRedis((address) =>
+      Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(address, T)
+        const lines = yield* TcpMessage.crlf(socket, { max: 64 })
+        const count = 10_000
+        const incr = command("INCR", "effect-tcp:counter")
+        yield* lines.socket.sendv(Array.from({ length: count }, () => incr), LONG)
+        for (let i = 1; i <= count; i++) {
+          const reply = text(yield* lines.recv(T))
+          if (reply !== `:${i}`) return assert.fail(`reply #${i}: ${reply}`)
+        }
+        const none = yield* Effect.flip(lines.recv({ deadline: 0 }))
+        assert.strictEqual(none._tag, "TimedOut", "more replies than commands")
+
+        yield* lines.socket.send(command("GET", "effect-tcp:counter"), T)
+        const counter = yield* readBulk(lines)
+        assert.strictEqual(counter === null ? null : text(counter), String(count))
+        yield* socket.close(T)
+      })
+    ))
+})
