@@ -3,91 +3,56 @@
  * client, prefixed with the sender's number.
  *
  *     node scratchpad/chat-server.ts [PORT]         # serve on 127.0.0.1:PORT (default 0: a free port) until Ctrl-C
- *     nc 127.0.0.1 PORT                             # in two other terminals, then type lines
- *     node scratchpad/chat-server.ts --demo [PORT]  # `npm run chat`: server + two scripted clients, then exit
+ *     nc -C 127.0.0.1 PORT                          # in two other terminals, then type lines (-C: end them with CRLF)
+ *     node scratchpad/chat-server.ts --demo [PORT]  # `npm run chat`: server + three scripted clients, then exit
  *
  * Each connection runs under `TcpListener.serve` in a scope of its own: a
  * reader fiber publishes the client's lines to a `PubSub`, a writer fiber
  * sends everyone else's lines back, and when either ends (the client
- * finished, reset, went idle or stopped reading) the other is interrupted and
- * `serve` closes the socket.
+ * finished, reset, went idle, stopped reading or sent an overlong line) the
+ * other is interrupted and `serve` closes the socket.
  *
- * Why lines are read one byte at a time: effect-tcp's receives are exact, like
- * libdill's `brecv` (`recv(n)` returns exactly `n` bytes or fails), so there is
- * no "read whatever arrived" call to scan for a newline in. A line protocol
- * either reads byte by byte into a bounded buffer, as here, or frames its
- * messages with a length prefix (see `redis-client.ts` for RESP, which has
- * both). Byte-at-a-time reads cost one call per byte but no system call: the
- * bytes come out of the socket's storage slot, which Node filled in bulk.
+ * Lines are CRLF-terminated messages (`TcpMessage.crlf`, libdill's
+ * `crlf_attach`): a receive scans the bytes already in the socket's storage
+ * slot for the CRLF, so there is no call per byte. A line longer than
+ * `MAX_LINE` is `MessageTooLarge`: the client is told so and dropped, rather
+ * than the server holding or skipping an unbounded line.
  *
  * The demo's whole run shares one 4-second deadline, so it ends by itself.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Option, PubSub, Ref } from "effect"
 import type { Scope } from "effect"
-import { Deadline, TcpClient, TcpError, TcpListener, TcpNode, TcpSocket } from "../src/index.ts"
+import { Deadline, TcpClient, TcpError, TcpListener, TcpMessage, TcpNode, TcpSocket } from "../src/index.ts"
 
-/** Longest line the server keeps; the rest of a longer line is dropped. */
+/** Longest line the server accepts from a client; a longer one gets the client dropped. */
 const MAX_LINE = 1024
-/** Longest line a client keeps: the server's lines plus their "[n] " prefix. */
-const MAX_CLIENT_LINE = MAX_LINE + 32
+/** Room for the "[n] " the server puts before a relayed line. */
+const PREFIX_ROOM = 32
+/** Longest line the server sends, and a client accepts: a relayed line with its prefix. */
+const MAX_RELAYED = MAX_LINE + PREFIX_ROOM
 /** A client must finish each line within this time, or it is dropped. */
 const IDLE_TIMEOUT = "5 minutes"
 /** A client that does not take our bytes within this time is dropped. */
 const SEND_TIMEOUT = "5 seconds"
-const NEWLINE = 0x0a
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-/** One line as read from the peer: its text, and whether it was cut at the bound. */
-interface Line {
-  readonly text: string
-  readonly bytes: number
-  readonly cut: boolean
-}
+/** A short, quoted rendering of a line for the terminal. */
+const show = (text: string): string =>
+  text.length > 60 ? `${JSON.stringify(`${text.slice(0, 24)}…`)} (${encoder.encode(text).length} bytes)` : JSON.stringify(text)
 
 /**
- * Reads one line (up to `\n`, without it and without a trailing `\r`), keeping
- * at most `max` bytes: the rest of a longer line is read and dropped. `None`
- * when the peer finished before the first byte of a line; a last line without
- * its `\n` is returned as it is. The loop ends at the newline, at the peer's
- * end, or at the deadline (`TimedOut`).
+ * The next line, or `None` when the peer finished between lines. A last
+ * line the peer ended without its CRLF is returned as it is.
  */
-const readLine = (
-  socket: TcpSocket.TcpSocket,
-  max: number,
-  options: Deadline.Options
-): Effect.Effect<Option.Option<Line>, Exclude<TcpError.RecvError, TcpError.PeerClosed>> =>
-  Effect.gen(function*() {
-    const line = new Uint8Array(max)
-    const byte = new Uint8Array(1)
-    let length = 0
-    let total = 0
-    const result = (): Option.Option<Line> => {
-      const kept = length > 0 && line[length - 1] === 0x0d ? length - 1 : length
-      return Option.some({ text: decoder.decode(line.subarray(0, kept)), bytes: total, cut: total > length })
-    }
-    while (true) {
-      const more = yield* socket.recvInto(byte, options).pipe(
-        Effect.as(true),
-        Effect.catchTag("PeerClosed", () => Effect.succeed(false))
-      )
-      if (!more) return total === 0 ? Option.none() : result()
-      if (byte[0] === NEWLINE) return result()
-      if (length < max) line.set(byte, length++)
-      total++
-    }
-  })
-
-const sendLine = (socket: TcpSocket.TcpSocket, text: string, options: Deadline.Options) =>
-  socket.send(encoder.encode(`${text}\n`), options)
-
-/** A short, quoted rendering of a line for the terminal. */
-const show = (line: Line): string =>
-  line.text.length > 40
-    ? `${JSON.stringify(`${line.text.slice(0, 24)}…`)} (${line.bytes} bytes${line.cut ? ", cut" : ""})`
-    : JSON.stringify(line.text)
+const nextLine = (lines: TcpMessage.MessageSocket, options: Deadline.Options) =>
+  lines.recv(options).pipe(
+    Effect.map((bytes) => Option.some(decoder.decode(bytes))),
+    Effect.catchTag("PeerClosed", (closed) =>
+      Effect.succeed(closed.bytes.length === 0 ? Option.none() : Option.some(decoder.decode(closed.bytes))))
+  )
 
 // ---------------------------------------------------------------------------
 // The server
@@ -108,39 +73,57 @@ const session = (hub: PubSub.PubSub<Message>, ids: Ref.Ref<number>) =>
     const subscription = yield* PubSub.subscribe(hub)
     yield* Console.log(`server: client ${id} connected from ${peer}`)
 
-    const reader = Effect.gen(function*() {
-      while (true) {
-        const deadline = yield* Deadline.after(IDLE_TIMEOUT)
-        const line = yield* readLine(socket, MAX_LINE, { deadline })
-        if (Option.isNone(line)) return
-        if (line.value.cut) {
-          yield* Console.log(`server: client ${id} sent a ${line.value.bytes}-byte line, cut to ${MAX_LINE}`)
+    const chat = Effect.gen(function*() {
+      // Two views of one socket: what a client may send is bounded by
+      // MAX_LINE, what we send it is longer by the sender's prefix.
+      const incoming = yield* TcpMessage.crlf(socket, { max: MAX_LINE })
+      const outgoing = yield* TcpMessage.crlf(socket, { max: MAX_RELAYED })
+      const say = (text: string) => outgoing.send(encoder.encode(text), { timeout: SEND_TIMEOUT })
+
+      const reader = Effect.gen(function*() {
+        while (true) {
+          const deadline = yield* Deadline.after(IDLE_TIMEOUT)
+          const line = yield* nextLine(incoming, { deadline })
+          if (Option.isNone(line)) return `client ${id} left`
+          yield* PubSub.publish(hub, { from: id, text: `[${id}] ${line.value}` })
         }
-        yield* PubSub.publish(hub, { from: id, text: `[${id}] ${line.value.text}` })
-      }
+      })
+
+      const writer = Effect.gen(function*() {
+        while (true) {
+          const message = yield* PubSub.take(subscription)
+          if (message.from !== id) yield* say(message.text)
+        }
+      })
+
+      yield* say(`* you are client ${id}`)
+      yield* PubSub.publish(hub, { from: id, text: `* client ${id} joined` })
+      return yield* Effect.raceFirst(reader, writer).pipe(
+        // The overlong line stays unread in the slot: `serve`'s graceful
+        // close discards it while the client reads why it was dropped.
+        Effect.catchTag("MessageTooLarge", () =>
+          Effect.gen(function*() {
+            yield* Console.log(`server: client ${id} sent a line longer than ${MAX_LINE} bytes`)
+            yield* say(`* line too long (max ${MAX_LINE} bytes): goodbye`)
+            return `client ${id} dropped: line too long`
+          }))
+      )
     })
 
-    const writer = Effect.gen(function*() {
-      while (true) {
-        const message = yield* PubSub.take(subscription)
-        if (message.from !== id) yield* sendLine(socket, message.text, { timeout: SEND_TIMEOUT })
-      }
-    })
-
-    yield* sendLine(socket, `* you are client ${id}`, { timeout: SEND_TIMEOUT }).pipe(
-      Effect.andThen(PubSub.publish(hub, { from: id, text: `* client ${id} joined` })),
-      Effect.andThen(Effect.raceFirst(reader, writer)),
-      Effect.andThen(Console.log(`server: client ${id} left`)),
+    const farewell = yield* chat.pipe(
       Effect.catchTags({
-        ConnReset: (e) => Console.log(`server: client ${id} reset the connection (${e.errno})`),
-        TimedOut: (e) => Console.log(`server: client ${id} idle or not reading, dropped (${e.errno})`),
-        BrokenPipe: (e) => Console.log(`server: client ${id} went away (${e.errno})`),
-        Closed: (e) => Console.log(`server: client ${id}: ${e.message}`),
-        InvalidArgument: (e) => Console.log(`server: client ${id}: ${e.message}`),
-        SystemError: (e) => Console.log(`server: client ${id}: ${e.errno} ${e.message}`)
-      }),
-      Effect.andThen(PubSub.publish(hub, { from: id, text: `* client ${id} left` }))
+        ConnReset: (e) => Effect.as(Console.log(`server: client ${id} reset the connection (${e.errno})`), `client ${id} left`),
+        TimedOut: (e) =>
+          Effect.as(Console.log(`server: client ${id} idle or not reading (${e.errno})`), `client ${id} dropped: idle`),
+        BrokenPipe: (e) => Effect.as(Console.log(`server: client ${id} went away (${e.errno})`), `client ${id} left`),
+        MessageTooLarge: (e) => Effect.as(Console.log(`server: client ${id}: ${e.message}`), `client ${id} left`),
+        Closed: (e) => Effect.as(Console.log(`server: client ${id}: ${e.message}`), `client ${id} left`),
+        InvalidArgument: (e) => Effect.as(Console.log(`server: client ${id}: ${e.message}`), `client ${id} left`),
+        SystemError: (e) => Effect.as(Console.log(`server: client ${id}: ${e.errno} ${e.message}`), `client ${id} left`)
+      })
     )
+    yield* Console.log(`server: ${farewell}`)
+    yield* PubSub.publish(hub, { from: id, text: `* ${farewell}` })
   })
 
 /** Serves chat on `listener` until interrupted, at most 64 clients at a time. */
@@ -161,17 +144,17 @@ const client = (name: string, address: string, deadline: Deadline.Deadline) =>
   Effect.gen(function*() {
     const socket = yield* TcpClient.connect(address, { deadline })
     yield* Console.log(`${name}: connected to ${address}`)
+    // The client's own bound on sending is the protocol's, not the
+    // server's: the demo sends an overlong line on purpose.
+    const lines = yield* TcpMessage.crlf(socket, { max: 4 * MAX_LINE })
 
     const hear = Effect.gen(function*() {
-      const line = yield* readLine(socket, MAX_CLIENT_LINE, { deadline })
+      const line = yield* nextLine(lines, { deadline })
       yield* Console.log(`${name} <- ${Option.match(line, { onNone: () => "(end of stream)", onSome: show })}`)
       return line
     })
     const say = (text: string) =>
-      Effect.andThen(
-        sendLine(socket, text, { deadline }),
-        Console.log(`${name} -> ${show({ text, bytes: encoder.encode(text).length, cut: false })}`)
-      )
+      Effect.andThen(lines.send(encoder.encode(text), { deadline }), Console.log(`${name} -> ${show(text)}`))
     /** Half-close, read what is left until the server's end, close. */
     const leave = Effect.gen(function*() {
       yield* socket.done({ deadline })
@@ -182,9 +165,17 @@ const client = (name: string, address: string, deadline: Deadline.Deadline) =>
       yield* socket.close({ deadline })
       yield* Console.log(`${name}: closed`)
     })
+    /** Read until the server's end (it dropped us), close. */
+    const dropped = Effect.gen(function*() {
+      for (let i = 0; i < 16; i++) {
+        if (Option.isNone(yield* hear)) break
+      }
+      yield* socket.close({ deadline })
+      yield* Console.log(`${name}: closed`)
+    })
 
     yield* hear // the welcome: from here on this client misses nothing
-    return { hear, say, leave } as const
+    return { hear, say, leave, dropped } as const
   })
 
 const demo = (port: string) =>
@@ -201,9 +192,16 @@ const demo = (port: string) =>
     yield* alice.say("hello bob")
     yield* bob.hear
     yield* bob.say("hi alice")
-    yield* bob.say("x".repeat(1500))
     yield* alice.hear
-    yield* alice.hear
+
+    const carol = yield* client("carol", address, deadline)
+    yield* alice.hear // * client 3 joined
+    yield* bob.hear
+    yield* carol.say("x".repeat(1500))
+    yield* carol.dropped // * line too long ..., then the end of the stream
+    yield* alice.hear // * client 3 dropped: line too long
+    yield* bob.hear
+
     yield* bob.leave
     yield* alice.hear // * client 2 left
     yield* alice.leave
@@ -212,7 +210,9 @@ const demo = (port: string) =>
 const serveForever = (port: string) =>
   Effect.gen(function*() {
     const listener = yield* TcpListener.listen(`127.0.0.1:${port}`)
-    yield* Console.log(`chat server on 127.0.0.1:${listener.port} (try: nc 127.0.0.1 ${listener.port}); Ctrl-C stops it`)
+    yield* Console.log(
+      `chat server on 127.0.0.1:${listener.port} (try: nc -C 127.0.0.1 ${listener.port}); Ctrl-C stops it`
+    )
     yield* chatServer(listener)
   })
 
@@ -220,7 +220,7 @@ const args = process.argv.slice(2)
 // A bad port is the listener's InvalidArgument, reported by runMain.
 const port = args.find((a) => a !== "--demo") ?? "0"
 
-const main = (args.includes("--demo") ? demo(port) : serveForever(port)).pipe(
+const main: Effect.Effect<void, TcpError.TcpError> = (args.includes("--demo") ? demo(port) : serveForever(port)).pipe(
   Effect.scoped,
   Effect.provide(TcpNode.layer)
 )
