@@ -1,13 +1,13 @@
 /**
- * A tiny Redis client: RESP over `TcpClient.connect`, with the connect
- * retried on `TimedOut` and `ConnRefused` only.
+ * A tiny Redis client: RESP through a `TcpClient.pool`, with the first
+ * connect retried on `TimedOut` and `ConnRefused` only.
  *
  *     node scratchpad/redis-client.ts [HOST:PORT]   # default 127.0.0.1:6379
  *     node scratchpad/redis-client.ts --demo        # `npm run redis`: self-contained
  *
  * It sends PING, SET, GET, INCR (twice, once on a non-integer to get an error
  * reply) and a GET of a missing key, and prints each request and reply the
- * way redis-cli does.
+ * way redis-cli does, then the pool's counters.
  *
  * The connect is retried with exponential backoff (100 ms, 200 ms, ... at most
  * 5 retries, about 3 s in all) while the error is `TimedOut` or
@@ -15,10 +15,15 @@
  * (`InvalidArgument` for a bad address, `AccessDenied`, `HostUnreach`, ...)
  * fails at once: waiting would not change it.
  *
- * RESP framing with exact receives: a reply starts with a header line
- * (`+OK`, `:42`, `$5`, ...) read byte by byte up to its CRLF, because
- * `recv(n)` returns exactly `n` bytes and a header's length is not known
- * beforehand; a bulk string's body then comes in one exact
+ * Each command borrows a connection from the pool for its own scope: when
+ * the reply was read whole, the connection goes back and the next command
+ * reuses it; a command that failed half-way leaves it unclean, and the pool
+ * closes it instead.
+ *
+ * RESP framing: a reply starts with a header line (`+OK`, `:42`, `$5`, ...)
+ * received as a CRLF-terminated message (`TcpMessage.crlf`, which finds the
+ * CRLF in the bytes already received, bounded by `MAX_HEADER`); a bulk
+ * string's body then comes from the same socket with one exact
  * `recv(length + 2)`, CRLF included, as the header announced it.
  *
  * `--demo` needs no Redis running: it picks a free loopback port, starts the
@@ -32,7 +37,7 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Duration, Effect, Fiber, Ref, Schedule, Schema } from "effect"
 import { ChildProcess } from "effect/process"
-import { Deadline, TcpClient, TcpError, TcpListener, TcpNode, TcpSocket } from "../src/index.ts"
+import { Deadline, TcpClient, TcpError, TcpListener, TcpMessage, TcpNode } from "../src/index.ts"
 
 // ---------------------------------------------------------------------------
 // RESP
@@ -47,7 +52,7 @@ type Reply =
   | { readonly _tag: "Integer"; readonly value: bigint }
   | { readonly _tag: "Bulk"; readonly value: Uint8Array | null }
 
-/** Longest header line accepted (`+...`, `-...`, `:...`, `$...`). */
+/** Longest header line accepted (`+...`, `-...`, `:...`, `$...`); longer is `MessageTooLarge`. */
 const MAX_HEADER = 4096
 /** Largest bulk string accepted. */
 const MAX_BULK = 1024 * 1024
@@ -68,35 +73,19 @@ const encode = (args: ReadonlyArray<string>): ReadonlyArray<Uint8Array> =>
     [encoder.encode(`*${args.length}\r\n`)]
   )
 
-/**
- * A header line without its CRLF, read one byte at a time: the receives are
- * exact, and where the line ends is only known once its LF arrives. Bounded
- * by `MAX_HEADER` and the deadline.
- */
-const readHeader = (socket: TcpSocket.TcpSocket, deadline: Deadline.Deadline) =>
-  Effect.gen(function*() {
-    const line = new Uint8Array(MAX_HEADER)
-    const byte = new Uint8Array(1)
-    for (let length = 0; length < MAX_HEADER; length++) {
-      yield* socket.recvInto(byte, { deadline })
-      if (byte[0] === LF) {
-        if (length === 0 || line[length - 1] !== CR) return yield* new RespError({ message: "bare LF in header" })
-        return decoder.decode(line.subarray(0, length - 1))
-      }
-      line.set(byte, length)
-    }
-    return yield* new RespError({ message: `header longer than ${MAX_HEADER} bytes` })
-  })
-
 const parseInteger = (text: string) =>
   /^-?\d{1,19}$/.test(text)
     ? Effect.succeed(BigInt(text))
     : Effect.fail(new RespError({ message: `not an integer: ${JSON.stringify(text)}` }))
 
-/** One reply: its header line, then for a bulk string exactly the bytes it announced. */
-const readReply = (socket: TcpSocket.TcpSocket, deadline: Deadline.Deadline) =>
+/**
+ * One reply: its header line as a CRLF message, then for a bulk string
+ * exactly the bytes it announced, read from the socket beneath the messages
+ * (libdill's `crlf_detach`: exact reads continue where the line stopped).
+ */
+const readReply = (lines: TcpMessage.MessageSocket, deadline: Deadline.Deadline) =>
   Effect.gen(function*() {
-    const header = yield* readHeader(socket, deadline)
+    const header = decoder.decode(yield* lines.recv({ deadline }))
     const rest = header.slice(1)
     switch (header[0]) {
       case "+":
@@ -112,7 +101,7 @@ const readReply = (socket: TcpSocket.TcpSocket, deadline: Deadline.Deadline) =>
           return yield* new RespError({ message: `bulk length ${length} outside 0..${MAX_BULK}` })
         }
         const n = Number(length)
-        const body = yield* socket.recv(n + 2, { deadline }) // the body and its CRLF, exactly
+        const body = yield* lines.socket.recv(n + 2, { deadline }) // the body and its CRLF, exactly
         if (body[n] !== CR || body[n + 1] !== LF) return yield* new RespError({ message: "bulk string without CRLF" })
         return { _tag: "Bulk", value: body.subarray(0, n) } satisfies Reply
       }
@@ -135,15 +124,21 @@ const show = (reply: Reply): string => {
   }
 }
 
-/** Sends one command and reads its reply, printing both. */
-const command = (socket: TcpSocket.TcpSocket, deadline: Deadline.Deadline, ...args: ReadonlyArray<string>) =>
+/**
+ * Sends one command on a connection borrowed from `pool` and reads its
+ * reply, printing both. The connection goes back to the pool when the
+ * reply was read whole.
+ */
+const command = (pool: TcpClient.ConnectionPool, deadline: Deadline.Deadline, ...args: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     yield* Console.log(`> ${args.map((a) => (/^[\w:.-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}`)
-    yield* socket.sendv(encode(args), { deadline })
-    const reply = yield* readReply(socket, deadline)
+    const socket = yield* pool.get({ deadline })
+    const lines = yield* TcpMessage.crlf(socket, { max: MAX_HEADER })
+    yield* socket.sendv(encode(args), { deadline }) // the command holds CRLFs: sent as bytes, not as a message
+    const reply = yield* readReply(lines, deadline)
     yield* Console.log(show(reply))
     return reply
-  })
+  }).pipe(Effect.scoped)
 
 // ---------------------------------------------------------------------------
 // Connect with retries
@@ -165,44 +160,50 @@ const retryPolicy = Schedule.exponential("100 millis").pipe(
   )
 )
 
-const connectWithRetry = (address: string) =>
+/**
+ * The pool's first connection, retried while the server may be starting; it
+ * goes back to the pool idle, for the commands to reuse.
+ */
+const connectWithRetry = (pool: TcpClient.ConnectionPool, address: string) =>
   Effect.gen(function*() {
     const attempts = yield* Ref.make(0)
     yield* Console.log(`connect ${address} (retrying TimedOut and ConnRefused, at most 5 times)`)
-    const socket = yield* Ref.updateAndGet(attempts, (n) => n + 1).pipe(
+    yield* Ref.updateAndGet(attempts, (n) => n + 1).pipe(
       Effect.andThen((attempt) =>
-        TcpClient.connect(address, { timeout: "500 millis" }).pipe(
-          Effect.tapError((e) => Console.log(`  attempt ${attempt}: ${e._tag}: ${e.message}`))
+        pool.get({ timeout: "500 millis" }).pipe(
+          Effect.tapError((e) => Console.log(`  attempt ${attempt}: ${e._tag}: ${e.message}`)),
+          Effect.scoped
         )
       ),
       Effect.retry(retryPolicy)
     )
     yield* Console.log(`connected after ${yield* Ref.get(attempts)} attempt(s)`)
-    return socket
   })
 
 // ---------------------------------------------------------------------------
 // The session
 
 /**
- * Connects, runs the commands, closes. Every error is reported here, one
- * branch per tag the session can fail with; `true` when it all worked.
+ * Opens a pool, runs the commands, closes it. Every error is reported here,
+ * one branch per tag the session can fail with; `true` when it all worked.
  */
 const session = (address: string) =>
   Effect.gen(function*() {
-    const socket = yield* connectWithRetry(address)
+    const pool = yield* TcpClient.pool(address, { size: 2, idleTimeout: "30 seconds" })
+    yield* connectWithRetry(pool, address)
     const deadline = yield* Deadline.after("3 seconds") // one budget for all the commands
-    yield* command(socket, deadline, "PING")
-    yield* command(socket, deadline, "SET", "effect-tcp:greeting", "hello, redis")
-    yield* command(socket, deadline, "GET", "effect-tcp:greeting")
-    yield* command(socket, deadline, "INCR", "effect-tcp:counter")
-    yield* command(socket, deadline, "INCR", "effect-tcp:greeting")
-    yield* command(socket, deadline, "GET", "effect-tcp:missing")
-    yield* socket.close({ deadline })
-    yield* Console.log("closed")
+    yield* command(pool, deadline, "PING")
+    yield* command(pool, deadline, "SET", "effect-tcp:greeting", "hello, redis")
+    yield* command(pool, deadline, "GET", "effect-tcp:greeting")
+    yield* command(pool, deadline, "INCR", "effect-tcp:counter")
+    yield* command(pool, deadline, "INCR", "effect-tcp:greeting")
+    yield* command(pool, deadline, "GET", "effect-tcp:missing")
+    const { created, reused, discarded } = yield* pool.stats
+    yield* Console.log(`pool: ${created} connection(s) created, ${reused} reuse(s), ${discarded} discarded`)
     return true
   }).pipe(
-    Effect.scoped,
+    Effect.scoped, // closes the pool's connections
+    Effect.tap(() => Console.log("closed")),
     Effect.catchTags({
       // connect, after the retries
       ConnRefused: (e) => gaveUp(`nothing listens at ${address}`, e),
@@ -220,6 +221,7 @@ const session = (address: string) =>
       ConnReset: (e) => gaveUp("the server reset the connection", e),
       BrokenPipe: (e) => gaveUp("the server went away", e),
       PeerClosed: (e) => gaveUp(`the server closed mid-reply after ${e.bytes.length} byte(s)`, e),
+      MessageTooLarge: (e) => gaveUp(`a reply header longer than ${MAX_HEADER} bytes`, e),
       Closed: (e) => gaveUp("the socket was already closed", e),
       SystemError: (e) => gaveUp("system error", e),
       RespError: (e) => Effect.as(Console.log(`gave up: protocol error: ${e.message}`), false)
