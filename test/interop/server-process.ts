@@ -1,0 +1,117 @@
+/**
+ * Servers nobody here wrote, run as child processes by the interop tests:
+ * found on PATH (or not, and then the tests skip with the reason printed),
+ * started on a loopback port, ready once they accept a connection, killed
+ * (and waited for) with the scope.
+ */
+import { Effect } from "effect"
+import type { Scope } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { accessSync, constants } from "node:fs"
+import * as Net from "node:net"
+import { delimiter, join } from "node:path"
+import { pollUntil } from "../helpers.ts"
+
+/**
+ * `program` on PATH, or undefined; when missing, prints why the tests of
+ * `suite` (e.g. "interop/memcached") are skipped, with `hint` saying how to
+ * get it.
+ *
+ * @example
+ * ```ts
+ * const memcached = findOnPath("memcached", "interop/memcached", "apt-get install memcached")
+ * it.live.skipIf(memcached === undefined)("…", () => …)
+ * ```
+ */
+export const findOnPath = (program: string, suite: string, hint: string): string | undefined => {
+  const found = (process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, program))
+    .find((candidate) => {
+      try {
+        accessSync(candidate, constants.X_OK)
+        return true
+      } catch {
+        return false
+      }
+    })
+  if (found === undefined) console.log(`[${suite}] skipping: ${program} is not on PATH (${hint})`)
+  return found
+}
+
+/** Whether something accepts connections on 127.0.0.1:`port` right now. */
+const accepts = (port: number): Effect.Effect<boolean> =>
+  Effect.callback<boolean>((resume) => {
+    const probe = Net.connect({ port, host: "127.0.0.1" })
+    const settle = (accepted: boolean) => () => {
+      probe.destroy()
+      resume(Effect.succeed(accepted))
+    }
+    probe.once("connect", settle(true))
+    probe.once("error", settle(false))
+    return Effect.sync(() => probe.destroy())
+  })
+
+/** Whether `child` has exited (or never started). */
+const ended = (child: ChildProcess, spawnFailed: boolean): boolean =>
+  spawnFailed || child.exitCode !== null || child.signalCode !== null
+
+/**
+ * Runs `binary` with `args` as a server that should listen on
+ * 127.0.0.1:`port`; succeeds once it accepts a connection (polled: at most
+ * `polls` probes, about 10 ms apart), fails with its output if it exits
+ * first or never accepts. With the scope it gets `stopSignal` (SIGTERM
+ * unless told; SIGKILL 3 s later if still running) and is waited for, so
+ * its pipes are closed when the scope has ended.
+ *
+ * @example
+ * ```ts
+ * const port = yield* closedPort
+ * yield* spawnServer({ name: "memcached", binary, args: ["-l", "127.0.0.1", "-p", String(port)], port })
+ * ```
+ */
+export const spawnServer = (options: {
+  readonly name: string
+  readonly binary: string
+  readonly args: ReadonlyArray<string>
+  readonly port: number
+  readonly polls?: number | undefined
+  readonly stopSignal?: NodeJS.Signals | undefined
+}): Effect.Effect<void, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const output: Array<string> = []
+    let spawnFailed = false
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const child = spawn(options.binary, options.args, { stdio: ["ignore", "pipe", "pipe"] })
+        child.stdout?.on("data", (d: Buffer) => output.push(d.toString()))
+        child.stderr?.on("data", (d: Buffer) => output.push(d.toString()))
+        child.on("error", (e) => {
+          spawnFailed = child.pid === undefined
+          output.push(`spawn error: ${e.message}`)
+        })
+        return child
+      }),
+      (child) =>
+        Effect.callback<void>((resume) => {
+          if (child.pid === undefined || ended(child, false)) return resume(Effect.void)
+          const force = setTimeout(() => child.kill("SIGKILL"), 3000)
+          child.once("close", () => {
+            clearTimeout(force)
+            resume(Effect.void)
+          })
+          child.kill(options.stopSignal ?? "SIGTERM")
+        })
+    )
+    const ready = yield* pollUntil(
+      Effect.suspend(() =>
+        ended(child, spawnFailed)
+          ? Effect.fail(new Error(`${options.name} exited before accepting: ${output.join("")}`))
+          : accepts(options.port)
+      ),
+      options.polls ?? 1000
+    )
+    if (!ready) {
+      return yield* Effect.fail(new Error(`${options.name} not accepting on port ${options.port}: ${output.join("")}`))
+    }
+    // It may have died right after a probe found the port taken by someone else.
+    if (ended(child, spawnFailed)) return yield* Effect.fail(new Error(`${options.name} exited: ${output.join("")}`))
+  })
