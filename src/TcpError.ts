@@ -263,6 +263,46 @@ export class Closed extends Schema.TaggedError<Closed>()("Closed", fields) {}
  */
 export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("MessageTooLarge", fields) {}
 
+const tlsFields = { ...fields, reason: Schema.String }
+
+/**
+ * EPROTO: the TLS handshake failed: no protocol version or cipher in
+ * common, an alert from the peer, or a peer that does not speak TLS.
+ * `reason` names it (an OpenSSL or Node code such as
+ * `ERR_SSL_WRONG_VERSION_NUMBER`, or the alert).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient } from "effect-tcp"
+ * TcpClient.connect("127.0.0.1:6379", { tls: {} }).pipe(
+ *   Effect.catchTag("TlsHandshakeFailed", (e) => Effect.logWarning(e.reason))
+ * )
+ * ```
+ * @since 0.1.0
+ */
+export class TlsHandshakeFailed extends Schema.TaggedError<TlsHandshakeFailed>()("TlsHandshakeFailed", tlsFields) {}
+
+/**
+ * EPROTO: the peer's certificate failed verification. `reason` keeps
+ * OpenSSL's or Node's code: `DEPTH_ZERO_SELF_SIGNED_CERT`,
+ * `ERR_TLS_CERT_ALTNAME_INVALID`, `CERT_HAS_EXPIRED`,
+ * `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, ...
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpClient } from "effect-tcp"
+ * TcpClient.connect("localhost:6380", { tls: {} }).pipe(
+ *   Effect.catchTag("CertificateRejected", (e) => Effect.fail(`untrusted peer: ${e.reason}`))
+ * )
+ * ```
+ * @since 0.1.0
+ */
+export class CertificateRejected
+  extends Schema.TaggedError<CertificateRejected>()("CertificateRejected", tlsFields)
+{}
+
 /**
  * Any other errno, kept as its string: never a defect, never lost.
  *
@@ -295,6 +335,8 @@ const classes = {
   AccessDenied,
   Closed,
   MessageTooLarge,
+  TlsHandshakeFailed,
+  CertificateRejected,
   SystemError
 } satisfies { readonly [T in Tag]: abstract new(...args: never) => { readonly _tag: T } }
 
@@ -329,7 +371,8 @@ const tagsByCall = {
     "SystemFileLimit",
     "SystemError"
   ],
-  accept: ["TimedOut", "InvalidArgument", "TooManyOpenFiles", "SystemFileLimit", "OutOfMemory", "Closed", "SystemError"]
+  accept: ["TimedOut", "InvalidArgument", "TooManyOpenFiles", "SystemFileLimit", "OutOfMemory", "Closed", "SystemError"],
+  tls: ["TlsHandshakeFailed", "CertificateRejected"]
 } as const
 
 /**
@@ -429,6 +472,19 @@ export type ListenError = ErrorOf<(typeof tagsByCall.listen)[number]>
  * @since 0.1.0
  */
 export type AcceptError = ErrorOf<(typeof tagsByCall.accept)[number]>
+
+/**
+ * What a TLS handshake adds to a connect, an accept or an upgrade
+ * (`TcpTls`): `TlsHandshakeFailed` or `CertificateRejected`.
+ *
+ * @example
+ * ```ts
+ * import type { TcpError } from "effect-tcp"
+ * const untrusted = (e: TcpError.TlsError) => e._tag === "CertificateRejected"
+ * ```
+ * @since 0.1.0
+ */
+export type TlsError = ErrorOf<(typeof tagsByCall.tls)[number]>
 
 /**
  * The tag of any `TcpError`: every tag some call can fail with.
@@ -539,6 +595,18 @@ export const listenTags: ReadonlySet<ListenError["_tag"]> = new Set(tagsByCall.l
 export const acceptTags: ReadonlySet<AcceptError["_tag"]> = new Set(tagsByCall.accept)
 
 /**
+ * The tags of `TlsError`, for `narrow`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError } from "effect-tcp"
+ * TcpError.tlsTags.has("CertificateRejected") // true
+ * ```
+ * @since 0.1.0
+ */
+export const tlsTags: ReadonlySet<TlsError["_tag"]> = new Set(tagsByCall.tls)
+
+/**
  * Whether a value is one of this module's errors: an instance of one of its
  * classes, not merely an object with a matching `_tag`.
  *
@@ -558,13 +626,17 @@ export const isTcpError = (u: unknown): u is TcpError => {
 }
 
 /** The tags an errno from the kernel or Node can map to. */
-type ErrnoTag = Exclude<Tag, "PeerClosed" | "SystemError">
+type ErrnoTag = Exclude<Tag, "PeerClosed" | "SystemError" | TlsError["_tag"]>
+
+/** The errors an errno can be: all but those that carry more than one (`PeerClosed`, the TLS errors). */
+type ErrnoError = Exclude<TcpError, PeerClosed | TlsError>
 
 // DESIGN.md's table, written once: each tag's errnos with what they mean. The
 // first errno is the one the tag carries when this library raises it. Every
 // errno maps to its tag; any other is SystemError, kept as given. PeerClosed
 // carries EPIPE, libdill's errno for a receive cut short, but an EPIPE from
-// the kernel is BrokenPipe, so PeerClosed is not here.
+// the kernel is BrokenPipe, so PeerClosed is not here. Nor are the TLS
+// errors: both carry EPROTO, which from the kernel is no TLS failure.
 const errnoTable = {
   ConnRefused: { ECONNREFUSED: "connection refused" },
   ConnReset: { ECONNRESET: "connection reset by peer" },
@@ -598,7 +670,8 @@ const errnoByTag: ReadonlyMap<string, string> = new Map(errnoRows.toReversed().m
  * What `make` builds an error from. `errno` defaults to the one the tag
  * carries (`AccessDenied` may say `"EPERM"` instead of `"EACCES"`) and must
  * be given for `SystemError`; `detail`, when given, replaces the errno's
- * description in the message. `PeerClosed` takes the `bytes` that did arrive.
+ * description in the message. `PeerClosed` takes the `bytes` that did arrive,
+ * the TLS errors their `reason`.
  *
  * @example
  * ```ts
@@ -611,6 +684,7 @@ export type MakeFields<T extends Tag = Tag> = {
   readonly [K in Tag]:
     & { readonly tag: K; readonly syscall: string; readonly address?: string | undefined }
     & (K extends "PeerClosed" ? { readonly bytes: Uint8Array }
+      : K extends TlsError["_tag"] ? { readonly reason: string; readonly detail?: string | undefined }
       : K extends ErrnoTag ? {
           readonly errno?: keyof (typeof errnoTable)[K] | undefined
           readonly detail?: string | undefined
@@ -683,18 +757,24 @@ const fromFields = (fields: MakeFields): TcpError => {
     const message = `${where(syscall, address)}: peer closed after ${bytes.length} bytes`
     return new PeerClosed({ errno: "EPIPE", syscall, address, bytes, message })
   }
+  if (fields.tag === "TlsHandshakeFailed" || fields.tag === "CertificateRejected") {
+    const Make = classes[fields.tag]
+    const detail = fields.detail ?? (fields.tag === "CertificateRejected" ? "certificate rejected" : "TLS handshake failed")
+    const message = messageOf("EPROTO", syscall, address, `${detail}: ${fields.reason}`)
+    return new Make({ errno: "EPROTO", syscall, address, reason: fields.reason, message })
+  }
   // Only SystemError has no errno of its own, and its fields must name one.
   return build(fields.tag, fields.errno ?? errnoByTag.get(fields.tag) ?? "EIO", syscall, address, fields.detail)
 }
 
 const build = (
-  tag: Exclude<Tag, "PeerClosed">,
+  tag: ErrnoError["_tag"],
   errno: string,
   syscall: string,
   address: string | undefined,
   detail: string | undefined
-): Exclude<TcpError, PeerClosed> => {
-  const Make: new(fields: ErrorFields) => Exclude<TcpError, PeerClosed> = classes[tag]
+): ErrnoError => {
+  const Make: new(fields: ErrorFields) => ErrnoError = classes[tag]
   return new Make({ errno, syscall, address, message: messageOf(errno, syscall, address, detail) })
 }
 
@@ -717,7 +797,7 @@ export const fromCode = (
   syscall: string,
   address?: string,
   detail?: string
-): Exclude<TcpError, PeerClosed> => build(tagByErrno.get(errno) ?? "SystemError", errno, syscall, address, detail)
+): ErrnoError => build(tagByErrno.get(errno) ?? "SystemError", errno, syscall, address, detail)
 
 /**
  * Builds the error for anything a Node callback or event reported: an
@@ -731,7 +811,7 @@ export const fromCode = (
  * ```
  * @since 0.1.0
  */
-export const fromUnknown = (cause: unknown, syscall: string, address?: string): Exclude<TcpError, PeerClosed> => {
+export const fromUnknown = (cause: unknown, syscall: string, address?: string): ErrnoError => {
   const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined
   if (typeof code === "string" && /^E(?!RR_)[A-Z0-9_]+$/.test(code)) return fromCode(code, syscall, address)
   const detail = cause instanceof Error ? cause.message : describeUnknown(cause)
@@ -759,7 +839,7 @@ const describeUnknown = (cause: unknown): string => {
  * @since 0.1.0
  */
 export const narrow = <T extends Tag>(
-  error: Exclude<TcpError, PeerClosed>,
+  error: ErrnoError,
   allowed: ReadonlySet<T>
 ): Extract<TcpError, { readonly _tag: T }> | SystemError =>
   allowed.has(error._tag as T)

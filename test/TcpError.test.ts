@@ -63,7 +63,8 @@ const documented = {
     "SystemFileLimit",
     "TooManyOpenFiles"
   ],
-  accept: ["Closed", "InvalidArgument", "OutOfMemory", "SystemError", "SystemFileLimit", "TimedOut", "TooManyOpenFiles"]
+  accept: ["Closed", "InvalidArgument", "OutOfMemory", "SystemError", "SystemFileLimit", "TimedOut", "TooManyOpenFiles"],
+  tls: ["CertificateRejected", "TlsHandshakeFailed"]
 } as const
 
 /** Every class, by tag, to check `instanceof` and construction. */
@@ -268,7 +269,7 @@ describe("TcpError", () => {
     })
 
     it("turns a tag outside the set into SystemError keeping errno, syscall, address and message", () => {
-      const cases: ReadonlyArray<readonly [TcpError.TcpError & { _tag: Exclude<TcpError.Tag, "PeerClosed"> }, ReadonlySet<TcpError.Tag>]> = [
+      const cases: ReadonlyArray<readonly [TcpError.TcpError & { _tag: Exclude<TcpError.Tag, "PeerClosed" | TcpError.TlsError["_tag"]> }, ReadonlySet<TcpError.Tag>]> = [
         [TcpError.fromCode("EPIPE", "connect", "127.0.0.1:1"), TcpError.connectTags],
         [TcpError.fromCode("ECONNREFUSED", "write", "127.0.0.1:1"), TcpError.sendTags],
         [TcpError.fromCode("EADDRINUSE", "read", "127.0.0.1:1"), TcpError.recvTags],

@@ -29,6 +29,8 @@ const instances: { readonly [T in TcpError.Tag]: Extract<TcpError.TcpError, { re
   AccessDenied: TcpError.fromCode("EACCES", "listen") as TcpError.AccessDenied,
   Closed: TcpError.closed("send"),
   MessageTooLarge: TcpError.fromCode("EMSGSIZE", "recv") as TcpError.MessageTooLarge,
+  TlsHandshakeFailed: TcpError.make({ tag: "TlsHandshakeFailed", syscall: "connect", reason: "ERR_SSL_WRONG_VERSION_NUMBER" }),
+  CertificateRejected: TcpError.make({ tag: "CertificateRejected", syscall: "connect", reason: "CERT_HAS_EXPIRED" }),
   SystemError: TcpError.fromUnknown(new Error("boom"), "read") as TcpError.SystemError
 }
 

@@ -25,7 +25,7 @@ const carried = {
   AccessDenied: "EACCES",
   Closed: "EBADF",
   MessageTooLarge: "EMSGSIZE"
-} as const satisfies { readonly [T in Exclude<TcpError.Tag, "PeerClosed" | "SystemError">]: string }
+} as const satisfies { readonly [T in Exclude<TcpError.Tag, "PeerClosed" | "SystemError" | TcpError.TlsError["_tag"]>]: string }
 
 /**
  * One key per tag of each union: the mapped type makes a key missing from,
@@ -123,6 +123,19 @@ describe("TcpError from one table", () => {
         assert.match(error.message, new RegExp(`^connect 127\\.0\\.0\\.1:6379: [a-z ]+ \\(${errno}\\)$`))
       })
     }
+
+    it("the TLS errors carry EPROTO and their reason, which an EPROTO from the kernel is not", () => {
+      for (const tag of ["TlsHandshakeFailed", "CertificateRejected"] as const) {
+        const error = TcpError.make({ tag, syscall: "connect", address: "localhost:6380", reason: "CERT_HAS_EXPIRED" })
+        assert.strictEqual(error._tag, tag)
+        assert.strictEqual(error.errno, "EPROTO")
+        assert.strictEqual(error.reason, "CERT_HAS_EXPIRED")
+        assert.match(error.message, /^connect localhost:6380: .*CERT_HAS_EXPIRED \(EPROTO\)$/)
+        assert.isTrue(TcpError.isTcpError(error))
+        assert.isTrue(TcpError.tlsTags.has(error._tag))
+      }
+      assert.strictEqual(TcpError.fromCode("EPROTO", "read")._tag, "SystemError")
+    })
 
     it("the message is derived from syscall, address, detail and errno", () => {
       const reset = TcpError.make({ tag: "ConnReset", syscall: "recv", address: "127.0.0.1:6379" })
@@ -242,6 +255,7 @@ describe("TcpError from one table", () => {
         | TcpError.ListenError
         | TcpError.AcceptError
         | TcpError.RecvUntilError
+        | TcpError.TlsError
       >()
       expectTypeOf<TcpError.RecvUntilError>().toEqualTypeOf<TcpError.RecvError | TcpError.MessageTooLarge>()
       expectTypeOf<TcpError.Tag>().toEqualTypeOf<TcpError.TcpError["_tag"]>()

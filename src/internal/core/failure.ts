@@ -1,7 +1,10 @@
 import * as TcpError from "../../TcpError.ts"
 
-/** What broke a connection: any error but `PeerClosed`, which is an outcome, not a failure. */
-export type Failure = Exclude<TcpError.TcpError, TcpError.PeerClosed>
+/**
+ * What broke a connection: any error but `PeerClosed`, which is an outcome,
+ * not a failure, and the TLS errors, which only a handshake reports.
+ */
+export type Failure = Exclude<TcpError.TcpError, TcpError.PeerClosed | TcpError.TlsError>
 
 /**
  * A connection's failure as the call that meets it reports it: the same
