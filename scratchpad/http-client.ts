@@ -150,7 +150,8 @@ const python = process.env["PYTHON3"] ?? "python3"
 /**
  * python3's `http.server` serving `directory` on a free loopback port,
  * stopped with the scope; its address once it says it is serving. `None`
- * when python3 is not there or says nothing within 10 seconds.
+ * when python3 is not there or says nothing within 30 seconds (a slow
+ * machine: it normally takes a few hundred milliseconds).
  */
 const startPython = (directory: string) =>
   Effect.gen(function*() {
@@ -172,7 +173,7 @@ const startPython = (directory: string) =>
         return port === undefined ? Result.fail(line) : Result.succeed(`127.0.0.1:${port}`)
       }),
       Stream.runHead,
-      Effect.timeoutOption("10 seconds"),
+      Effect.timeoutOption("30 seconds"),
       Effect.map(Option.flatten)
     )
     if (Option.isNone(serving)) yield* Console.log(`  (${python} started but did not say where it serves)`)

@@ -66,7 +66,7 @@ const onPath = (binary: string): boolean =>
     }
   })
 
-describe.concurrent("scratchpad examples", () => {
+describe("scratchpad examples", () => {
   it.live("npm run chat: lines relayed, an overlong line answered and its client dropped, exit 0", () =>
     Effect.gen(function*() {
       const run = yield* demo("chat-server.ts")
