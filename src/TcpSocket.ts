@@ -18,6 +18,7 @@ import type * as Deadline from "./Deadline.ts"
 import * as internalSocket from "./internal/socket.ts"
 import * as internal from "./internal/tcpSocket.ts"
 import type * as TcpError from "./TcpError.ts"
+import type * as TcpTls from "./TcpTls.ts"
 
 /**
  * @since 0.1.0
@@ -109,6 +110,8 @@ export interface TcpSocket extends Pipeable, Inspectable.Inspectable {
   readonly localAddress: NetAddress.InetAddress | undefined
   /** The peer's address. */
   readonly remoteAddress: NetAddress.InetAddress | undefined
+  /** The TLS session (protocol, cipher, ALPN, the peer's certificate), or `undefined` for plaintext. */
+  readonly tls: TcpTls.Info | undefined
 }
 
 /**

@@ -61,6 +61,14 @@ export * as TcpListener from "./TcpListener.ts"
 export * as TcpMetrics from "./TcpMetrics.ts"
 
 /**
+ * TLS: connect, listen and STARTTLS-style upgrades, with typed handshake
+ * and certificate errors.
+ *
+ * @since 0.1.0
+ */
+export * as TcpTls from "./TcpTls.ts"
+
+/**
  * Everything with defaults, in one layer.
  *
  * @since 0.1.0

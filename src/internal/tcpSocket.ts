@@ -39,10 +39,13 @@ export class TcpSocketImpl extends Inspectable.Class implements Pipeable {
   readonly [TypeId] = TypeId
   readonly conn: Connection
   readonly closeTimeout: Duration.Duration
-  constructor(conn: Connection, closeTimeout: Duration.Duration) {
+  /** The storage pool the socket's slot came from: where its background close lingers, and an upgrade's too. */
+  readonly pool: Pool
+  constructor(conn: Connection, closeTimeout: Duration.Duration, pool: Pool) {
     super()
     this.conn = conn
     this.closeTimeout = closeTimeout
+    this.pool = pool
   }
   send(bytes: Uint8Array, options?: Deadline.Options) {
     return sendImpl(this, bytes, options)
@@ -85,6 +88,9 @@ export class TcpSocketImpl extends Inspectable.Class implements Pipeable {
   }
   get remoteAddress() {
     return this.conn.transport.remoteInet
+  }
+  get tls() {
+    return this.conn.transport.tls
   }
   toJSON() {
     return { _id: "TcpSocket", ...this.conn.summary() }
@@ -232,5 +238,5 @@ export const attach = (
 ): Effect.Effect<TcpSocketImpl, never, Scope.Scope> =>
   Effect.as(
     Effect.addFinalizer((exit) => conn.finalize(exit, closeTimeout, pool)),
-    new TcpSocketImpl(conn, closeTimeout)
+    new TcpSocketImpl(conn, closeTimeout, pool)
   )

@@ -1,4 +1,4 @@
-import { Duration, Effect, Exit, Inspectable } from "effect"
+import { Duration, Effect, Exit, Inspectable, Result } from "effect"
 import type { Fiber } from "effect"
 import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
@@ -17,6 +17,15 @@ export interface Injector {
   send(): TcpError.SendError | undefined
   done(): TcpError.SendError | undefined
   close(): TcpError.CloseError | undefined
+}
+
+/** What a connection hands to the one that takes its transport over (an upgrade to TLS). */
+export interface Handover<T extends Transport> {
+  readonly transport: T
+  readonly slot: SlotMemory
+  readonly releaseSlot: () => void
+  /** The bytes that had arrived and were not read: the new connection's first. */
+  readonly leftover: Uint8Array
 }
 
 /**
@@ -222,6 +231,36 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   }
 
   // -------------------------------------------------------------- lifecycle
+
+  /**
+   * Hands the transport, the slot and the unread bytes to a new connection
+   * (libdill's `tls_attach_*` over a socket in use). Only between calls: no
+   * receive or send under way or stopped halfway, nothing failed, neither
+   * end finished. This connection is then closed, without touching what it
+   * handed over, and its calls fail `Closed`.
+   */
+  handOver(syscall: string): Result.Result<Handover<T>, TcpError.CloseError> {
+    const address = this.address
+    if (this.phase !== "open") return Result.fail(TcpError.closed(syscall, address))
+    if (this.failure !== undefined) return Result.fail(reported(this.failure, syscall, TcpError.closeTags))
+    if (this.transportClosed || this.inbound.eof) {
+      return Result.fail(TcpError.make({ tag: "ConnReset", syscall, address, detail: "the peer finished before the upgrade" }))
+    }
+    if (!this.inbound.idle || this.outbound.state !== "open" || !this.outbound.idle || !this.transport.flushed) {
+      return Result.fail(TcpError.invalid(
+        syscall,
+        "a connection is upgraded between calls: none under way or stopped halfway, neither side finished",
+        address
+      ))
+    }
+    const leftover = this.inbound.takeAll()
+    this.transport.release()
+    this.phase = "closed"
+    this.fate = "closed"
+    this.transportClosed = true
+    this.released = true
+    return Result.succeed({ transport: this.transport, slot: this.slot, releaseSlot: this.releaseSlot, leftover })
+  }
 
   private wakeFin(outcome: Effect.Effect<void, TcpError.CloseError>): void {
     const waiter = this.finWaiter

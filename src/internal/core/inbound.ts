@@ -163,6 +163,18 @@ export class Inbound {
     return this.ring.count === 0 && this.reader === undefined && !this.eof && !this.broken && !this.discarding
   }
 
+  /** No receive under way, queued or stopped halfway, and not closing. */
+  get idle(): boolean {
+    return this.lane.idle && this.reader === undefined && !this.broken && !this.discarding
+  }
+
+  /** Every unread byte, consumed: what a connection taking the transport over reads first. */
+  takeAll(): Uint8Array {
+    const bytes = new Uint8Array(this.ring.count)
+    this.ring.copyOut([bytes], 0, bytes.length)
+    return bytes
+  }
+
   /** Something the waiting receive may be waiting for happened: it checks again. */
   wake(): void {
     this.reader?.advance()

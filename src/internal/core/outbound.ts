@@ -55,6 +55,11 @@ export class Outbound {
     this.transport = transport
   }
 
+  /** No send or FIN under way or queued. */
+  get idle(): boolean {
+    return this.lane.idle && this.sending === undefined
+  }
+
   /**
    * Hands `chunks` (of `total` bytes) to the transport, waiting until
    * `deadline` for what it could not take at once. The send takes its turn

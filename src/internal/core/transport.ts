@@ -1,4 +1,5 @@
 import type { NetAddress } from "effect/net"
+import type { Info } from "../../TcpTls.ts"
 
 /**
  * What a connection's rules (`core/connection.ts`) need from the way bytes
@@ -25,6 +26,10 @@ export interface Transport {
   resumeReading(): void
   /** Closes at once: an RST if unread bytes are pending. `closed` follows once the transport let go of the slot. */
   destroy(): void
+  /** Another connection takes the transport over (an upgrade to TLS): tell this one's events nothing more. */
+  release(): void
+  /** The TLS session, for a transport that encrypts. */
+  readonly tls: Info | undefined
   /** `host:port` of our end, where known, for printing. */
   readonly localAddress: string | undefined
   /** Our end and the peer's, where known. */

@@ -7,6 +7,8 @@ import { NetAddress } from "effect/net"
 import { gather } from "../bytes.ts"
 import type { Connection } from "../core/connection.ts"
 import type { Transport, TransportEvents } from "../core/transport.ts"
+import type * as TcpError from "../../TcpError.ts"
+import type { Info } from "../../TcpTls.ts"
 
 /** One direction of a connection: bytes in order, then perhaps the FIN. */
 export class Pipe {
@@ -82,6 +84,10 @@ export class Side implements Transport {
   private resetDelivered = false
   /** The bound connection's send waits for room in `outgoing`. */
   private waitingForRoom = false
+  /** The TLS session this end plays, once upgraded: in memory there is no crypto, only its description. */
+  tls: Info | undefined = undefined
+  /** The failure a test injected into this connection's next handshake (`TcpTest.failTls`), taken when asked. */
+  handshakeFailure: ((role: "client" | "server", syscall: string) => TcpError.TlsError | undefined) | undefined
 
   constructor(
     changed: () => void,
@@ -102,7 +108,24 @@ export class Side implements Transport {
   /** A core connection takes this end as its transport. */
   bind(events: TransportEvents): this {
     this.events = events
+    this.paused = false
     return this
+  }
+
+  /** The bound connection hands this end over (an upgrade to TLS). */
+  release(): void {
+    this.events = undefined
+  }
+
+  /**
+   * The connection taking this end over binds it, and reads first the
+   * bytes its predecessor had not: as a kernel would, they are still ahead
+   * (they move into its slot on `resumeReading`, once it is built).
+   */
+  adopt(events: TransportEvents, leftover: Uint8Array, tls: Info): this {
+    this.incoming.unshift(leftover)
+    this.tls = tls
+    return this.bind(events)
   }
 
   /** Bytes sent to this end that its connection has not consumed: in flight, or in its slot. */

@@ -16,9 +16,11 @@
 import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Tls from "node:tls"
 import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
 import type { NetAddress } from "effect/net"
+import type { Info } from "../../TcpTls.ts"
 import { fromNode, hostPort } from "../address.ts"
 import { gather } from "../bytes.ts"
 import { Connection } from "../core/connection.ts"
@@ -86,34 +88,76 @@ const pendingReset = (socket: Net.Socket): Error | undefined => {
 }
 
 
-/** A connection over a `net.Socket`. */
+/** What `socket.tls` shows of a TLS socket. */
+export const infoOf = (socket: Tls.TLSSocket): Info => {
+  const certificate = socket.getPeerCertificate()
+  const authorizationError: unknown = socket.authorizationError
+  return {
+    protocol: socket.getProtocol() ?? undefined,
+    cipher: socket.getCipher()?.name,
+    alpnProtocol: typeof socket.alpnProtocol === "string" ? socket.alpnProtocol : undefined,
+    authorized: socket.authorized,
+    authorizationError: authorizationError instanceof Error
+      ? authorizationError.message
+      : authorizationError === undefined || authorizationError === null ? undefined : String(authorizationError),
+    peerCertificate: certificate === null || Object.keys(certificate).length === 0 ? undefined : certificate
+  }
+}
+
+/** A connection over a `net.Socket`, or a `tls.TLSSocket` over one. */
 export class NodeTransport implements Transport {
   readonly socket: Net.Socket
   private readonly events: TransportEvents
   /** Reads arrive as `'data'` chunks to copy, not through `onread`. */
   readonly copying: boolean
+  /**
+   * The socket is TLS: its descriptor carries ciphertext, so nothing may be
+   * written to or read from it directly (a `TLSSocket`'s handle still shows
+   * the descriptor), and only a plain TCP handle can be reset.
+   */
+  readonly encrypted: boolean
   /** A chunk's bytes that did not fit in the slot when reading paused. */
   private pending: Uint8Array | undefined
   /** The memory a waiting send's pieces are copied into, reused once Node is done with the last one. */
   private scratch: Uint8Array | undefined
 
-  constructor(events: TransportEvents, socket: Net.Socket, copying: boolean) {
+  constructor(events: TransportEvents, socket: Net.Socket, copying: boolean, encrypted = false) {
     this.events = events
     this.socket = socket
     this.copying = copying
-    socket.on("end", () => {
-      const reset = pendingReset(socket)
-      // As Node 24 does with the reset it reads: 'error', then 'close'.
-      if (reset !== undefined) return void socket.destroy(reset)
-      events.ended()
-    })
-    socket.on("error", (error) => events.failed(error))
-    socket.on("close", () => events.closed())
+    this.encrypted = encrypted
+    socket.on("end", this.onEnd)
+    socket.on("error", this.onError)
+    socket.on("close", this.onClose)
     if (copying) {
-      socket.on("data", (chunk: Buffer) => this.deliver(chunk))
+      socket.on("data", this.onData)
       // The listener accepts with `pauseOnConnect`: reading starts once the slot is there.
       socket.resume()
     }
+  }
+
+  private readonly onEnd = (): void => {
+    const reset = this.encrypted ? undefined : pendingReset(this.socket)
+    // As Node 24 does with the reset it reads: 'error', then 'close'.
+    if (reset !== undefined) return void this.socket.destroy(reset)
+    this.events.ended()
+  }
+  private readonly onError = (error: Error): void => this.events.failed(error)
+  private readonly onClose = (): void => this.events.closed()
+  private readonly onData = (chunk: Buffer): void => this.deliver(chunk)
+
+  /** Another connection takes the socket over (an upgrade to TLS): this one hears nothing more of it. */
+  release(): void {
+    const socket = this.socket
+    socket.off("end", this.onEnd)
+    socket.off("error", this.onError)
+    socket.off("close", this.onClose)
+    socket.off("data", this.onData)
+  }
+
+  /** The descriptor to write to directly, if this socket has one that carries our bytes as they are. */
+  private get descriptor(): number | undefined {
+    return this.encrypted ? undefined : descriptorOf(this.socket)
   }
 
   /** Copies a chunk into the slot's ring, region by region; pauses the socket when the ring fills. */
@@ -134,7 +178,7 @@ export class NodeTransport implements Transport {
 
   write(chunks: ReadonlyArray<Uint8Array>, offset: number, total: number): number | Error {
     // Straight to the descriptor only while Node holds nothing queued, or bytes would overtake it.
-    const fd = this.socket.writableLength === 0 ? descriptorOf(this.socket) : undefined
+    const fd = this.socket.writableLength === 0 ? this.descriptor : undefined
     let reached = offset
     if (fd !== undefined) {
       try {
@@ -207,9 +251,14 @@ export class NodeTransport implements Transport {
     // way: libuv refuses a reset while a shutdown is pending, and Node then
     // reports an error and never closes the socket.
     const socket = this.socket
-    const resettable = !socket.destroyed && !socket.connecting && !socket.writableEnded && socket.readyState !== "closed"
+    const resettable = !this.encrypted && !socket.destroyed && !socket.connecting && !socket.writableEnded &&
+      socket.readyState !== "closed"
     if (this.events.unread > 0 && resettable) socket.resetAndDestroy()
     else socket.destroy()
+  }
+
+  get tls(): Info | undefined {
+    return this.encrypted && this.socket instanceof Tls.TLSSocket ? infoOf(this.socket) : undefined
   }
 
   get localAddress(): string | undefined {
