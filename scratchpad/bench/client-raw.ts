@@ -12,11 +12,16 @@ import {
   connectsResult,
   connectsShape,
   encodeLength,
+  isCheckedLine,
   type Job,
+  LINE_BYTES,
+  lineMismatch,
+  linesResult,
   measure,
   openTcpHandles,
   perConnection,
   pingpongResult,
+  requestsResult,
   type Result,
   settledMemory
 } from "./common.ts"
@@ -101,6 +106,86 @@ const recvBulk = (socket: Net.Socket, n: number): Promise<void> => {
   return received
 }
 
+const LF = 0x0a
+const CR = 0x0d
+
+/**
+ * Asks the lines peer for `count` lines and splits the `data` chunks by
+ * hand: `indexOf` the LF, check the CR before it, the line is a view of
+ * the chunk; a line cut between chunks is carried over and joined (one
+ * copy) when its end arrives. Checks every line's length, some lines'
+ * bytes, and the count.
+ */
+const recvLines = (socket: Net.Socket, count: number): Promise<void> =>
+  new Promise((resolve, reject) => {
+    let received = 0
+    let carried: Buffer | undefined
+    const fail = (error: Error) => {
+      socket.off("data", onData)
+      socket.off("error", reject)
+      reject(error)
+    }
+    const onLine = (line: Buffer): boolean => {
+      if (line.length !== LINE_BYTES + 1 || line[LINE_BYTES] !== CR) {
+        fail(new Error(`line ${received}: ${line.length} bytes before the LF, or no CR`))
+        return false
+      }
+      const mismatch = isCheckedLine(received, count) ? lineMismatch(line.subarray(0, LINE_BYTES), received) : undefined
+      if (mismatch !== undefined) {
+        fail(new Error(mismatch))
+        return false
+      }
+      received += 1
+      return true
+    }
+    const onData = (data: Buffer) => {
+      let from = 0
+      let lf = data.indexOf(LF)
+      if (carried !== undefined && lf !== -1) {
+        if (!onLine(Buffer.concat([carried, data.subarray(0, lf)]))) return
+        carried = undefined
+        from = lf + 1
+        lf = data.indexOf(LF, from)
+      }
+      while (lf !== -1) {
+        if (!onLine(data.subarray(from, lf))) return
+        from = lf + 1
+        lf = data.indexOf(LF, from)
+      }
+      if (from < data.length) carried = carried === undefined ? data.subarray(from) : Buffer.concat([carried, data])
+      if (received < count) return
+      socket.off("data", onData)
+      socket.off("error", reject)
+      if (received > count || carried !== undefined) reject(new Error(`more than the ${count} lines asked for`))
+      else resolve()
+    }
+    socket.on("data", onData)
+    socket.once("error", reject)
+    socket.write(encodeLength(count))
+  })
+
+/** One 16-byte request and its echo on a connection of its own: connect, write, read 16 bytes, end. */
+const requestOnce = (host: string, port: number, message: Buffer): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const socket = Net.connect({ host, port, noDelay: true })
+    let received = 0
+    socket.once("connect", () => socket.write(message))
+    socket.on("data", (data: Buffer) => {
+      received += data.length
+      if (received < message.length) return
+      socket.off("error", reject)
+      socket.on("error", () => {})
+      socket.end()
+      resolve()
+    })
+    socket.once("error", reject)
+  })
+
+const requestsConnecting = async (job: Job, count: number): Promise<void> => {
+  const message = Buffer.alloc(16, 0x61)
+  for (let i = 0; i < count; i++) await requestOnce(job.host, job.ports.echo, message)
+}
+
 /** One connect and close: graceful (`end` and read to EOF) or `destroy`. Resolves once the close started. */
 const connectClose = (host: string, port: number, abort: boolean): Promise<void> =>
   new Promise((resolve, reject) => {
@@ -172,6 +257,26 @@ const run = async (job: Job): Promise<Result> => {
         await awaitHandlesClosed(baseline, 10_000)
       })
       return connectsResult(p.connects, measured)
+    }
+    case "lines":
+    case "lines-crlf": {
+      const socket = await connect(host, job.ports.lines)
+      await recvLines(socket, p.linesWarmup)
+      const measured = await measure(job, () => recvLines(socket, p.linesCount))
+      socket.destroy()
+      return linesResult(p.linesCount, measured)
+    }
+    case "request-pool":
+      throw new Error("raw node:net has no connection pool")
+    case "request-connect": {
+      const baseline = openTcpHandles()
+      await requestsConnecting(job, p.connectsWarmup)
+      await awaitHandlesClosed(baseline, 10_000)
+      const measured = await measure(job, async () => {
+        await requestsConnecting(job, p.requestConnects)
+        await awaitHandlesClosed(baseline, 10_000)
+      })
+      return requestsResult(p.requestConnects, measured)
     }
     case "idle": {
       // Warm the code paths, then measure RSS around `idleConns` open connections.

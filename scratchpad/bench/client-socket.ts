@@ -4,20 +4,26 @@
  * opened by acquiring `socket.reader` in a scope, bytes read with
  * `reader.pull` (non-empty batches of chunks) and written with the scoped
  * `socket.writer`'s `write`. (This Effect 4 release has no `socket.run`; the
- * reader/writer pair is its replacement.) Run by `run.ts` as
+ * reader/writer pair is its replacement.) Lines are the reader's batches
+ * through `Stream.decodeText` and `Stream.splitLines`. Run by `run.ts` as
  * `node client-socket.ts '<job JSON>'`.
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import { Effect } from "effect"
+import { Effect, Stream } from "effect"
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import type { Scope } from "effect"
-import type * as Socket from "effect/socket/Socket"
+import * as Socket from "effect/socket/Socket"
 import {
   ACK_BYTES,
   bulkResult,
   clientMain,
   connectsShape,
   encodeLength,
+  isCheckedLine,
   type Job,
+  LINE_BYTES,
+  lineMismatch,
+  linesResult,
   pingpongResult,
   type Result
 } from "./common.ts"
@@ -69,6 +75,51 @@ const sendBulk = (conn: Conn, n: number, chunk: Uint8Array) =>
 const recvBulk = (conn: Conn, n: number) =>
   Effect.andThen(conn.write(encodeLength(n)), readBytes(conn, n))
 
+interface LinesConn {
+  readonly pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, Socket.SocketError>
+  readonly write: Socket.Writer["write"]
+}
+
+/** A connection whose reader gives bytes only (`Socket.readerBytes`, what `Socket.toStream` reads). */
+const openBytes = (host: string, port: number): Effect.Effect<LinesConn, Socket.SocketError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const socket = yield* NodeSocket.makeNet({ host, port, noDelay: true })
+    const pull = yield* Socket.readerBytes(socket)
+    const writer = yield* socket.writer
+    return { pull, write: writer.write }
+  })
+
+/**
+ * Asks the lines peer for `count` lines and reads them as a `Stream` of the
+ * reader's batches, decoded and split into lines, folded into a count that
+ * checks every line's length and some lines' text. The stream stops after
+ * `count` lines: a CRLF split between two batches could leave its LF for a
+ * later stream, so each request gets a connection of its own.
+ */
+const recvLines = (conn: LinesConn, count: number) =>
+  Effect.gen(function*() {
+    yield* conn.write(encodeLength(count))
+    const checked = yield* Stream.fromPull(Effect.succeed(conn.pull)).pipe(
+      Stream.decodeText,
+      Stream.splitLines,
+      Stream.take(count),
+      Stream.runFold(() => ({ received: 0, mismatch: undefined as string | undefined }), (state, line: string) => {
+        const i = state.received
+        if (state.mismatch === undefined) {
+          state.mismatch = line.length !== LINE_BYTES
+            ? `line ${i}: ${line.length} characters`
+            : isCheckedLine(i, count)
+            ? lineMismatch(line, i)
+            : undefined
+        }
+        state.received = i + 1
+        return state
+      })
+    )
+    const mismatch = checked.mismatch ?? (checked.received === count ? undefined : `${checked.received} lines, expected ${count}`)
+    if (mismatch !== undefined) return yield* Effect.fail(new Error(mismatch))
+  })
+
 /** One connect (acquiring the reader opens it) and close (the scope's finalizers). */
 const connects = (host: string, port: number, count: number, inFlight: number) =>
   repeat(
@@ -102,6 +153,17 @@ const program = (job: Job): Effect.Effect<Result, Socket.SocketError | Error> =>
         yield* recvBulk(conn, p.bulkWarmupBytes)
         return bulkResult(p.bulkBytes, yield* timed(job, recvBulk(conn, p.bulkBytes)))
       }))
+    case "lines":
+      return Effect.gen(function*() {
+        yield* Effect.scoped(Effect.flatMap(openBytes(host, job.ports.lines), (conn) => recvLines(conn, p.linesWarmup)))
+        return yield* Effect.scoped(Effect.gen(function*() {
+          const conn = yield* openBytes(host, job.ports.lines)
+          return linesResult(p.linesCount, yield* timed(job, recvLines(conn, p.linesCount)))
+        }))
+      })
+    case "lines-crlf":
+    case "request-connect":
+    case "request-pool":
     case "bulk-recv-into":
     case "connect-seq-abort":
     case "connect-par-abort":

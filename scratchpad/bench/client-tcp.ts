@@ -2,21 +2,30 @@
  * The workloads through effect-tcp's normal API: `TcpClient.connect`,
  * `socket.send` in 64 KiB chunks, `socket.recv(n)` / `socket.recvInto(buffer)`,
  * every connect inside `Effect.scoped`, the default `TcpNode.layer` (64 KiB
- * slots). Run by `run.ts` as `node client-tcp.ts '<job JSON>'`.
+ * slots); lines with `socket.recvUntil("\r\n")` or `TcpMessage.crlf`, and
+ * requests through `TcpClient.pool`. Run by `run.ts` as
+ * `node client-tcp.ts '<job JSON>'`.
  */
 import { Effect } from "effect"
-import { TcpClient, type TcpError, TcpNode, type TcpSocket } from "../../src/index.ts"
+import type { Scope } from "effect"
+import { TcpClient, type TcpError, TcpMessage, TcpNode, type TcpSocket } from "../../src/index.ts"
 import {
   ACK_BYTES,
   bulkResult,
   clientMain,
   connectsShape,
   encodeLength,
+  isCheckedLine,
   type Job,
+  LINE_BYTES,
+  lineMismatch,
+  linesResult,
+  openTcpHandles,
   pingpongResult,
+  requestsResult,
   type Result
 } from "./common.ts"
-import { connectRate, idleGrowth, repeat, timed } from "./effect-common.ts"
+import { connectRate, handlesClosed, idleGrowth, repeat, timed } from "./effect-common.ts"
 
 type Client = TcpClient.TcpClient
 
@@ -57,6 +66,32 @@ const recvBulk = (socket: TcpSocket.TcpSocket, n: number, chunkSize: number, int
       else yield* socket.recvInto(size === into.length ? into : into.subarray(0, size))
     }
   })
+
+/**
+ * Asks the lines peer for `count` lines and receives them one `receive` at
+ * a time (`recvUntil("\r\n")` or a crlf `MessageSocket`'s `recv`); checks
+ * every line's length, some lines' bytes, and the count.
+ */
+const recvLines = <E>(socket: TcpSocket.TcpSocket, count: number, receive: Effect.Effect<Uint8Array, E>) =>
+  Effect.gen(function*() {
+    yield* socket.send(encodeLength(count))
+    for (let i = 0; i < count; i++) {
+      const line = yield* receive
+      const mismatch = line.length !== LINE_BYTES
+        ? `line ${i}: ${line.length} bytes`
+        : isCheckedLine(i, count)
+        ? lineMismatch(line, i)
+        : undefined
+      if (mismatch !== undefined) return yield* Effect.die(new Error(mismatch))
+    }
+  })
+
+/** `count` 16-byte requests and their echoes, each on a socket from `connection` (a connect, or a pool's `get`). */
+const requests = <E, R>(count: number, connection: Effect.Effect<TcpSocket.TcpSocket, E, R | Scope.Scope>) => {
+  const message = new Uint8Array(16).fill(0x61)
+  const one = Effect.scoped(Effect.flatMap(connection, (socket) => Effect.andThen(socket.send(message), socket.recv(16))))
+  return repeat(one, count, 1)
+}
 
 const connects = (address: string, count: number, inFlight: number, abort: boolean) =>
   repeat(
@@ -108,6 +143,43 @@ const program = (job: Job): Effect.Effect<Result, TcpError.TcpError, Client> => 
     case "connect-par-abort": {
       const { inFlight, abort } = connectsShape(job)
       return connectRate(job, (count) => connects(at(job.ports.accept), count, inFlight, abort))
+    }
+    case "lines":
+    case "lines-crlf":
+      return Effect.scoped(Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(at(job.ports.lines))
+        const receive = job.workload === "lines"
+          ? socket.recvUntil("\r\n")
+          : (yield* TcpMessage.crlf(socket)).recv()
+        yield* recvLines(socket, p.linesWarmup, receive)
+        const measured = yield* timed(job, recvLines(socket, p.linesCount, receive))
+        yield* socket.abort
+        return linesResult(p.linesCount, measured)
+      }))
+    case "request-connect":
+      return Effect.gen(function*() {
+        const connect = TcpClient.connect(at(job.ports.echo))
+        const baseline = openTcpHandles()
+        yield* requests(p.connectsWarmup, connect)
+        yield* handlesClosed(baseline)
+        const measured = yield* timed(job, Effect.andThen(requests(p.requestConnects, connect), handlesClosed(baseline)))
+        return requestsResult(p.requestConnects, measured)
+      })
+    case "request-pool": {
+      // A pool per phase, so the timed one includes its single connect.
+      const pooled = (count: number) =>
+        Effect.scoped(Effect.gen(function*() {
+          const pool = yield* TcpClient.pool(at(job.ports.echo), { size: 1 })
+          yield* requests(count, pool.get())
+          const stats = yield* pool.stats
+          if (stats.created !== 1 || stats.reused !== count - 1) {
+            return yield* Effect.die(new Error(`pool did not reuse its connection: ${JSON.stringify(stats)}`))
+          }
+        }))
+      return Effect.gen(function*() {
+        yield* pooled(p.requestsWarmup)
+        return requestsResult(p.requests, yield* timed(job, pooled(p.requests)))
+      })
     }
     case "idle":
       // Warms the code paths (and the pool's first slots), then measures.

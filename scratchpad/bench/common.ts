@@ -34,6 +34,10 @@ export type Workload =
   | "connect-seq-abort" // connect + abort (raw: destroy), one at a time
   | "connect-par-abort" // connect + abort, `inFlight` at a time
   | "idle" // RSS with `idleConns` idle open connections
+  | "lines" // `linesCount` CRLF lines from the peer; effect-tcp recvUntil("\r\n"), raw split by hand, effect/socket splitLines
+  | "lines-crlf" // same, effect-tcp TcpMessage.crlf(socket).recv()
+  | "request-connect" // 16-byte request/response, a connect per request, sequential
+  | "request-pool" // same through TcpClient.pool(address, { size: 1 })
 
 /** The peer's listeners, one per kind, fresh for every client run. */
 export interface Ports {
@@ -47,6 +51,8 @@ export interface Ports {
   readonly accept: number
   /** Accepts and holds connections open without sending anything. */
   readonly idle: number
+  /** Reads an 8-byte count N, sends N CRLF-terminated lines (`lineAt`) in large writes. */
+  readonly lines: number
 }
 
 export interface Params {
@@ -59,6 +65,12 @@ export interface Params {
   readonly connectsWarmup: number
   readonly inFlight: number
   readonly idleConns: number
+  readonly linesCount: number
+  readonly linesWarmup: number
+  readonly requests: number
+  readonly requestsWarmup: number
+  /** Requests timed in the connect-per-request row (fewer than `requests`: each costs a connect and a close). */
+  readonly requestConnects: number
 }
 
 export interface Job {
@@ -98,6 +110,43 @@ export const decodeLength = (header: Uint8Array): number => {
 }
 
 export const MiB = 1024 * 1024
+
+/** A line's text, without its CRLF. */
+export const LINE_BYTES = 64
+/** The peer sends lines from a block of this many distinct ones, over and over. */
+export const LINES_PER_BLOCK = 1024
+
+/**
+ * The text of line `index` (counted from 0 in each reply): its number in
+ * the block, then letters shifted by it, `LINE_BYTES` bytes of ASCII, no CR
+ * or LF. The clients check some lines against it.
+ */
+export const lineAt = (index: number): Buffer => {
+  const n = index % LINES_PER_BLOCK
+  const text = Buffer.alloc(LINE_BYTES)
+  text.write(`${String(n).padStart(4, "0")}:`, 0, "latin1")
+  for (let i = 5; i < LINE_BYTES; i++) text[i] = 0x61 + ((n + i) % 26)
+  return text
+}
+
+/** `LINES_PER_BLOCK` lines, each with its CRLF: what the peer writes, whole or cut after the last line asked for. */
+export const lineBlock = (): Buffer =>
+  Buffer.concat(Array.from({ length: LINES_PER_BLOCK }, (_, i) => Buffer.concat([lineAt(i), Buffer.from("\r\n")])))
+
+/** The lines a client checks byte for byte (besides every line's length, and the count). */
+export const isCheckedLine = (index: number, count: number): boolean =>
+  index % 4099 === 0 || index === count - 1 || index === LINES_PER_BLOCK - 1 || index === LINES_PER_BLOCK
+
+/** Why `line` (without CRLF) is not line `index` of the reply, or `undefined` when it is; bytes or text. */
+export const lineMismatch = (line: Uint8Array | string, index: number): string | undefined => {
+  const expected = lineAt(index)
+  const same = typeof line === "string"
+    ? line === expected.toString("latin1")
+    : line.length === LINE_BYTES && expected.equals(line)
+  if (same) return undefined
+  const got = typeof line === "string" ? line : Buffer.from(line.buffer, line.byteOffset, line.length).toString("latin1")
+  return `line ${index}: expected ${JSON.stringify(expected.toString("latin1"))}, got ${JSON.stringify(got)}`
+}
 
 /**
  * Bytes allocated on the V8 heap while it runs, measured with
@@ -281,6 +330,20 @@ export const bulkResult = (bytes: number, { elapsedMs, heap }: Measured): Result
 
 /** Connects: connects per second, heap bytes per connect. */
 export const connectsResult = (count: number, { elapsedMs, heap }: Measured): Result => ({
+  value: count / (elapsedMs / 1000),
+  metrics: { heapPerOp: heap / count },
+  elapsedMs
+})
+
+/** Lines received: lines per second, heap bytes per line. */
+export const linesResult = (count: number, { elapsedMs, heap }: Measured): Result => ({
+  value: count / (elapsedMs / 1000),
+  metrics: { heapPerLine: heap / count },
+  elapsedMs
+})
+
+/** Request/responses: requests per second, heap bytes per request. */
+export const requestsResult = (count: number, { elapsedMs, heap }: Measured): Result => ({
   value: count / (elapsedMs / 1000),
   metrics: { heapPerOp: heap / count },
   elapsedMs

@@ -10,10 +10,12 @@
  * accepted, then answers `{ type: "closed" }`.
  */
 import * as Net from "node:net"
-import { decodeLength, encodeLength, HEADER_BYTES, type Ports } from "./common.ts"
+import { decodeLength, encodeLength, HEADER_BYTES, LINE_BYTES, lineBlock, LINES_PER_BLOCK, type Ports } from "./common.ts"
 
 const HOST = "127.0.0.1"
 const CHUNK = Buffer.alloc(64 * 1024, 0x5a)
+const LINES = lineBlock()
+const LINE_WIRE_BYTES = LINE_BYTES + 2
 const noop = () => {}
 
 interface ListenerSet {
@@ -104,6 +106,35 @@ const source = (socket: Net.Socket): void => {
   })
 }
 
+/**
+ * Lines: requests follow one another on a connection. Each is an 8-byte
+ * count N; send N CRLF-terminated lines, from the start of the line block
+ * and round it again, one block (66 KiB) per write, honouring backpressure
+ * with `drain`.
+ */
+const lines = (socket: Net.Socket): void => {
+  let readHeader = headerReader()
+  let left = 0
+  const pump = (): void => {
+    while (left > 0) {
+      const n = Math.min(left, LINES_PER_BLOCK)
+      left -= n
+      if (!socket.write(n === LINES_PER_BLOCK ? LINES : LINES.subarray(0, n * LINE_WIRE_BYTES))) {
+        socket.once("drain", pump)
+        return
+      }
+    }
+  }
+  socket.on("data", (data: Buffer) => {
+    if (left > 0) return
+    const header = readHeader(data)
+    if (header === undefined) return
+    readHeader = headerReader()
+    left = header.length
+    pump()
+  })
+}
+
 /** Accept: read to EOF; Node ends our side when the client's FIN arrives (allowHalfOpen off). */
 const accept = (socket: Net.Socket): void => {
   socket.resume()
@@ -135,7 +166,8 @@ const open = async (): Promise<Ports> => {
     sink: await listen(set, sink),
     source: await listen(set, source),
     accept: await listen(set, accept),
-    idle: await listen(set, idle)
+    idle: await listen(set, idle),
+    lines: await listen(set, lines)
   }
 }
 

@@ -28,7 +28,8 @@
  *   --runs N          runs per cell (default 5; fewer than 5 only for trying things out)
  *   --only a,b        only these workloads: pingpong, pingpong-into, pingpong-1core,
  *                     bulk-send, bulk-recv, bulk-recv-into, connect-seq, connect-par,
- *                     connect-seq-abort, connect-par-abort, idle
+ *                     connect-seq-abort, connect-par-abort, idle, lines, lines-crlf,
+ *                     request-connect, request-pool
  *   --impls a,b       only these implementations (raw,tcp,socket)
  *   --scale F         multiply every workload size by F (e.g. 0.1 for a quick look)
  *   --cpu-prof DIR    CPU-profile each client's timed section into DIR (slows it down)
@@ -107,7 +108,12 @@ const params: Params = {
   connects: sized(2_000, 64),
   connectsWarmup: sized(200, 64),
   inFlight: 64,
-  idleConns: sized(1_000, 64)
+  idleConns: sized(1_000, 64),
+  linesCount: sized(100_000, 1_000),
+  linesWarmup: sized(20_000, 1_000),
+  requests: sized(10_000, 100),
+  requestsWarmup: sized(1_000, 64),
+  requestConnects: sized(2_000, 64)
 }
 
 // ------------------------------------------------------------------ pinning
@@ -180,6 +186,14 @@ const connectFigures: ReadonlyArray<Figure> = [
   { key: "value", unit: "connects/s" },
   { key: "heapPerOp", unit: "heap B/connect" }
 ]
+const linesFigures: ReadonlyArray<Figure> = [
+  { key: "value", unit: "lines/s" },
+  { key: "heapPerLine", unit: "heap B/line" }
+]
+const requestFigures: ReadonlyArray<Figure> = [
+  { key: "value", unit: "requests/s" },
+  { key: "heapPerOp", unit: "heap B/request" }
+]
 const workloads: ReadonlyArray<WorkloadSpec> = [
   spec("pingpong", `ping-pong 16 B, sequential ×${n(params.pingpongCount)}`, all, pingFigures),
   spec("pingpong-into", "ping-pong, effect-tcp recvInto", ["tcp"], pingFigures, { baseline: "pingpong" }),
@@ -197,7 +211,13 @@ const workloads: ReadonlyArray<WorkloadSpec> = [
     { key: "value", unit: "RSS KiB/conn", divisor: 1024 },
     { key: "heapPerConn", unit: "JS heap B/conn" },
     { key: "externalPerConn", unit: "external KiB/conn", divisor: 1024 }
-  ])
+  ]),
+  spec("lines", `${n(params.linesCount)} CRLF lines of 64 B received, recvUntil`, all, linesFigures),
+  spec("lines-crlf", "same, TcpMessage.crlf recv", ["tcp"], linesFigures, { baseline: "lines" }),
+  spec("request-connect", `request/response 16 B ×${n(params.requestConnects)}, a connect each`, ["raw", "tcp"], requestFigures),
+  spec("request-pool", `request/response 16 B ×${n(params.requests)}, TcpClient.pool size 1`, ["tcp"], requestFigures, {
+    baseline: "request-connect"
+  })
 ]
 
 const listOption = (text: string | undefined): Set<string> | undefined =>
@@ -376,8 +396,10 @@ interface Target {
   readonly text: string
   readonly workload: Workload
   readonly figure: string
-  /** Compare the ratio to raw node:net, or the absolute median (in the figure's raw unit). */
+  /** Compare the ratio to raw node:net (or to `against`), or the absolute median (in the figure's raw unit). */
   readonly on: "ratio" | "value"
+  /** For `on: "ratio"`: the cell to divide by, when not raw node:net's on the workload's baseline. */
+  readonly against?: { readonly impl: Impl; readonly workload: Workload }
   readonly op: ">=" | "<="
   readonly limit: number
   readonly show?: (median: number) => string
@@ -411,17 +433,51 @@ const targets: ReadonlyArray<Target> = [
     op: "<=",
     limit: slotTarget,
     show: (x) => `${fmt(x / 1024)} KiB`
+  },
+  { text: "lines/s, recvUntil ≥ 1.0× raw", workload: "lines", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
+  {
+    text: "lines/s, recvUntil ≥ 1.5× effect/socket",
+    workload: "lines",
+    figure: "value",
+    on: "ratio",
+    against: { impl: "socket", workload: "lines" },
+    op: ">=",
+    limit: 1.5
+  },
+  { text: "lines/s, TcpMessage.crlf ≥ 1.0× raw", workload: "lines-crlf", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
+  {
+    text: "lines/s, TcpMessage.crlf ≥ 1.5× effect/socket",
+    workload: "lines-crlf",
+    figure: "value",
+    on: "ratio",
+    against: { impl: "socket", workload: "lines" },
+    op: ">=",
+    limit: 1.5
+  },
+  {
+    text: "requests/s, pool ≥ 5× a connect per request",
+    workload: "request-pool",
+    figure: "value",
+    on: "ratio",
+    against: { impl: "tcp", workload: "request-connect" },
+    op: ">=",
+    limit: 5
   }
 ]
 
-const targetReport = (table: ReadonlyArray<TableRow>): Array<string> => {
+/** The median of one figure for (implementation, workload) in this invocation, when it has runs. */
+type MedianOf = (impl: Impl, workload: Workload, figure: string) => number | undefined
+
+const targetReport = (medianOf: MedianOf): Array<string> => {
   const lines = ["effect-tcp against the issue's targets (informational; medians of this invocation):"]
   for (const target of targets) {
-    const row = table.find((r) => r.workload === target.workload && r.figure === target.figure)
-    const cell = row?.cells["tcp"]
-    if (row === undefined || cell === undefined || cell === null) continue
-    const measured = target.on === "ratio" ? cell.ratio : cell.median
-    if (measured === undefined) continue
+    const workload = workloads.find((w) => w.id === target.workload)
+    const median = medianOf("tcp", target.workload, target.figure)
+    if (workload === undefined || median === undefined) continue
+    const against = target.against ?? { impl: "raw", workload: workload.baseline }
+    const divisor = target.on === "ratio" ? medianOf(against.impl, against.workload, target.figure) : 1
+    if (divisor === undefined || divisor === 0) continue
+    const measured = median / divisor
     const met = target.op === ">=" ? measured >= target.limit : measured <= target.limit
     const shown = target.on === "ratio" ? `${measured.toFixed(2)}×` : (target.show ?? fmt)(measured)
     lines.push(`  ${met ? "met    " : "not met"}  ${target.text.padEnd(50)} ${shown}`)
@@ -550,7 +606,7 @@ const main = async () => {
   }
 
   console.log("")
-  console.log(targetReport(table).join("\n"))
+  console.log(targetReport((impl, workload, key) => summarize(figureValues(impl, workload, key))?.median).join("\n"))
 
   const elapsedS = (performance.now() - started) / 1000
   const failures = records.filter((r) => r.error !== undefined)
@@ -586,6 +642,19 @@ rows against raw 'data' events). Higher is better for /s figures; lower for late
   raw net.connect; effect-tcp TcpClient.connect (TcpNode.layer: 64 KiB slots from a pool);
   effect/socket makeNet + reader + writer. JS heap (heapUsed) and external (off-heap memory
   V8 knows of, incl. ArrayBuffers) likewise. RSS counts only touched pages.
+- lines/s: the peer sends ${n(params.linesCount)} lines of 64 bytes + CRLF as fast as it can (66 KiB writes, 'drain'
+  backpressure), timed after ${n(params.linesWarmup)} warm-up; the clock stops at the last line. Every client checks
+  each line's length, some lines' bytes and the count. raw: 'data' events split by hand (indexOf
+  LF, a view per line, a line cut between chunks joined); effect-tcp: socket.recvUntil("\\r\\n")
+  per line (crlf row: TcpMessage.crlf(socket).recv()); effect/socket: reader.pull batches as a
+  Stream through Stream.decodeText, Stream.splitLines, Stream.take, Stream.runFold (a connection
+  per request: splitLines may leave a CRLF's LF for the next stream).
+- requests/s: 16-byte request, 16-byte echo, one at a time; a connect each (${n(params.requestConnects)}, after ${n(params.connectsWarmup)}
+  warm-up): connect, send, receive, graceful close (raw end(); effect-tcp Effect.scoped), the
+  clock stopping when every handle is closed as for connects/s. pool (${n(params.requests)}, after ${n(params.requestsWarmup)}): a fresh
+  TcpClient.pool(address, { size: 1 }), each request in Effect.scoped(pool.get() + send +
+  recv(16)) so the socket goes back at the scope's end; checked to have made 1 connection.
+  Its ratio is to raw's connect-per-request row; the target line divides by effect-tcp's.
 - —: the API has no such operation. n/a: every run failed (see stderr / the JSON).
 Peer: one raw node:net process (peer.ts) for every implementation, fresh listeners per run;
 ${pinning.text}. Each (implementation, workload, run) is a fresh child process.
