@@ -15,6 +15,7 @@ import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, portRange, resol
 import type { Connection as CoreConnection } from "./internal/core/connection.ts"
 import { connect as connectSocket, nodeConnection, type NodeTransport } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
+import { prepareOnce, upgradeConnection } from "./internal/tls.ts"
 import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
 import { socketReader, socketWriter } from "./internal/socket.ts"
@@ -34,6 +35,7 @@ import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
 import { TcpStorage } from "./TcpStorage.ts"
 import type * as TcpStorageModule from "./TcpStorage.ts"
+import type * as TcpTls from "./TcpTls.ts"
 
 /** A connection over a Node socket. */
 type Connection = CoreConnection<NodeTransport>
@@ -76,6 +78,52 @@ export interface ConnectOptions extends Deadline.Options, SocketSettings {
    * then tried one after another.
    */
   readonly happyEyeballs?: boolean | Duration.Input | undefined
+  /**
+   * TLS on the connection (libdill's `tls_attach_client`): the handshake
+   * completes within the same deadline, and the call may then fail with
+   * `TlsHandshakeFailed` or `CertificateRejected`. `serverName` defaults to
+   * the host name given.
+   */
+  readonly tls?: TcpTls.ClientOptions | undefined
+}
+
+/**
+ * What a connect (or a pool's `get`) with `Options` can fail with: a TLS
+ * error only when the options may carry `tls`.
+ *
+ * @example
+ * ```ts
+ * import type { TcpClient } from "effect-tcp"
+ * type Plain = TcpClient.ConnectErrorOf<{ timeout: "1 second" }> // TcpError.ConnectError
+ * ```
+ * @since 0.1.0
+ */
+export type ConnectErrorOf<Options> = "tls" extends keyof Options
+  ? [Options["tls" & keyof Options]] extends [undefined] ? TcpError.ConnectError
+  : TcpError.ConnectError | TcpError.TlsError
+  : TcpError.ConnectError
+
+/**
+ * `connect`'s signature: without `tls` in its options it cannot fail with a
+ * TLS error, and its type says so.
+ *
+ * @example
+ * ```ts
+ * import type { TcpClient } from "effect-tcp"
+ * declare const connect: TcpClient.Connect
+ * const plain = connect("127.0.0.1:6379") // fails with ConnectError only
+ * ```
+ * @since 0.1.0
+ */
+export interface Connect {
+  (
+    address: TcpAddress,
+    options?: ConnectOptions & { readonly tls?: undefined }
+  ): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope>
+  (
+    address: TcpAddress,
+    options?: ConnectOptions
+  ): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError | TcpError.TlsError, Scope.Scope>
 }
 
 /**
@@ -107,10 +155,7 @@ export interface FromFdOptions extends Deadline.Options, SocketSettings {
  * @since 0.1.0
  */
 export class TcpClient extends Context.Service<TcpClient, {
-  readonly connect: (
-    address: TcpAddress,
-    options?: ConnectOptions
-  ) => Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope>
+  readonly connect: Connect
   readonly fromFd: (
     fd: number,
     options?: FromFdOptions
@@ -282,11 +327,31 @@ export const layer: Layer.Layer<TcpClient, never, TcpStorage> = TcpClient.layer
  * ```
  * @since 0.1.0
  */
-export const connect = (
+export function connect(
+  address: TcpAddress,
+  options?: ConnectOptions & { readonly tls?: undefined }
+): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, TcpClient | Scope.Scope>
+/**
+ * Connects with TLS (or options that may carry it): the call may also fail
+ * with `TlsHandshakeFailed` or `CertificateRejected`.
+ *
+ * @example
+ * ```ts
+ * import { TcpClient } from "effect-tcp"
+ * const secure = TcpClient.connect("localhost:6380", { tls: { serverName: "localhost" }, timeout: "2 seconds" })
+ * ```
+ * @since 0.1.0
+ */
+export function connect(
   address: TcpAddress,
   options?: ConnectOptions
-): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, TcpClient | Scope.Scope> =>
-  TcpClient.use((client) => client.connect(address, options))
+): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError | TcpError.TlsError, TcpClient | Scope.Scope>
+export function connect(
+  address: TcpAddress,
+  options?: ConnectOptions
+): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError | TcpError.TlsError, TcpClient | Scope.Scope> {
+  return TcpClient.use((client) => client.connect(address, options ?? {}))
+}
 
 /**
  * Options for `pool`: how many connections at most (`size`), how long an
@@ -344,8 +409,8 @@ export type PoolStats = ConnectionPoolStats
  * ```
  * @since 0.1.0
  */
-export interface ConnectionPool {
-  readonly get: (options?: Deadline.Options) => Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope>
+export interface ConnectionPool<E = TcpError.ConnectError> {
+  readonly get: (options?: Deadline.Options) => Effect.Effect<TcpSocket.TcpSocket, E, Scope.Scope>
   readonly stats: Effect.Effect<PoolStats>
 }
 
@@ -377,14 +442,17 @@ export interface ConnectionPool {
  * ```
  * @since 0.1.0
  */
-export const pool = (
+export const pool = <const Options extends PoolOptions>(
   address: TcpAddress,
-  options: PoolOptions
-): Effect.Effect<ConnectionPool, never, TcpClient | Scope.Scope> =>
+  options: Options
+): Effect.Effect<ConnectionPool<ConnectErrorOf<Options>>, never, TcpClient | Scope.Scope> =>
   TcpClient.use((client) =>
-    makeConnectionPool(client.connect, address, options).pipe(
-      Effect.catch((invalid) => Effect.succeed(refusingPool(invalid)))
-    )
+    makeConnectionPool(client.connect as (to: TcpAddress, options: ConnectOptions) => ReturnType<Connect>, address, options)
+      .pipe(
+        // `ConnectErrorOf<Options>` always holds `ConnectError`, which TypeScript cannot see through the condition.
+        Effect.map((lender) => lender as ConnectionPool<ConnectErrorOf<Options>>),
+        Effect.catch((invalid) => Effect.succeed(refusingPool(invalid) as ConnectionPool<ConnectErrorOf<Options>>))
+      )
   )
 
 /** A pool whose options were not valid: every `get` says so, and it holds nothing. */
@@ -594,11 +662,11 @@ const make = (
    * Runs `open` for a connection living in `slot`; on success the socket
    * goes to the current scope, on failure or interruption the slot goes back.
    */
-  const adopt = (
+  const adopt = <E>(
     slot: SlotMemory,
     closeTimeout: Duration.Duration,
-    open: Effect.Effect<Connection, TcpError.ConnectError>
-  ): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope> =>
+    open: Effect.Effect<CoreConnection, E>
+  ): Effect.Effect<TcpSocket.TcpSocket, E, Scope.Scope> =>
     Effect.uninterruptibleMask((restore) =>
       restore(open).pipe(
         Effect.onExit((exit) => Exit.isFailure(exit) ? Effect.sync(() => unclaim(slot)) : Effect.void),
@@ -620,6 +688,10 @@ const make = (
       if (local?.family !== undefined && options?.family !== undefined && options.family !== "any" && options.family !== family) {
         return yield* TcpError.invalid("connect", `localAddress is not an ${options.family} address`, text)
       }
+      const tls = options?.tls === undefined
+        ? undefined
+        : yield* Effect.fromResult(prepareOnce(options.tls, "client", "connect", text))
+      const hostName = NetAddress.isInetAddress(endpoint) ? nodeHost(endpoint) : Host.formatHost(endpoint.host)
       const deadline = yield* Deadline.resolve(withDefaultTimeout(options, connectTimeout), "connect", text)
       const targets = yield* resolve(endpoint, resolver, family, deadline, "connect")
       yield* Effect.annotateCurrentSpan("tcp.address", text)
@@ -663,10 +735,22 @@ const make = (
             Effect.tap((winner) => Effect.sync(() => winner.transport.socket.read(0)))
           )
         })
-      const open = (slot: SlotMemory): Effect.Effect<Connection, TcpError.ConnectError> =>
+      const connected = (slot: SlotMemory): Effect.Effect<Connection, TcpError.ConnectError> =>
         happy === undefined || targets.length === 1
           ? firstSuccess(targets, (t) => attempt(t, slot))
           : race(slot, happy.value)
+      // TLS within the same deadline, over the connection that won.
+      const open = (slot: SlotMemory): Effect.Effect<CoreConnection, TcpError.ConnectError | TcpError.TlsError> =>
+        tls === undefined ? connected(slot) : Effect.flatMap(connected(slot), (conn) =>
+          upgradeConnection(conn, "client", tls, hostName, deadline, "connect").pipe(
+            Effect.mapError((error) =>
+              error._tag === "TlsHandshakeFailed" || error._tag === "CertificateRejected"
+                ? error
+                : TcpError.narrow(error, TcpError.connectTags)
+            ),
+            // The TLS connection closes itself when its handshake fails; this only matters if the handover did.
+            Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void)
+          ))
 
       return yield* Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
@@ -705,5 +789,6 @@ const make = (
     )
   })
 
-  return TcpClient.of({ connect, fromFd })
+  // One implementation behind `Connect`'s two signatures: its error is a TLS error only with `tls`.
+  return TcpClient.of({ connect: connect as Connect, fromFd })
 }

@@ -19,6 +19,7 @@
 import {
   Cause,
   Context,
+  Duration,
   Effect,
   Exit,
   Function as Fn,
@@ -34,7 +35,15 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { NetAddress } from "effect/net"
 import * as Net from "node:net"
 import * as Deadline from "./Deadline.ts"
-import { fromNode, isTcpDescriptor, nodeHost, parse, peerOf, type TcpAddress } from "./internal/address.ts"
+import {
+  describe as describeAddress,
+  fromNode,
+  isTcpDescriptor,
+  nodeHost,
+  parse,
+  peerOf,
+  type TcpAddress
+} from "./internal/address.ts"
 import { acceptedConnection } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
 import { poolOf } from "./internal/storage.ts"
@@ -55,6 +64,10 @@ import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
 import { TcpStorage } from "./TcpStorage.ts"
 import type * as TcpStorageModule from "./TcpStorage.ts"
+import type * as TcpTls from "./TcpTls.ts"
+import { checkedDuration } from "./internal/options.ts"
+import { prepareOnce } from "./internal/tls.ts"
+import { defaultHandshakeTimeout, TlsListener } from "./internal/tlsListener.ts"
 
 /**
  * @since 0.1.0
@@ -77,7 +90,7 @@ export const TypeId: "~effect-tcp/TcpListener" = "~effect-tcp/TcpListener"
  * ```
  * @since 0.1.0
  */
-export interface TcpListener extends Pipeable, Inspectable.Inspectable {
+export interface TcpListener<out TlsE = never> extends Pipeable, Inspectable.Inspectable {
   readonly [TypeId]: typeof TypeId
   /** The bound address (with the port the kernel picked for port 0). */
   readonly address: NetAddress.InetAddress
@@ -94,8 +107,12 @@ export interface TcpListener extends Pipeable, Inspectable.Inspectable {
    * connection is not lost but stays first in the queue for the next
    * accept. A caller's own slot (`{ storage }`) is checked and claimed
    * before waiting.
+   *
+   * On a TLS listener (`listen` with `tls`) the handshake completes within
+   * the same deadline, so `TlsHandshakeFailed` and `CertificateRejected`
+   * are possible too; the connection is then closed.
    */
-  accept(options?: AcceptOptions): Effect.Effect<TcpSocket.TcpSocket, TcpError.AcceptError, Scope.Scope>
+  accept(options?: AcceptOptions): Effect.Effect<TcpSocket.TcpSocket, TcpError.AcceptError | TlsE, Scope.Scope>
   /**
    * Stops listening and closes connections not yet accepted (those still
    * queued, and one an `accept` holds while it waits for a storage slot);
@@ -121,6 +138,13 @@ export interface TcpListener extends Pipeable, Inspectable.Inspectable {
 export interface ListenOptions {
   readonly backlog?: number | undefined
   readonly pending?: number | undefined
+  /**
+   * TLS on every connection (libdill's `tls_attach_server`): `accept`
+   * completes the handshake within its deadline; `serve` runs it before the
+   * handler, within `handshakeTimeout`, and closes (and counts) a client
+   * that fails or stalls it, so no handler sees it.
+   */
+  readonly tls?: TcpTls.ServerOptions | undefined
 }
 
 /**
@@ -489,13 +513,52 @@ export const Listening: Context.Reference<Network | undefined> = Context.Referen
  * ```
  * @since 0.1.0
  */
-export const listen = Effect.fn("TcpListener.listen")(
+export const listen: {
+  (
+    address: TcpAddress,
+    options?: ListenOptions & { readonly tls?: undefined }
+  ): Effect.Effect<TcpListener, TcpError.ListenError, Scope.Scope | TcpStorage>
+  (
+    address: TcpAddress,
+    options?: ListenOptions
+  ): Effect.Effect<TcpListener<TcpError.TlsError>, TcpError.ListenError, Scope.Scope | TcpStorage>
+} = Effect.fn("TcpListener.listen")(
   function*(address: TcpAddress, options?: ListenOptions): Effect.fn.Return<
-    TcpListener,
+    TcpListener<TcpError.TlsError>,
     TcpError.ListenError,
     Scope.Scope | TcpStorage
   > {
+    // One implementation behind two signatures: only a listener with `tls` has TLS errors in its accepts.
     const network = yield* Listening
+    const tls = options?.tls
+    if (tls === undefined) return yield* listenPlain(network, address, options)
+    const text = describeAddress(address)
+    yield* Effect.fromResult(prepareOnce(tls, "server", "listen", text, network === undefined))
+    const timeout = tls.handshakeTimeout === undefined
+      ? Option.some(defaultHandshakeTimeout)
+      : checkedDuration(tls.handshakeTimeout)
+    if (Option.isNone(timeout) || Duration.isZero(timeout.value)) {
+      return yield* TcpError.invalid("listen", "tls: handshakeTimeout must be a positive duration", text)
+    }
+    return new TlsListener(yield* listenPlain(network, address, options), tls, timeout.value)
+  }
+) as {
+  (
+    address: TcpAddress,
+    options?: ListenOptions & { readonly tls?: undefined }
+  ): Effect.Effect<TcpListener, TcpError.ListenError, Scope.Scope | TcpStorage>
+  (
+    address: TcpAddress,
+    options?: ListenOptions
+  ): Effect.Effect<TcpListener<TcpError.TlsError>, TcpError.ListenError, Scope.Scope | TcpStorage>
+}
+
+const listenPlain = (
+  network: Network | undefined,
+  address: TcpAddress,
+  options: ListenOptions | undefined
+): Effect.Effect<TcpListener, TcpError.ListenError, Scope.Scope | TcpStorage> =>
+  Effect.gen(function*() {
     if (network !== undefined) return yield* network.listen(address, options)
     const endpoint = yield* Effect.fromResult(parse(address, "listen", true))
     const host = NetAddress.isInetAddress(endpoint) ? nodeHost(endpoint) : NetAddress.isIpAddress(endpoint.host)
@@ -506,8 +569,7 @@ export const listen = Effect.fn("TcpListener.listen")(
     const { backlog, pending } = yield* Effect.fromResult(listenSettings(options, text))
     const pool = yield* poolOf(yield* TcpStorage)
     return yield* open((server) => server.listen({ host, port, backlog, exclusive: true }), pool, pending, text)
-  }
-)
+  })
 
 /**
  * libdill's `tcp_listener_fromfd`: adopts an already listening descriptor.
@@ -588,16 +650,16 @@ export const serve: {
   <E, R>(
     handler: (socket: TcpSocket.TcpSocket) => Effect.Effect<unknown, E, R>,
     options?: ServeOptions
-  ): (self: TcpListener) => Effect.Effect<void, TcpError.InvalidArgument, Exclude<R, Scope.Scope>>
+  ): (self: TcpListener<TcpError.TlsError>) => Effect.Effect<void, TcpError.InvalidArgument, Exclude<R, Scope.Scope>>
   <E, R>(
-    self: TcpListener,
+    self: TcpListener<TcpError.TlsError>,
     handler: (socket: TcpSocket.TcpSocket) => Effect.Effect<unknown, E, R>,
     options?: ServeOptions
   ): Effect.Effect<void, TcpError.InvalidArgument, Exclude<R, Scope.Scope>>
 } = Fn.dual(
   isServeOptions,
   Effect.fn("TcpListener.serve")(function*<E, R>(
-    self: TcpListener,
+    self: TcpListener<TcpError.TlsError>,
     handler: (socket: TcpSocket.TcpSocket) => Effect.Effect<unknown, E, R>,
     options?: ServeOptions
   ): Effect.fn.Return<void, TcpError.InvalidArgument, Exclude<R, Scope.Scope>> {
@@ -625,7 +687,7 @@ const canPass = (
   error._tag !== "Closed" && error._tag !== "InvalidArgument"
 
 const serveLoop = <E, R>(
-  self: TcpListener,
+  self: TcpListener<TcpError.TlsError>,
   handler: (socket: TcpSocket.TcpSocket) => Effect.Effect<unknown, E, R>,
   options: ServeOptions | undefined,
   permits: Semaphore.Semaphore | undefined
@@ -634,12 +696,27 @@ const serveLoop = <E, R>(
     const serverScope = yield* Effect.scope
     const release = permits === undefined ? Effect.void : Semaphore.release(permits, 1)
     const handlers = new Handlers()
+    // On a TLS listener the handshake runs in the connection's own fiber, so
+    // a client that stalls it holds up no other; one that fails it is closed
+    // (and counted by the listener) and never reaches the handler.
+    const tls = self instanceof TlsListener ? self : undefined
+    // Only a TlsListener's accepts can fail with a TLS error, and serve accepts from the plaintext one beneath it.
+    const source = tls?.plain ?? (self as TcpListener)
+    const handle = (socket: TcpSocket.TcpSocket): Effect.Effect<unknown, E, R | Scope.Scope> =>
+      tls === undefined ? handler(socket) : Deadline.after(tls.handshakeTimeout).pipe(
+        Effect.flatMap((deadline) => Effect.exit(tls.secure(socket, deadline))),
+        Effect.flatMap((secured) =>
+          Exit.isSuccess(secured)
+            ? handler(secured.value)
+            : Effect.logDebug("TcpListener.serve: TLS handshake failed", secured.cause)
+        )
+      )
     // A permit, then a connection in a scope of its own; a failed accept
     // gives both back before the pause, so a waiting permit is not held.
     const acceptOne = Effect.gen(function*() {
       if (permits !== undefined) yield* Semaphore.take(permits, 1)
       const connection = yield* ScopeModule.fork(serverScope)
-      const accepted = yield* Effect.exit(ScopeModule.provide(self.accept(options), connection))
+      const accepted = yield* Effect.exit(ScopeModule.provide(source.accept(options), connection))
       if (Exit.isSuccess(accepted)) return { socket: accepted.value, connection }
       yield* ScopeModule.close(connection, accepted)
       yield* release
@@ -664,7 +741,7 @@ const serveLoop = <E, R>(
       }
       const { connection, socket } = accepted.value
       handlers.started()
-      yield* ScopeModule.provide(handler(socket), connection).pipe(
+      yield* ScopeModule.provide(handle(socket), connection).pipe(
         Effect.onExit((exit) => Effect.andThen(ScopeModule.close(connection, exit), release)),
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("TcpListener.serve: handler failed", cause)

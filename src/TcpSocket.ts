@@ -18,7 +18,7 @@ import type * as Deadline from "./Deadline.ts"
 import * as internalSocket from "./internal/socket.ts"
 import * as internal from "./internal/tcpSocket.ts"
 import type * as TcpError from "./TcpError.ts"
-import type * as TcpTls from "./TcpTls.ts"
+import type { Info as TlsInfo } from "./internal/tlsTypes.ts"
 
 /**
  * @since 0.1.0
@@ -111,7 +111,7 @@ export interface TcpSocket extends Pipeable, Inspectable.Inspectable {
   /** The peer's address. */
   readonly remoteAddress: NetAddress.InetAddress | undefined
   /** The TLS session (protocol, cipher, ALPN, the peer's certificate), or `undefined` for plaintext. */
-  readonly tls: TcpTls.Info | undefined
+  readonly tls: TlsInfo | undefined
 }
 
 /**

@@ -47,6 +47,7 @@ import { isCount, listenSettings, resolveSettings } from "./internal/options.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
 import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
+import { prepareOnce, upgradeConnection } from "./internal/tls.ts"
 import { awaitEvent, Gate } from "./internal/wait.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpError from "./TcpError.ts"
@@ -437,6 +438,8 @@ class World {
   readonly connectRules = new Rules<TcpError.ConnectError>()
   /** Errors the application's own in-memory servers' accepts fail with. */
   readonly acceptRules = new Rules<TcpError.AcceptError>()
+  /** Errors TLS handshakes with a server fail with, either end (`failTls`). */
+  readonly tlsRules = new Rules<TcpError.TlsError>()
   live = 0
   private version = 0
   private readonly waiters = new Set<() => void>()
@@ -960,10 +963,10 @@ const failIn = <E>(
   address: unknown,
   error: E,
   options: FailOptions | undefined,
-  syscall: "connect" | "accept"
+  syscall: "connect" | "accept" | "tls"
 ): Effect.Effect<void, TcpError.InvalidArgument> =>
   Effect.suspend(() => {
-    const parsed = parseEndpoint(address, syscall, syscall === "accept")
+    const parsed = parseEndpoint(address, syscall, syscall !== "connect")
     if (Result.isFailure(parsed)) return Effect.fail(parsed.failure)
     const key = parsed.success.key
     const times: unknown = options?.times === undefined ? Number.POSITIVE_INFINITY : options.times
@@ -1047,6 +1050,7 @@ const acceptApp = Effect.fn("TcpListener.accept")(
                 world.changed()
               }, (events) => link.server.bind(events))
               link.server.conn = conn
+              link.server.handshakeFailure = () => world.tlsRules.take(listener.key)
               link.server.wake()
               return attach(conn, closeTimeout, pool)
             })
@@ -1082,10 +1086,13 @@ const makeClient = (world: World): TcpClient.TcpClient["Service"] => {
     function*(
       address: TcpClient.TcpAddress,
       options?: TcpClient.ConnectOptions
-    ): Effect.fn.Return<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope> {
+    ): Effect.fn.Return<TcpSocket.TcpSocket, TcpError.ConnectError | TcpError.TlsError, Scope.Scope> {
       const target = yield* Effect.fromResult(parseEndpoint(address, "connect", false))
       const text = target.key
       const closeTimeout = yield* Effect.fromResult(checkSettings(options, "connect", text))
+      const tls = options?.tls === undefined
+        ? undefined
+        : yield* Effect.fromResult(prepareOnce(options.tls, "client", "connect", text, false))
       const family: unknown = options?.family === undefined ? "any" : options.family
       if (family !== "ipv4" && family !== "ipv6" && family !== "any") {
         return yield* TcpError.invalid("connect", `family must be "ipv4", "ipv6" or "any"`, text)
@@ -1117,10 +1124,19 @@ const makeClient = (world: World): TcpClient.TcpClient["Service"] => {
               }, (events) => link.client.bind(events))
               conn.inject = link.injector
               link.client.conn = conn
+              link.client.handshakeFailure = () => world.tlsRules.take(text)
               world.live += 1
               // What the peer did before the connection existed (bytes, FIN, RST) reaches it now.
               link.wake()
-              return attach(conn, closeTimeout, pool)
+              if (tls === undefined) return attach(conn, closeTimeout, pool)
+              return upgradeConnection(conn, "client", tls, undefined, deadline, "connect").pipe(
+                Effect.mapError((error) =>
+                  error._tag === "TlsHandshakeFailed" || error._tag === "CertificateRejected"
+                    ? error
+                    : TcpError.narrow(error, TcpError.connectTags)
+                ),
+                Effect.flatMap((secure) => attach(secure, closeTimeout, pool))
+              )
             })
           ))
       )
@@ -1142,7 +1158,7 @@ const makeClient = (world: World): TcpClient.TcpClient["Service"] => {
     }
   )
 
-  return TcpClient.TcpClient.of({ connect, fromFd })
+  return TcpClient.TcpClient.of({ connect: connect as TcpClient.Connect, fromFd })
 }
 
 // ----------------------------------------------------------------- service
@@ -1159,6 +1175,7 @@ const build: Effect.Effect<
       Effect.acquireRelease(listenIn(world, address, options), (listener) => listener.close),
     failConnect: (address, error, options) => failIn(world.connectRules, address, error, options, "connect"),
     failAccept: (address, error, options) => failIn(world.acceptRules, address, error, options, "accept"),
+    failTls: (address, error, options) => failIn(world.tlsRules, address, error, options, "tls"),
     openSockets: Effect.sync(() => world.live)
   })
   return Context.make(TcpTest, control).pipe(
@@ -1234,6 +1251,17 @@ export class TcpTest extends Context.Service<TcpTest, {
   readonly failAccept: (
     address: TcpClient.TcpAddress,
     error: TcpError.AcceptError,
+    options?: FailOptions
+  ) => Effect.Effect<void, TcpError.InvalidArgument>
+  /**
+   * TLS handshakes with the server at `address` fail with `error` (`times`
+   * of them, default every one): a client's connect with `tls` or its
+   * `TcpTls.client` to it, and the accepts or `TcpTls.server` of an
+   * in-memory TLS server listening there.
+   */
+  readonly failTls: (
+    address: TcpClient.TcpAddress,
+    error: TcpError.TlsError,
     options?: FailOptions
   ) => Effect.Effect<void, TcpError.InvalidArgument>
   /** The application's sockets not yet closed or aborted. */
@@ -1383,6 +1411,31 @@ export const failAccept = Effect.fn("TcpTest.failAccept")(
   ): Effect.fn.Return<void, TcpError.InvalidArgument, TcpTest> {
     const test = yield* TcpTest
     return yield* test.failAccept(address, error, options)
+  }
+)
+
+/**
+ * Makes TLS handshakes with the server at `address` fail with `error`: the
+ * next `times` of them (default: every one), whichever end runs them.
+ * Under `TcpTest.layer` TLS has no crypto, so this is how a test meets
+ * `TlsHandshakeFailed` and `CertificateRejected`.
+ *
+ * @example
+ * ```ts
+ * import { TcpError, TcpTest } from "effect-tcp"
+ * const expired = TcpError.make({ tag: "CertificateRejected", syscall: "connect", reason: "CERT_HAS_EXPIRED" })
+ * TcpTest.failTls("10.0.0.5:6380", expired, { times: 1 })
+ * ```
+ * @since 0.1.0
+ */
+export const failTls = Effect.fn("TcpTest.failTls")(
+  function*(
+    address: TcpClient.TcpAddress,
+    error: TcpError.TlsError,
+    options?: FailOptions
+  ): Effect.fn.Return<void, TcpError.InvalidArgument, TcpTest> {
+    const test = yield* TcpTest
+    return yield* test.failTls(address, error, options)
   }
 )
 

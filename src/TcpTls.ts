@@ -10,11 +10,10 @@
  * @since 0.1.0
  */
 import { Effect, Function as Fn } from "effect"
-import type { Duration, Scope } from "effect"
-import type { PeerCertificate } from "node:tls"
+import type { Scope } from "effect"
 import * as Deadline from "./Deadline.ts"
 import { upgradeSocket } from "./internal/tls.ts"
-import type * as TcpError from "./TcpError.ts"
+import type * as Types from "./internal/tlsTypes.ts"
 import type { TcpSocket } from "./TcpSocket.ts"
 
 /**
@@ -28,7 +27,7 @@ import type { TcpSocket } from "./TcpSocket.ts"
  * ```
  * @since 0.1.0
  */
-export type Pem = string | Uint8Array | ReadonlyArray<string | Uint8Array>
+export type Pem = Types.Pem
 
 /**
  * A client's TLS settings. `serverName` (SNI, and the name the server's
@@ -45,14 +44,7 @@ export type Pem = string | Uint8Array | ReadonlyArray<string | Uint8Array>
  * ```
  * @since 0.1.0
  */
-export interface ClientOptions {
-  readonly serverName?: string | undefined
-  readonly ca?: Pem | undefined
-  readonly cert?: Pem | undefined
-  readonly key?: Pem | undefined
-  readonly rejectUnauthorized?: boolean | undefined
-  readonly alpn?: ReadonlyArray<string> | undefined
-}
+export interface ClientOptions extends Types.ClientOptions {}
 
 /**
  * A server's TLS settings: its `cert` and `key`; with `requestCert` it asks
@@ -69,15 +61,7 @@ export interface ClientOptions {
  * ```
  * @since 0.1.0
  */
-export interface ServerOptions {
-  readonly cert: Pem
-  readonly key: Pem
-  readonly ca?: Pem | undefined
-  readonly requestCert?: boolean | undefined
-  readonly rejectUnauthorized?: boolean | undefined
-  readonly alpn?: ReadonlyArray<string> | undefined
-  readonly handshakeTimeout?: Duration.Input | undefined
-}
+export interface ServerOptions extends Types.ServerOptions {}
 
 /**
  * What `socket.tls` shows of a TLS connection: the protocol version, the
@@ -92,14 +76,7 @@ export interface ServerOptions {
  * ```
  * @since 0.1.0
  */
-export interface Info {
-  readonly protocol: string | undefined
-  readonly cipher: string | undefined
-  readonly alpnProtocol: string | undefined
-  readonly authorized: boolean
-  readonly authorizationError: string | undefined
-  readonly peerCertificate: PeerCertificate | undefined
-}
+export interface Info extends Types.Info {}
 
 /**
  * What an upgrade can fail with: a TLS error, or the socket not being in a
@@ -114,7 +91,7 @@ export interface Info {
  * ```
  * @since 0.1.0
  */
-export type UpgradeError = TcpError.TlsError | TcpError.CloseError
+export type UpgradeError = Types.UpgradeError
 
 /**
  * The options of an upgrade: TLS settings plus a deadline or timeout for

@@ -407,7 +407,7 @@ describe("TcpClient", () => {
       Effect.gen(function*() {
         const server = yield* echoServer()
         const address = `127.0.0.1:${server.port}`
-        const bad: ReadonlyArray<readonly [string, TcpClient.ConnectOptions]> = [
+        const bad: ReadonlyArray<readonly [string, TcpClient.ConnectOptions & { readonly tls?: undefined }]> = [
           ["family ipv5", { family: "ipv5" as never }],
           ["noDelay yes", { noDelay: "yes" as never }],
           ["closeTimeout -1", { closeTimeout: -1 }],

@@ -378,13 +378,17 @@ describe("TcpError", () => {
     })
 
     it("each call's error channel is its union", () => {
-      type Connect = ReturnType<typeof TcpClient.connect>
+      // Without `tls` a connect has no TLS error in its type; with it, it has.
+      const plain = () => TcpClient.connect("127.0.0.1:1")
+      const secure = () => TcpClient.connect("127.0.0.1:1", { tls: {} })
+      type Connect = ReturnType<typeof plain>
       expectTypeOf<Effect.Error<Connect>>().toEqualTypeOf<TcpError.ConnectError>()
+      expectTypeOf<Effect.Error<ReturnType<typeof secure>>>().toEqualTypeOf<TcpError.ConnectError | TcpError.TlsError>()
       expectTypeOf<Effect.Success<Connect>>().toEqualTypeOf<TcpSocket.TcpSocket>()
       expectTypeOf<Effect.Services<Connect>>().toEqualTypeOf<TcpClient.TcpClient | Scope.Scope>()
       expectTypeOf<Effect.Error<ReturnType<typeof TcpClient.fromFd>>>().toEqualTypeOf<TcpError.ConnectError>()
-      expectTypeOf<Effect.Error<ReturnType<TcpClient.TcpClient["Service"]["connect"]>>>()
-        .toEqualTypeOf<TcpError.ConnectError>()
+      const viaService = (client: TcpClient.TcpClient["Service"]) => client.connect("127.0.0.1:1", { timeout: 5 })
+      expectTypeOf<Effect.Error<ReturnType<typeof viaService>>>().toEqualTypeOf<TcpError.ConnectError>()
 
       expectTypeOf<Effect.Error<ReturnType<TcpSocket.TcpSocket["recv"]>>>().toEqualTypeOf<TcpError.RecvError>()
       expectTypeOf<Effect.Success<ReturnType<TcpSocket.TcpSocket["recv"]>>>().toEqualTypeOf<Uint8Array>()

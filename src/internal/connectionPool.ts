@@ -38,8 +38,8 @@ export interface Stats {
 }
 
 /** A pool of connections (`TcpClient.ConnectionPool`). */
-interface Lender {
-  readonly get: (options?: Deadline.Options) => Effect.Effect<TcpSocket, TcpError.ConnectError, Scope.Scope>
+interface Lender<E> {
+  readonly get: (options?: Deadline.Options) => Effect.Effect<TcpSocket, E | TcpError.ConnectError, Scope.Scope>
   readonly stats: Effect.Effect<Stats>
 }
 
@@ -83,14 +83,14 @@ const meterOf = (peer: string, context: Context.Context<never>): Meter => {
 /** Whether a socket can serve its next user: only the library's own connections can say so. */
 const reusable = (socket: TcpSocket): boolean => connectionOf(socket)?.reusable ?? false
 
-export const make = <Options extends Settings>(
+export const make = <Options extends Settings, E>(
   connect: (
     address: TcpAddress,
     options: Omit<Options, "size" | "idleTimeout"> & Deadline.Options
-  ) => Effect.Effect<TcpSocket, TcpError.ConnectError, Scope.Scope>,
+  ) => Effect.Effect<TcpSocket, E, Scope.Scope>,
   address: TcpAddress,
   options: Options
-): Effect.Effect<Lender, TcpError.InvalidArgument, Scope.Scope> =>
+): Effect.Effect<Lender<E>, TcpError.InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
     const label = describe(address)
     const { idleTimeout, size, ...connectOptions } = options
@@ -174,7 +174,7 @@ export const make = <Options extends Settings>(
         })
       )
 
-    const get = (getOptions?: Deadline.Options): Effect.Effect<TcpSocket, TcpError.ConnectError, Scope.Scope> =>
+    const get = (getOptions?: Deadline.Options): Effect.Effect<TcpSocket, E | TcpError.ConnectError, Scope.Scope> =>
       Effect.gen(function*() {
         const deadline = yield* Deadline.resolve(getOptions, "connect", label)
         const holder = yield* borrow(deadline)

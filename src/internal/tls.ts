@@ -8,7 +8,7 @@ import { Effect, Result } from "effect"
 import type { Scope } from "effect"
 import type { Deadline } from "../Deadline.ts"
 import * as TcpError from "../TcpError.ts"
-import type { ClientOptions, ServerOptions, UpgradeError } from "../TcpTls.ts"
+import type { ClientOptions, ServerOptions, UpgradeError } from "./tlsTypes.ts"
 import { nodeHost } from "./address.ts"
 import type { Connection } from "./core/connection.ts"
 import { upgrade as memoryUpgrade } from "./memory/tls.ts"
@@ -52,7 +52,7 @@ export const upgradeSocket = (
       return Effect.fail(TcpError.invalid(syscall, "expected a TcpSocket made by this library"))
     }
     const conn = socket.conn
-    const prepared = prepareOnce(options, role, syscall, conn.address)
+    const prepared = prepareOnce(options, role, syscall, conn.address, conn.transport instanceof NodeTransport)
     if (Result.isFailure(prepared)) return Effect.fail(prepared.failure)
     const host = hostOf(conn)
     return Effect.uninterruptibleMask((restore) =>

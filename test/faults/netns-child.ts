@@ -112,7 +112,7 @@ const outcome = (id: string, exit: Exit.Exit<unknown, TcpError.ConnectError>, ms
 }
 
 /** Connects once (the socket, if any, is aborted at once) and reports how it went. */
-const probe = (id: string, address: string, options: TcpClient.ConnectOptions, extra: object = {}) =>
+const probe = (id: string, address: string, options: TcpClient.ConnectOptions & { readonly tls?: undefined }, extra: object = {}) =>
   Effect.gen(function*() {
     const start = Date.now()
     const exit = yield* Effect.exit(

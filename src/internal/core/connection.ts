@@ -19,6 +19,13 @@ export interface Injector {
   close(): TcpError.CloseError | undefined
 }
 
+const concat = (first: Uint8Array, second: Uint8Array): Uint8Array => {
+  const bytes = new Uint8Array(first.length + second.length)
+  bytes.set(first)
+  bytes.set(second, first.length)
+  return bytes
+}
+
 /** What a connection hands to the one that takes its transport over (an upgrade to TLS). */
 export interface Handover<T extends Transport> {
   readonly transport: T
@@ -253,8 +260,9 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
         address
       ))
     }
-    const leftover = this.inbound.takeAll()
-    this.transport.release()
+    const inSlot = this.inbound.takeAll()
+    const beyond = this.transport.release()
+    const leftover = beyond === undefined || beyond.length === 0 ? inSlot : concat(inSlot, beyond)
     this.phase = "closed"
     this.fate = "closed"
     this.transportClosed = true

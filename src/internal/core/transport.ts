@@ -1,5 +1,5 @@
 import type { NetAddress } from "effect/net"
-import type { Info } from "../../TcpTls.ts"
+import type { Info } from "../tlsTypes.ts"
 
 /**
  * What a connection's rules (`core/connection.ts`) need from the way bytes
@@ -26,8 +26,12 @@ export interface Transport {
   resumeReading(): void
   /** Closes at once: an RST if unread bytes are pending. `closed` follows once the transport let go of the slot. */
   destroy(): void
-  /** Another connection takes the transport over (an upgrade to TLS): tell this one's events nothing more. */
-  release(): void
+  /**
+   * Another connection takes the transport over (an upgrade to TLS): tell
+   * this one's events nothing more. Returns bytes the transport received
+   * and had not yet moved into the slot, which come after the slot's.
+   */
+  release(): Uint8Array | undefined
   /** The TLS session, for a transport that encrypts. */
   readonly tls: Info | undefined
   /** `host:port` of our end, where known, for printing. */

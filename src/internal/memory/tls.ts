@@ -5,7 +5,7 @@
  * (`TcpTest.failTls`).
  */
 import { Effect, Result } from "effect"
-import type { UpgradeError } from "../../TcpTls.ts"
+import type { UpgradeError } from "../tlsTypes.ts"
 import { Connection } from "../core/connection.ts"
 import type { Prepared } from "../node/tls.ts"
 import type { Side } from "./transport.ts"
@@ -32,6 +32,8 @@ export const upgrade = (
         authorizationError: undefined,
         peerCertificate: undefined
       }))
+    upgraded.inject = conn.inject
+    transport.conn = upgraded
     transport.resumeReading()
     return injected === undefined ? Effect.succeed(upgraded) : Effect.andThen(upgraded.abort, Effect.fail(injected))
   })

@@ -8,7 +8,7 @@ import { gather } from "../bytes.ts"
 import type { Connection } from "../core/connection.ts"
 import type { Transport, TransportEvents } from "../core/transport.ts"
 import type * as TcpError from "../../TcpError.ts"
-import type { Info } from "../../TcpTls.ts"
+import type { Info } from "../tlsTypes.ts"
 
 /** One direction of a connection: bytes in order, then perhaps the FIN. */
 export class Pipe {
@@ -113,7 +113,8 @@ export class Side implements Transport {
   }
 
   /** The bound connection hands this end over (an upgrade to TLS). */
-  release(): void {
+  release(): undefined {
+    // What arrived and is not in the slot stays in `incoming`, behind the slot's bytes (see `adopt`).
     this.events = undefined
   }
 

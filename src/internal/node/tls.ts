@@ -11,7 +11,7 @@ import { Effect, Result } from "effect"
 import * as Tls from "node:tls"
 import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
-import type { ClientOptions, ServerOptions, UpgradeError } from "../../TcpTls.ts"
+import type { ClientOptions, ServerOptions, UpgradeError } from "../tlsTypes.ts"
 import { Connection } from "../core/connection.ts"
 import { awaitEvent } from "../wait.ts"
 import { NodeTransport } from "./transport.ts"
@@ -59,7 +59,8 @@ const isAlpn = (u: unknown): u is ReadonlyArray<string> =>
 
 /** Options checked once, with their secure context made (certificates parsed) once. */
 export interface Prepared {
-  readonly context: Tls.SecureContext
+  /** `undefined` in memory, where there is no crypto and certificates are not parsed. */
+  readonly context: Tls.SecureContext | undefined
   readonly rejectUnauthorized: boolean
   readonly requestCert: boolean
   readonly alpn: Array<string> | undefined
@@ -70,7 +71,8 @@ const prepare = (
   options: ClientOptions | ServerOptions,
   role: "client" | "server",
   syscall: string,
-  address: string | undefined
+  address: string | undefined,
+  crypto: boolean
 ): Result.Result<Prepared, TcpError.InvalidArgument> => {
   const bad = (detail: string) => Result.fail(TcpError.invalid(syscall, `tls: ${detail}`, address))
   if (typeof options !== "object" || options === null) return bad("options must be an object")
@@ -91,7 +93,7 @@ const prepare = (
     return bad("serverName must be a non-empty string")
   }
   try {
-    const context = Tls.createSecureContext({ ca: toNode(ca), cert: toNode(cert), key: toNode(key) })
+    const context = crypto ? Tls.createSecureContext({ ca: toNode(ca), cert: toNode(cert), key: toNode(key) }) : undefined
     return Result.succeed({
       context,
       rejectUnauthorized: rejectUnauthorized ?? true,
@@ -107,16 +109,21 @@ const prepare = (
 // A pool or a loop that connects with the same options parses their certificates once.
 const prepared = new WeakMap<object, Prepared>()
 
-/** `options` checked, and their secure context, made once per options object. */
+/**
+ * `options` checked, and their secure context made (with `crypto`; not in
+ * memory), once per options object.
+ */
 export const prepareOnce = (
   options: ClientOptions | ServerOptions,
   role: "client" | "server",
   syscall: string,
-  address: string | undefined
+  address: string | undefined,
+  crypto = true
 ): Result.Result<Prepared, TcpError.InvalidArgument> => {
+  if (!crypto) return prepare(options, role, syscall, address, false)
   const known = typeof options === "object" && options !== null ? prepared.get(options) : undefined
   if (known !== undefined) return Result.succeed(known)
-  const result = prepare(options, role, syscall, address)
+  const result = prepare(options, role, syscall, address, true)
   if (Result.isSuccess(result)) prepared.set(options, result.success)
   return result
 }

@@ -20,7 +20,7 @@ import * as Tls from "node:tls"
 import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
 import type { NetAddress } from "effect/net"
-import type { Info } from "../../TcpTls.ts"
+import type { Info } from "../tlsTypes.ts"
 import { fromNode, hostPort } from "../address.ts"
 import { gather } from "../bytes.ts"
 import { Connection } from "../core/connection.ts"
@@ -147,12 +147,15 @@ export class NodeTransport implements Transport {
   private readonly onData = (chunk: Buffer): void => this.deliver(chunk)
 
   /** Another connection takes the socket over (an upgrade to TLS): this one hears nothing more of it. */
-  release(): void {
+  release(): Uint8Array | undefined {
     const socket = this.socket
     socket.off("end", this.onEnd)
     socket.off("error", this.onError)
     socket.off("close", this.onClose)
     socket.off("data", this.onData)
+    const pending = this.pending
+    this.pending = undefined
+    return pending
   }
 
   /** The descriptor to write to directly, if this socket has one that carries our bytes as they are. */
