@@ -8,6 +8,7 @@
  * path to read into.
  */
 import { Effect, Result } from "effect"
+import { X509Certificate } from "node:crypto"
 import * as Tls from "node:tls"
 import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
@@ -54,6 +55,30 @@ const toNode = (pem: Pem | undefined): string | Buffer | Array<string | Buffer> 
   return typeof pem === "string" || pem instanceof Uint8Array ? one(pem) : pem.map(one)
 }
 
+const certificatePem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
+
+/**
+ * Why `ca` cannot be trusted as given, if it cannot: OpenSSL skips what it
+ * cannot parse in a CA list without a word, and every peer would then be
+ * rejected for a reason that hides the mistake.
+ */
+const badCa = (ca: Pem): string | undefined => {
+  const items = typeof ca === "string" || ca instanceof Uint8Array ? [ca] : ca
+  for (const item of items) {
+    const text = typeof item === "string" ? item : Buffer.from(item).toString("latin1")
+    const certificates = text.match(certificatePem)
+    if (certificates === null) return "ca holds no PEM certificate"
+    for (const pem of certificates) {
+      try {
+        new X509Certificate(pem)
+      } catch (cause) {
+        return `ca holds a certificate that does not parse: ${cause instanceof Error ? cause.message : String(cause)}`
+      }
+    }
+  }
+  return undefined
+}
+
 const isAlpn = (u: unknown): u is ReadonlyArray<string> =>
   Array.isArray(u) && u.every((p) => typeof p === "string" && p.length > 0 && p.length < 256)
 
@@ -81,6 +106,8 @@ const prepare = (
     if (value !== undefined && !isPem(value)) return bad(`${name} must be PEM text or bytes, or a list of them`)
   }
   if (role === "server" && (cert === undefined || key === undefined)) return bad("a server needs cert and key")
+  const caProblem = crypto && ca !== undefined ? badCa(ca) : undefined
+  if (caProblem !== undefined) return bad(caProblem)
   if ((cert === undefined) !== (key === undefined)) return bad("cert and key go together")
   if (rejectUnauthorized !== undefined && typeof rejectUnauthorized !== "boolean") {
     return bad("rejectUnauthorized must be a boolean")
