@@ -307,3 +307,42 @@ describe("TLS types (checked by tsc --noEmit)", () => {
     void TcpStorage
   })
 })
+
+describe.skipIf(openssl === undefined)("README: the TLS snippet", () => {
+  it.live("the client meets a TLS PING server, the server echoes a line", () =>
+    withTcp(Effect.gen(function*() {
+      const certs = yield* certificates()
+      const cert = certs.server.cert
+      const key = certs.server.key
+      const pingServer = yield* tlsEchoServer({ cert, key })
+      pingServer.server.removeAllListeners("secureConnection")
+      pingServer.server.on("secureConnection", (s: Tls.TLSSocket) => s.on("data", () => s.write("+PONG\r\n")))
+      // --- as in README.md, with the test's port and CA ---
+      const secure = Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(`localhost:${pingServer.port}`, {
+          tls: { ca: certs.ca.cert },
+          timeout: "2 seconds"
+        })
+        yield* socket.send(new TextEncoder().encode("PING\r\n"))
+        const reply = yield* socket.recvUntil("\r\n", { timeout: "2 seconds" })
+        return [new TextDecoder().decode(reply), socket.tls?.protocol]
+      }).pipe(
+        Effect.catchTags({
+          CertificateRejected: (e) => Effect.fail(`untrusted server: ${e.reason}`),
+          TlsHandshakeFailed: (e) => Effect.fail(`no TLS: ${e.reason}`)
+        }),
+        Effect.scoped
+      )
+      const listener = yield* TcpListener.listen("127.0.0.1:0", { tls: { cert, key, alpn: ["echo/1"] } })
+      yield* Effect.forkScoped(
+        TcpListener.serve(listener, (socket) => Effect.flatMap(socket.recvUntil("\n"), (line) => socket.send(line)))
+      )
+      // ---
+      const [reply, protocol] = yield* secure
+      assert.strictEqual(reply, "+PONG")
+      assert.strictEqual(protocol, "TLSv1.3")
+      const client = yield* TcpClient.connect(`localhost:${listener.port}`, { tls: { ca: certs.ca.cert }, ...T })
+      yield* client.send(text("line\n"), T)
+      assert.strictEqual(str(yield* client.recv(4, T)), "line")
+    })))
+})
