@@ -152,6 +152,8 @@ interface WorkloadSpec {
   readonly figures: ReadonlyArray<Figure>
   /** Run the client on the peer's core (see `--pin`). */
   readonly sameCore?: boolean
+  /** Implementations whose API could run it but the bench leaves out (time): "not run", not "—". */
+  readonly notRun?: ReadonlyArray<Impl>
 }
 
 interface Figure {
@@ -167,7 +169,7 @@ const spec = (
   title: string,
   impls: ReadonlyArray<Impl>,
   figures: ReadonlyArray<Figure>,
-  extra: Partial<Pick<WorkloadSpec, "baseline" | "sameCore">> = {}
+  extra: Partial<Pick<WorkloadSpec, "baseline" | "sameCore" | "notRun">> = {}
 ): WorkloadSpec => ({ id, title, impls, figures, baseline: extra.baseline ?? id, ...extra })
 
 const all: ReadonlyArray<Impl> = impls
@@ -214,7 +216,9 @@ const workloads: ReadonlyArray<WorkloadSpec> = [
   ]),
   spec("lines", `${n(params.linesCount)} CRLF lines of 64 B received, recvUntil`, all, linesFigures),
   spec("lines-crlf", "same, TcpMessage.crlf recv", ["tcp"], linesFigures, { baseline: "lines" }),
-  spec("request-connect", `request/response 16 B ×${n(params.requestConnects)}, a connect each`, ["raw", "tcp"], requestFigures),
+  spec("request-connect", `request/response 16 B ×${n(params.requestConnects)}, a connect each`, ["raw", "tcp"], requestFigures, {
+    notRun: ["socket"]
+  }),
   spec("request-pool", `request/response 16 B ×${n(params.requests)}, TcpClient.pool size 1`, ["tcp"], requestFigures, {
     baseline: "request-connect"
   })
@@ -322,10 +326,20 @@ const clientFile: Record<Impl, string> = {
   socket: "client-socket.ts"
 }
 
+/**
+ * Node's compile cache (V8 code cache) for the children, fresh for this
+ * invocation: every Effect client child otherwise spends about half a
+ * second compiling `effect` and the library before its warm-up, and an
+ * invocation starts over a hundred of them. It changes how soon a child
+ * starts; its timed section still comes after its own warm-up.
+ */
+const compileCache = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-tcp-bench-"))
+process.on("exit", () => Fs.rmSync(compileCache, { recursive: true, force: true }))
+
 /** Runs one client child for one (implementation, workload, run); at most `limitMs`. */
 const runClient = (job: Job, cpu: string | undefined, limitMs: number): Promise<Result> =>
   new Promise((resolve, reject) => {
-    const env = { ...process.env }
+    const env = { ...process.env, NODE_COMPILE_CACHE: compileCache }
     if (options["cpu-prof"] !== undefined) env["BENCH_CPU_PROF"] = Path.resolve(options["cpu-prof"])
     if (options["heap-prof"] !== undefined) env["BENCH_HEAP_PROF"] = Path.resolve(options["heap-prof"])
     const [file, args] = command(["--expose-gc", Path.join(here, clientFile[job.impl]), JSON.stringify(job)], cpu)
@@ -570,7 +584,9 @@ const main = async () => {
       const raw = summarize(figureValues("raw", workload.baseline, figure.key))
       const cells = columns.map((impl) => {
         const source = impl === "raw" ? workload.baseline : workload.id
-        if (impl !== "raw" && !workload.impls.includes(impl)) return { impl, text: "—" }
+        if (impl !== "raw" && !workload.impls.includes(impl)) {
+          return { impl, text: workload.notRun?.includes(impl) === true ? "not run" : "—" }
+        }
         const s = summarize(figureValues(impl, source, figure.key))
         if (s === undefined) return { impl, text: "n/a" }
         const ratio = impl !== "raw" && raw !== undefined && raw.median !== 0 ? s.median / raw.median : undefined
@@ -655,7 +671,8 @@ rows against raw 'data' events). Higher is better for /s figures; lower for late
   TcpClient.pool(address, { size: 1 }), each request in Effect.scoped(pool.get() + send +
   recv(16)) so the socket goes back at the scope's end; checked to have made 1 connection.
   Its ratio is to raw's connect-per-request row; the target line divides by effect-tcp's.
-- —: the API has no such operation. n/a: every run failed (see stderr / the JSON).
+- —: the API has no such operation. not run: it has, but the bench leaves it out (time; its
+  connects are the connect + close rows). n/a: every run failed (see stderr / the JSON).
 Peer: one raw node:net process (peer.ts) for every implementation, fresh listeners per run;
 ${pinning.text}. Each (implementation, workload, run) is a fresh child process.
 ${skipped === 0 ? "" : `Time budget (${options.budget} s) used up: ${skipped} run(s) skipped, some cells have fewer than ${runs} runs.\n`}${failures.length === 0 ? "All runs succeeded." : `${failures.length} run(s) failed: ${failures.map((f) => `${f.impl}/${f.workload}#${f.run}`).join(", ")}`}
