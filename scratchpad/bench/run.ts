@@ -339,7 +339,7 @@ process.on("exit", () => Fs.rmSync(compileCache, { recursive: true, force: true 
 /** Runs one client child for one (implementation, workload, run); at most `limitMs`. */
 const runClient = (job: Job, cpu: string | undefined, limitMs: number): Promise<Result> =>
   new Promise((resolve, reject) => {
-    const env = { ...process.env, NODE_COMPILE_CACHE: compileCache }
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_COMPILE_CACHE: compileCache }
     if (options["cpu-prof"] !== undefined) env["BENCH_CPU_PROF"] = Path.resolve(options["cpu-prof"])
     if (options["heap-prof"] !== undefined) env["BENCH_HEAP_PROF"] = Path.resolve(options["heap-prof"])
     const [file, args] = command(["--expose-gc", Path.join(here, clientFile[job.impl]), JSON.stringify(job)], cpu)
