@@ -10,6 +10,7 @@ import type { Scope } from "effect"
 import { AddressResolver, Host, NetAddress } from "effect/net"
 import * as NodeAddressResolver from "@effect/platform-node/NodeAddressResolver"
 import * as NodeDns from "@effect/platform-node/NodeDns"
+import { readFileSync } from "node:fs"
 import * as Deadline from "./Deadline.ts"
 import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, portRange, resolve, type TcpAddress } from "./internal/address.ts"
 import type { Connection as CoreConnection } from "./internal/core/connection.ts"
@@ -192,9 +193,11 @@ export class TcpClient extends Context.Service<TcpClient, {
 
   /**
    * The Node client configured from `Config`: `TCP_CONNECT_TIMEOUT` (a
-   * duration such as `"5 seconds"`, optional) is the default connect timeout.
-   * A value that does not parse is a `ConfigError`, a negative one
-   * `InvalidArgument`.
+   * duration such as `"5 seconds"`, optional) is the default connect timeout;
+   * `TCP_TLS_CA_FILE` (a PEM file) and `TCP_TLS_SERVER_NAME` are defaults for
+   * connects that ask for TLS. A value that does not parse is a
+   * `ConfigError`; a negative timeout, or a CA file that cannot be read or
+   * holds no certificate, `InvalidArgument`.
    *
    * @example
    * ```ts
@@ -208,10 +211,16 @@ export class TcpClient extends Context.Service<TcpClient, {
     Config.ConfigError | TcpError.InvalidArgument,
     TcpStorage
   > = Layer.unwrap(
-    Effect.map(
-      Config.option(Config.Duration("TCP_CONNECT_TIMEOUT")),
-      (timeout) => layerWith({ connectTimeout: Option.getOrUndefined(timeout) })
-    )
+    Effect.gen(function*() {
+      const timeout = yield* Config.option(Config.Duration("TCP_CONNECT_TIMEOUT"))
+      const caFile = yield* Config.option(Config.String("TCP_TLS_CA_FILE"))
+      const serverName = yield* Config.option(Config.String("TCP_TLS_SERVER_NAME"))
+      const ca = Option.isSome(caFile) ? yield* readPem(caFile.value, "TcpClient.layerConfig") : undefined
+      const tls = ca === undefined && Option.isNone(serverName)
+        ? undefined
+        : { ca, serverName: Option.getOrUndefined(serverName) }
+      return layerWith({ connectTimeout: Option.getOrUndefined(timeout), tls })
+    })
   )
 }
 
@@ -227,6 +236,12 @@ export class TcpClient extends Context.Service<TcpClient, {
  */
 export interface ClientDefaults {
   readonly connectTimeout?: Duration.Input | undefined
+  /**
+   * Defaults for connects that ask for TLS (`tls` in their options), under
+   * the connect's own: a private CA for every TLS peer, say. A connect
+   * without `tls` stays plaintext.
+   */
+  readonly tls?: TcpTls.ClientOptions | undefined
 }
 
 /**
@@ -254,6 +269,8 @@ function clientLayer(defaults?: ClientDefaults): Layer.Layer<TcpClient, TcpError
     TcpClient,
     Effect.gen(function*() {
       const { connectTimeout } = yield* Effect.fromResult(resolveClient(defaults, "TcpClient.layer"))
+      const tlsDefaults = defaults?.tls
+      if (tlsDefaults !== undefined) yield* Effect.fromResult(prepareOnce(tlsDefaults, "client", "TcpClient.layer", undefined))
       const pool = yield* poolOf(yield* TcpStorage)
       const resolver = yield* Effect.serviceOption(AddressResolver.AddressResolver).pipe(
         Effect.flatMap(Option.match({
@@ -261,10 +278,18 @@ function clientLayer(defaults?: ClientDefaults): Layer.Layer<TcpClient, TcpError
           onNone: () => AddressResolver.AddressResolver.use(Effect.succeed).pipe(Effect.provide(systemResolver))
         }))
       )
-      return make(pool, resolver, connectTimeout)
+      return make(pool, resolver, connectTimeout, tlsDefaults)
     })
   )
 }
+
+/** A PEM file's text, read when a layer is built. */
+const readPem = (path: string, syscall: string): Effect.Effect<string, TcpError.InvalidArgument> =>
+  Effect.try({
+    try: () => readFileSync(path, "utf8"),
+    catch: (cause) =>
+      TcpError.invalid(syscall, `TCP_TLS_CA_FILE ${path} cannot be read: ${cause instanceof Error ? cause.message : String(cause)}`)
+  })
 
 /**
  * `TcpClient.TcpClient.layerWith`: the Node client with defaults of your own
@@ -586,6 +611,10 @@ const localBinding = (
   return Result.succeed({ bind, family })
 }
 
+/** The options that are set: an `undefined` one leaves the default in place. */
+const definedOnly = <A extends object>(options: A): Partial<A> =>
+  Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<A>
+
 /** The call's own deadline or timeout, else the client's default timeout. */
 const withDefaultTimeout = (
   options: ConnectOptions | undefined,
@@ -656,8 +685,19 @@ const firstSuccess = <A, E>(
 const make = (
   pool: Pool,
   resolver: AddressResolver.AddressResolver["Service"],
-  connectTimeout: Duration.Input | undefined
+  connectTimeout: Duration.Input | undefined,
+  tlsDefaults: TcpTls.ClientOptions | undefined
 ): TcpClient["Service"] => {
+  // A connect's TLS options under the layer's defaults, merged once per options object (so their certificates are parsed once).
+  const merged = new WeakMap<TcpTls.ClientOptions, TcpTls.ClientOptions>()
+  const withTlsDefaults = (tls: TcpTls.ClientOptions): TcpTls.ClientOptions => {
+    if (tlsDefaults === undefined || typeof tls !== "object" || tls === null) return tls
+    const known = merged.get(tls)
+    if (known !== undefined) return known
+    const options = { ...tlsDefaults, ...definedOnly(tls) }
+    merged.set(tls, options)
+    return options
+  }
   /**
    * Runs `open` for a connection living in `slot`; on success the socket
    * goes to the current scope, on failure or interruption the slot goes back.
@@ -690,7 +730,7 @@ const make = (
       }
       const tls = options?.tls === undefined
         ? undefined
-        : yield* Effect.fromResult(prepareOnce(options.tls, "client", "connect", text))
+        : yield* Effect.fromResult(prepareOnce(withTlsDefaults(options.tls), "client", "connect", text))
       const hostName = NetAddress.isInetAddress(endpoint) ? nodeHost(endpoint) : Host.formatHost(endpoint.host)
       const deadline = yield* Deadline.resolve(withDefaultTimeout(options, connectTimeout), "connect", text)
       const targets = yield* resolve(endpoint, resolver, family, deadline, "connect")

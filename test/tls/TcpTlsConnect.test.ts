@@ -6,7 +6,7 @@
  * options. Types: a connect or listen without `tls` has no TLS error.
  */
 import { assert, describe, expectTypeOf, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber } from "effect"
+import { ConfigProvider, Deferred, Effect, Exit, Fiber, Layer } from "effect"
 import type { Scope } from "effect"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
@@ -345,4 +345,47 @@ describe.skipIf(openssl === undefined)("README: the TLS snippet", () => {
       yield* client.send(text("line\n"), T)
       assert.strictEqual(str(yield* client.recv(4, T)), "line")
     })))
+})
+
+describe.skipIf(openssl === undefined)("TLS defaults from the client's layer", () => {
+  const clientWith = (layer: Layer.Layer<TcpClient.TcpClient, unknown, TcpStorage.TcpStorage>) =>
+    layer.pipe(Layer.provideMerge(TcpStorage.layer()))
+
+  it.live("TCP_TLS_CA_FILE and TCP_TLS_SERVER_NAME apply to connects that ask for TLS, under their own options", () =>
+    Effect.gen(function*() {
+      const certs = yield* certificates()
+      const server = yield* echoWith(certs, "server")
+      const env = { TCP_TLS_CA_FILE: certs.ca.certFile, TCP_TLS_SERVER_NAME: "localhost" }
+      const Client = clientWith(TcpClient.layerConfig.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env)))))
+      yield* Effect.gen(function*() {
+        // By IP, yet checked as "localhost" with the configured CA.
+        const socket = yield* TcpClient.connect(server.address, { tls: {}, ...T })
+        assert.isTrue(socket.tls?.authorized)
+        // The connect's own serverName wins.
+        const wrong = yield* Effect.exit(Effect.scoped(TcpClient.connect(server.address, {
+          tls: { serverName: OTHER_NAME },
+          ...T
+        })))
+        expectRejected(wrong, "CertificateRejected", "ERR_TLS_CERT_ALTNAME_INVALID")
+        // Without tls, plaintext: the TLS server sees a client that does not speak TLS.
+        const plain = yield* TcpClient.connect(server.address, T)
+        assert.isUndefined(plain.tls)
+      }).pipe(Effect.provide(Client))
+      // Without the defaults the same connect is rejected: the defaults did the work.
+      const bare = yield* Effect.exit(Effect.scoped(TcpClient.connect(server.address, { tls: {}, ...T })).pipe(
+        Effect.provide(clientWith(TcpClient.layer))
+      ))
+      assert.isTrue(Exit.isFailure(bare))
+    }).pipe(Effect.scoped))
+
+  it.live("a CA file that cannot be read, or TLS defaults that do not parse, fail the layer with InvalidArgument", () =>
+    Effect.gen(function*() {
+      const missing = ConfigProvider.layer(ConfigProvider.fromEnvRecord({ TCP_TLS_CA_FILE: "/nonexistent/ca.pem" }))
+      const build = (layer: Layer.Layer<TcpClient.TcpClient, unknown, TcpStorage.TcpStorage>) =>
+        Effect.flip(Effect.provide(Effect.void, clientWith(layer)))
+      const unreadable = yield* build(TcpClient.layerConfig.pipe(Layer.provide(missing)))
+      assert.strictEqual(Reflect.get(Object(unreadable), "_tag"), "InvalidArgument")
+      const garbage = yield* build(TcpClient.layerWith({ tls: { ca: "not a certificate" } }))
+      assert.strictEqual(Reflect.get(Object(garbage), "_tag"), "InvalidArgument")
+    }))
 })
