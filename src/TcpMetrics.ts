@@ -38,6 +38,40 @@ export const Enabled: Context.Reference<boolean> = Context.Reference<boolean>("e
 export const layer: Layer.Layer<never> = Layer.succeed(Enabled, true)
 
 /**
+ * Whether sockets record a span for every data call (`send`, `sendv`,
+ * `recv`, `recvInto`, `recvv`, `recvSome`, `recvUntil`; default `false`).
+ * Read when a socket is made: it holds for the socket's life. Lifecycle
+ * calls (`connect`, `accept`, `listen`, `done`, `close`) always have theirs.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TcpMetrics } from "effect-tcp"
+ * const traced = <A, E, R>(program: Effect.Effect<A, E, R>) => Effect.provideService(program, TcpMetrics.DataSpans, true)
+ * ```
+ * @since 0.1.0
+ */
+export const DataSpans: Context.Reference<boolean> = Context.Reference<boolean>("effect-tcp/TcpMetrics/DataSpans", {
+  defaultValue: () => false
+})
+
+/**
+ * Turns on a span for every data call of the sockets made under it, as a
+ * child of the caller's span, ended with the call's exit. Off by default,
+ * as in Effect's own socket module and Node's instrumentation: a span per
+ * read or write costs more than the read.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { TcpMetrics, TcpNode } from "effect-tcp"
+ * const Traced = Layer.mergeAll(TcpNode.layer, TcpMetrics.layer, TcpMetrics.layerDataSpans)
+ * ```
+ * @since 0.1.0
+ */
+export const layerDataSpans: Layer.Layer<never> = Layer.succeed(DataSpans, true)
+
+/**
  * Connections opened, by `direction` (`connect` or `accept`).
  *
  * @example

@@ -88,7 +88,24 @@ describe("TcpMetrics", () => {
       assert.strictEqual(connect?.attributes.get("tcp.address"), `127.0.0.1:${port}`)
     })))
 
-  it.live("connect and accept spans name the peer; every data call is a span under the caller's, ended with its exit", () =>
+  it.live("data calls record no span by default; connect, accept and close do", () =>
+    withTcp(Effect.gen(function*() {
+      const { spans, tracer } = recordingTracer()
+      const listener = yield* TcpListener.listen("127.0.0.1:0")
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
+        const server = yield* listener.accept(T)
+        yield* client.send(new Uint8Array(4), T)
+        yield* server.recv(4, T)
+        yield* client.done(T)
+      })).pipe(Effect.withTracer(tracer))
+      const names = spans.map((span) => span.name)
+      assert.includeMembers(names, ["TcpClient.connect", "TcpListener.accept", "TcpSocket.done"])
+      assert.notInclude(names, "TcpSocket.send")
+      assert.notInclude(names, "TcpSocket.recv")
+    })))
+
+  it.live("connect and accept spans name the peer; with layerDataSpans every data call is a span under the caller's, ended with its exit", () =>
     withTcp(Effect.gen(function*() {
       const { spans, tracer } = recordingTracer()
       const listener = yield* TcpListener.listen("127.0.0.1:0")
@@ -129,5 +146,5 @@ describe("TcpMetrics", () => {
       }
       const exits = calls.map((span) => span.status._tag === "Ended" ? span.status.exit._tag : "open")
       assert.deepStrictEqual(exits, ["Success", "Success", "Success", "Success", "Success", "Success", "Failure"])
-    })))
+    }).pipe(Effect.provide(TcpMetrics.layerDataSpans))))
 })

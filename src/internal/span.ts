@@ -1,9 +1,10 @@
 import { Effect } from "effect"
 
 /**
- * `body` as a traced data call: every call runs in a span named `name`, a
+ * `body` as a data call of a socket: when the socket records data spans
+ * (`TcpMetrics.layerDataSpans`) every call runs in a span named `name`, a
  * child of the caller's span, ended with the call's exit, as `Effect.fn`
- * would record it.
+ * would record it; otherwise the call is `body` alone.
  *
  * `Effect.fn` also makes its span the parent of the body's effects and
  * records the call site, which costs two context updates and a stack
@@ -12,8 +13,8 @@ import { Effect } from "effect"
  * its own and fails with a tagged error that names its syscall, so a leaf
  * span (`Effect.useSpan`) records the same trace.
  */
-export const leafSpan = <Args extends ReadonlyArray<unknown>, A, E>(
+export const leafSpan = <Self extends { readonly dataSpans: boolean }, Args extends ReadonlyArray<unknown>, A, E>(
   name: string,
-  body: (...args: Args) => Effect.Effect<A, E>
-): (...args: Args) => Effect.Effect<A, E> =>
-(...args) => Effect.useSpan(name, () => body(...args))
+  body: (self: Self, ...args: Args) => Effect.Effect<A, E>
+): (self: Self, ...args: Args) => Effect.Effect<A, E> =>
+(self, ...args) => self.dataSpans ? Effect.useSpan(name, () => body(self, ...args)) : body(self, ...args)

@@ -14,6 +14,7 @@ import { delimiterOf, isBytes, maxOf, totalOf } from "./bytes.ts"
 import type { Connection } from "./core/connection.ts"
 import type { Pool } from "./pool.ts"
 import { sink, stream } from "./socket.ts"
+import { DataSpans } from "../TcpMetrics.ts"
 import { leafSpan } from "./span.ts"
 
 /** `TcpSocket.TypeId`: what `isTcpSocket` looks for. */
@@ -41,11 +42,14 @@ export class TcpSocketImpl extends Inspectable.Class implements Pipeable {
   readonly closeTimeout: Duration.Duration
   /** The storage pool the socket's slot came from: where its background close lingers, and an upgrade's too. */
   readonly pool: Pool
-  constructor(conn: Connection, closeTimeout: Duration.Duration, pool: Pool) {
+  /** Whether data calls record spans (`TcpMetrics.DataSpans` when the socket was made). */
+  readonly dataSpans: boolean
+  constructor(conn: Connection, closeTimeout: Duration.Duration, pool: Pool, dataSpans: boolean) {
     super()
     this.conn = conn
     this.closeTimeout = closeTimeout
     this.pool = pool
+    this.dataSpans = dataSpans
   }
   send(bytes: Uint8Array, options?: Deadline.Options) {
     return sendImpl(this, bytes, options)
@@ -236,7 +240,7 @@ export const attach = (
   closeTimeout: Duration.Duration,
   pool: Pool
 ): Effect.Effect<TcpSocketImpl, never, Scope.Scope> =>
-  Effect.as(
+  Effect.andThen(
     Effect.addFinalizer((exit) => conn.finalize(exit, closeTimeout, pool)),
-    new TcpSocketImpl(conn, closeTimeout, pool)
+    Effect.map(Effect.service(DataSpans), (dataSpans) => new TcpSocketImpl(conn, closeTimeout, pool, dataSpans))
   )
