@@ -126,7 +126,8 @@ export interface TcpListener<out TlsE = never> extends Pipeable, Inspectable.Ins
 /**
  * Options for `listen`: `backlog` sizes the kernel's queue (default 511),
  * `pending` the queue of connections Node accepted that no `accept` took yet
- * (default = `backlog`).
+ * (default = `backlog`), `reusePort` shares the port with other listeners,
+ * and `tls` makes every connection TLS.
  *
  * @example
  * ```ts
@@ -138,6 +139,16 @@ export interface TcpListener<out TlsE = never> extends Pipeable, Inspectable.Ins
 export interface ListenOptions {
   readonly backlog?: number | undefined
   readonly pending?: number | undefined
+  /**
+   * `SO_REUSEPORT`: several processes or worker threads listen on the same
+   * address and port, and the kernel spreads incoming connections across
+   * them, so a server scales across cores (see `scratchpad/workers.ts`).
+   * Linux 3.9+, FreeBSD 12+, DragonFly BSD and a few others; where the
+   * platform has no such option, `listen` fails (`SystemError` or
+   * `InvalidArgument`, from Node's refusal). Under `TcpTest.layer` it is
+   * accepted and changes nothing: one listener per address.
+   */
+  readonly reusePort?: boolean | undefined
   /**
    * TLS on every connection (libdill's `tls_attach_server`): `accept`
    * completes the handshake within its deadline; `serve` runs it before the
@@ -566,9 +577,14 @@ const listenPlain = (
       : endpoint.host
     const port = endpoint.port
     const text = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
-    const { backlog, pending } = yield* Effect.fromResult(listenSettings(options, text))
+    const { backlog, pending, reusePort } = yield* Effect.fromResult(listenSettings(options, text))
     const pool = yield* poolOf(yield* TcpStorage)
-    return yield* open((server) => server.listen({ host, port, backlog, exclusive: true }), pool, pending, text)
+    return yield* open(
+      (server) => server.listen({ host, port, backlog, exclusive: true, ...(reusePort ? { reusePort } : {}) }),
+      pool,
+      pending,
+      text
+    )
   })
 
 /**

@@ -34,13 +34,22 @@ export const isCount = (n: unknown, min: number): n is number =>
  * `backlog`) at least 0.
  */
 export const listenSettings = (
-  options: { readonly backlog?: number | undefined; readonly pending?: number | undefined } | undefined,
+  options: {
+    readonly backlog?: number | undefined
+    readonly pending?: number | undefined
+    readonly reusePort?: boolean | undefined
+  } | undefined,
   text: string
-): Result.Result<{ readonly backlog: number; readonly pending: number }, TcpError.InvalidArgument> => {
+): Result.Result<
+  { readonly backlog: number; readonly pending: number; readonly reusePort: boolean },
+  TcpError.InvalidArgument
+> => {
   const backlog = orDefault(options?.backlog, 511)
   const pending = orDefault(options?.pending, backlog)
+  const reusePort = orDefault(options?.reusePort, false)
+  if (typeof reusePort !== "boolean") return Result.fail(TcpError.invalid("listen", "reusePort must be a boolean", text))
   return isCount(backlog, 1) && isCount(pending, 0)
-    ? Result.succeed({ backlog, pending })
+    ? Result.succeed({ backlog, pending, reusePort })
     : Result.fail(TcpError.invalid("listen", "backlog must be >= 1 and pending >= 0", text))
 }
 
