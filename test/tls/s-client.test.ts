@@ -194,4 +194,54 @@ describe.skipIf(openssl === undefined)("tls interop: openssl s_client against th
         assert.isUndefined(serving.pollUnsafe(), "serve is still running")
       })
     ))
+
+  it.live("requestCert: s_client with the client certificate is served, and the handler sees it authorized", () =>
+    withCerts((certs) =>
+      Effect.gen(function*() {
+        const { listener, served } = yield* serveEcho({
+          cert: certs.server.cert,
+          key: certs.server.key,
+          ca: certs.ca.cert,
+          requestCert: true
+        })
+        const withCert = yield* opensslClient(opensslBinary(), {
+          port: listener.port,
+          caFile: certs.ca.certFile,
+          certFile: certs.client.certFile,
+          keyFile: certs.client.keyFile
+        })
+        yield* withCert.send("mutual\n")
+        assert.strictEqual(yield* withCert.waitForOutput("mutual\n"), "mutual\n")
+        const connection = served[0] ?? assert.fail("the handler saw no connection")
+        assert.isTrue(connection.tls?.authorized, `authorizationError: ${connection.tls?.authorizationError}`)
+        assert.isUndefined(connection.tls?.authorizationError)
+        assert.strictEqual(connection.tls?.peerCertificate?.subject.CN, "effect-tcp-test-client")
+        yield* withCert.end
+        assert.strictEqual((yield* withCert.exit()).code, 0)
+      })
+    ))
+
+  it.live("requestCert: s_client with a certificate the CA did not sign is refused and never reaches the handler", () =>
+    withCerts((certs) =>
+      Effect.gen(function*() {
+        const { handshakesFailed, listener, served } = yield* serveEcho({
+          cert: certs.server.cert,
+          key: certs.server.key,
+          ca: certs.ca.cert,
+          requestCert: true
+        })
+        const rogue = yield* opensslClient(opensslBinary(), {
+          port: listener.port,
+          caFile: certs.ca.certFile,
+          certFile: certs.selfSigned.certFile,
+          keyFile: certs.selfSigned.keyFile
+        })
+        yield* rogue.send("secret\n")
+        const refused = yield* rogue.exit()
+        assert.notStrictEqual(refused.code, 0, refused.stderr)
+        assert.strictEqual(refused.stdout, "", "nothing was echoed to the untrusted client")
+        yield* eventually(() => handshakesFailed() >= 1, "the listener counted the refused handshake")
+        assert.deepStrictEqual(served, [], "the untrusted client never reached the handler")
+      })
+    ))
 })

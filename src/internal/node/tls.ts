@@ -155,6 +155,33 @@ export const prepareOnce = (
   return result
 }
 
+/**
+ * The client certificate check a `tls.Server` makes on each connection
+ * (Node's `onServerSocketSecure`), which a server-side `TLSSocket` made on
+ * its own does not: OpenSSL lets the handshake finish whatever the
+ * verification found, and leaves the verdict to be read. Sets `authorized`
+ * or `authorizationError` as Node would, and returns why the client is
+ * refused, if it is. Without the handle's `verifyError` (a private field)
+ * nothing can be verified, so the client is refused when it must be.
+ */
+const verifyClient = (secure: Tls.TLSSocket, options: Prepared): string | undefined => {
+  const handle: unknown = Reflect.get(secure, "_handle")
+  const verifyError: unknown = typeof handle === "object" && handle !== null ? Reflect.get(handle, "verifyError") : undefined
+  const verdict: unknown = typeof verifyError === "function" ? Reflect.apply(verifyError, handle, []) : unverifiable
+  if (verdict === null || verdict === undefined) {
+    secure.authorized = true
+    return undefined
+  }
+  const code: unknown = Reflect.get(Object(verdict), "code")
+  const reason = typeof code === "string" ? code : verdict instanceof Error ? verdict.message : String(verdict)
+  Reflect.set(secure, "authorizationError", reason)
+  return options.rejectUnauthorized ? reason : undefined
+}
+
+const unverifiable = Object.assign(new Error("this Node does not tell a server whether the client's certificate verified"), {
+  code: "UNABLE_TO_VERIFY_CLIENT_CERTIFICATE"
+})
+
 const isIp = (host: string): boolean => /^[0-9.]+$/.test(host) || host.includes(":")
 
 /**
@@ -209,9 +236,10 @@ export const upgrade = (
         }
         const onSecure = () => {
           cleanup()
-          // A server that asked for a certificate and got a bad one closes in the same tick.
           if (secure.destroyed) return onClose()
-          resume(Effect.void)
+          const rejected = role === "server" && options.requestCert ? verifyClient(secure, options) : undefined
+          if (rejected === undefined) return resume(Effect.void)
+          resume(Effect.fail(TcpError.make({ tag: "CertificateRejected", syscall, address, reason: rejected })))
         }
         const onError = (cause: Error) => {
           cleanup()
