@@ -68,15 +68,16 @@ const recvBulk = (socket: TcpSocket.TcpSocket, n: number, chunkSize: number, int
   })
 
 /**
- * Asks the lines peer for `count` lines and receives them one `receive` at
- * a time (`recvUntil("\r\n")` or a crlf `MessageSocket`'s `recv`); checks
+ * Asks the lines peer for `count` lines and receives them with one call of
+ * `receive` per line, as an application would write it
+ * (`socket.recvUntil("\r\n")` or a crlf `MessageSocket`'s `recv()`); checks
  * every line's length, some lines' bytes, and the count.
  */
-const recvLines = <E>(socket: TcpSocket.TcpSocket, count: number, receive: Effect.Effect<Uint8Array, E>) =>
+const recvLines = <E>(socket: TcpSocket.TcpSocket, count: number, receive: () => Effect.Effect<Uint8Array, E>) =>
   Effect.gen(function*() {
     yield* socket.send(encodeLength(count))
     for (let i = 0; i < count; i++) {
-      const line = yield* receive
+      const line = yield* receive()
       const mismatch = line.length !== LINE_BYTES
         ? `line ${i}: ${line.length} bytes`
         : isCheckedLine(i, count)
@@ -148,9 +149,8 @@ const program = (job: Job): Effect.Effect<Result, TcpError.TcpError, Client> => 
     case "lines-crlf":
       return Effect.scoped(Effect.gen(function*() {
         const socket = yield* TcpClient.connect(at(job.ports.lines))
-        const receive = job.workload === "lines"
-          ? socket.recvUntil("\r\n")
-          : (yield* TcpMessage.crlf(socket)).recv()
+        const lines = yield* TcpMessage.crlf(socket)
+        const receive = job.workload === "lines" ? () => socket.recvUntil("\r\n") : () => lines.recv()
         yield* recvLines(socket, p.linesWarmup, receive)
         const measured = yield* timed(job, recvLines(socket, p.linesCount, receive))
         yield* socket.abort
