@@ -228,7 +228,7 @@ describe.skipIf(openssl === undefined)("hostile TLS peers", () => {
       Tcp
     ))
 
-  it.live("interrupting a TLS connect mid-handshake (the server never answers) releases the descriptor and the slot", () =>
+  it.live("interrupting a TLS connect mid-handshake (a server that never answers) releases descriptor and slot", () =>
     withTcp(
       Effect.gen(function*() {
         let received = 0
@@ -259,7 +259,7 @@ describe.skipIf(openssl === undefined)("hostile TLS peers", () => {
       Tcp
     ))
 
-  it.live("a TLS peer flooding a client that reads nothing: the slot bounds memory, the peer is held back, every byte arrives in order", () =>
+  it.live("a flooding TLS peer: the slot bounds the client's memory, the peer is held back, every byte arrives", () =>
     withTcp(
       Effect.gen(function*() {
         const certs = yield* makeCertificates(openssl ?? "openssl")
