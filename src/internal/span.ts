@@ -17,4 +17,6 @@ export const leafSpan = <Self extends { readonly dataSpans: boolean }, Args exte
   name: string,
   body: (self: Self, ...args: Args) => Effect.Effect<A, E>
 ): (self: Self, ...args: Args) => Effect.Effect<A, E> =>
-(self, ...args) => self.dataSpans ? Effect.useSpan(name, () => body(self, ...args)) : body(self, ...args)
+(self, ...args) =>
+  // Built when it runs, not when called: an effect value may run more than once (each run its own receive).
+  self.dataSpans ? Effect.useSpan(name, () => body(self, ...args)) : Effect.suspend(() => body(self, ...args))

@@ -233,6 +233,7 @@ export const upgrade = (
           secure.off(role === "client" ? "secureConnect" : "secure", onSecure)
           secure.off("error", onError)
           secure.off("close", onClose)
+          secure.off("end", onClose)
         }
         const onSecure = () => {
           cleanup()
@@ -263,6 +264,8 @@ export const upgrade = (
         secure.once(role === "client" ? "secureConnect" : "secure", onSecure)
         secure.once("error", onError)
         secure.once("close", onClose)
+        // Half-open sockets report the peer's FIN as 'end' only: during a handshake it ends it (as node:tls's client does).
+        secure.once("end", onClose)
         return cleanup
       }
     )
