@@ -80,9 +80,11 @@ export interface Info extends Types.Info {}
 
 /**
  * What an upgrade can fail with: a TLS error, or the socket not being in a
- * state to upgrade (`Closed`, `InvalidArgument` while a call is under way,
- * `ConnReset` when the peer finished), `TimedOut`, or `SystemError`. The
- * socket is closed in every case.
+ * state to upgrade (`Closed`, `InvalidArgument` while a call is under way
+ * or for options that do not parse, `ConnReset` when the peer finished),
+ * `TimedOut`, or `SystemError`. A handshake that began and failed closes
+ * the connection; an upgrade refused before it began leaves the plaintext
+ * socket as it was.
  *
  * @example
  * ```ts
