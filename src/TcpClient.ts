@@ -7,12 +7,21 @@
 import { Array as Arr, Config, Context, Deferred, Duration, Effect, Exit, Latch, Layer, Option, Result } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type { Scope } from "effect"
-import { AddressResolver, Host, NetAddress } from "effect/net"
+import { AddressResolver, NetAddress } from "effect/net"
 import * as NodeAddressResolver from "@effect/platform-node/NodeAddressResolver"
 import * as NodeDns from "@effect/platform-node/NodeDns"
 import { readFileSync } from "node:fs"
 import * as Deadline from "./Deadline.ts"
-import { type Family, isTcpDescriptor, nodeHost, parse, peerOf, portRange, resolve, type TcpAddress } from "./internal/address.ts"
+import {
+  destination,
+  type Family,
+  isTcpDescriptor,
+  nodeHost,
+  peerOf,
+  portRange,
+  resolve,
+  type TcpAddress
+} from "./internal/address.ts"
 import type { Connection as CoreConnection } from "./internal/core/connection.ts"
 import { connect as connectSocket, nodeConnection, type NodeTransport } from "./internal/node/transport.ts"
 import { observed } from "./internal/observe.ts"
@@ -719,8 +728,7 @@ const make = (
 
   const connect = Effect.fn("TcpClient.connect")(
     function*(address: TcpAddress, options?: ConnectOptions) {
-      const endpoint = yield* Effect.fromResult(parse(address, "connect", false))
-      const text = NetAddress.isInetAddress(endpoint) ? NetAddress.formatInet(endpoint) : Host.formatHostPort(endpoint)
+      const { endpoint, hostName, literal, text } = yield* Effect.fromResult(destination(address, "connect"))
       const settings = yield* Effect.fromResult(resolveSettings(options, "connect", text))
       const local = yield* Effect.fromResult(localBinding(options, text))
       const family = local?.family ?? orDefault(options?.family, "any")
@@ -731,9 +739,15 @@ const make = (
       const tls = options?.tls === undefined
         ? undefined
         : yield* Effect.fromResult(prepareOnce(withTlsDefaults(options.tls), "client", "connect", text))
-      const hostName = NetAddress.isInetAddress(endpoint) ? nodeHost(endpoint) : Host.formatHost(endpoint.host)
-      const deadline = yield* Deadline.resolve(withDefaultTimeout(options, connectTimeout), "connect", text)
-      const targets = yield* resolve(endpoint, resolver, family, deadline, "connect")
+      const bound = withDefaultTimeout(options, connectTimeout)
+      // No deadline and no timeout: nothing to check and no clock to read.
+      const deadline = bound?.deadline === undefined && bound?.timeout === undefined
+        ? Deadline.never
+        : yield* Deadline.resolve(bound, "connect", text)
+      // An IP literal any family may have is its own (only) target: no resolver.
+      const targets = literal !== undefined && family === "any"
+        ? literal.targets
+        : yield* resolve(endpoint, resolver, family, deadline, "connect")
       yield* Effect.annotateCurrentSpan("tcp.address", text)
 
       const happy = happyDelay(options?.happyEyeballs)
@@ -746,13 +760,15 @@ const make = (
       const attempt = (target: NetAddress.InetAddress, slot: SlotMemory, opened?: Array<Connection>) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.suspend(() => {
-            const conn = nodeConnection(slot, NetAddress.formatInet(target), () => {}, {})
+            const known = literal !== undefined && target === literal.targets[0] ? literal : undefined
+            const conn = nodeConnection(slot, known?.text ?? NetAddress.formatInet(target), () => {}, {})
             applySettings(conn.transport.socket, settings)
             if (opened !== undefined) {
               conn.transport.socket.pause()
               opened.push(conn)
             }
-            const to = { host: nodeHost(target), port: target.port, ...local?.bind }
+            const host = known?.host ?? nodeHost(target)
+            const to = local === undefined ? { host, port: target.port } : { host, port: target.port, ...local.bind }
             return restore(connectSocket(conn, to, deadline)).pipe(
               Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void),
               Effect.as(conn)

@@ -61,6 +61,65 @@ export const parse = (
   return Result.succeed(endpoint.success)
 }
 
+/**
+ * A connect's address, checked, with what every connect to it needs: its
+ * text (messages, spans), the host name TLS checks, and, for an IP literal,
+ * the one socket address with the text and host Node is given for it.
+ */
+export interface Destination {
+  readonly endpoint: Endpoint
+  readonly text: string
+  readonly hostName: string
+  readonly literal: Literal | undefined
+}
+
+/** An IP literal as a connect uses it. */
+export interface Literal {
+  readonly targets: Arr.NonEmptyReadonlyArray<NetAddress.InetAddress>
+  /** `NetAddress.formatInet` of the address. */
+  readonly text: string
+  /** `nodeHost` of the address. */
+  readonly host: string
+}
+
+/** Destinations given as strings, by string: parsing and formatting them cost more than the rest of a connect's checks. */
+const destinations = new Map<string, Result.Result<Destination, never>>()
+/** Enough for every peer a process talks to; a process that names more starts the cache over. */
+const DESTINATIONS_MAX = 1024
+
+const destinationOf = (endpoint: Endpoint): Destination => {
+  const inet = NetAddress.isInetAddress(endpoint)
+  const address = inet
+    ? endpoint
+    : NetAddress.isIpAddress(endpoint.host)
+    ? NetAddress.inetAddressUnsafe(endpoint.host, endpoint.port)
+    : undefined
+  return {
+    endpoint,
+    text: inet ? NetAddress.formatInet(endpoint) : Host.formatHostPort(endpoint),
+    hostName: inet ? nodeHost(endpoint) : Host.formatHost(endpoint.host),
+    literal: address === undefined
+      ? undefined
+      : { targets: Arr.of(address), text: NetAddress.formatInet(address), host: nodeHost(address) }
+  }
+}
+
+/**
+ * `parse` for a connect (port `0` refused), with the texts it needs. A
+ * string seen before is not parsed again: its destination is immutable.
+ */
+export const destination = (address: TcpAddress, syscall: string): Result.Result<Destination, TcpError.InvalidArgument> => {
+  if (typeof address !== "string") return Result.map(parse(address, syscall, false), destinationOf)
+  const known = destinations.get(address)
+  if (known !== undefined) return known
+  const parsed = parse(address, syscall, false)
+  if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+  if (destinations.size >= DESTINATIONS_MAX) destinations.clear()
+  const checked = Result.succeed(destinationOf(parsed.success))
+  destinations.set(address, checked)
+  return checked
+}
+
 /** The one wording of a bad port: `0` is allowed where it means "pick one" (listen, a local port). */
 export const portRange = (name: string, zeroAllowed: boolean): string =>
   `${name} must be an integer from ${zeroAllowed ? 0 : 1} through 65535`

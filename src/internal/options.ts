@@ -70,12 +70,22 @@ export const checkedDuration = (input: unknown): Option.Option<Duration.Duration
 const duration = (input: Duration.Input | undefined, fallback: Duration.Duration): Option.Option<Duration.Duration> =>
   input === undefined ? Option.some(fallback) : Option.filter(checkedDuration(input), Duration.isFinite)
 
+/** The settings of a call that gives none: checked once, shared (they are immutable). */
+const defaultSettings: Result.Result<ResolvedSettings, never> = Result.succeed({
+  noDelay: true,
+  keepAlive: false,
+  closeTimeout: defaultCloseTimeout
+})
+
 /** Checks socket settings, filling in defaults (`noDelay` on: exact request/response traffic suffers from Nagle). */
 export const resolveSettings = (
   options: SocketSettings | undefined,
   syscall: string,
   address?: string
 ): Result.Result<ResolvedSettings, TcpError.InvalidArgument> => {
+  if (options?.noDelay === undefined && options?.keepAlive === undefined && options?.closeTimeout === undefined) {
+    return defaultSettings
+  }
   const noDelay = orDefault(options?.noDelay, true)
   if (typeof noDelay !== "boolean") return Result.fail(TcpError.invalid(syscall, "noDelay must be a boolean", address))
   const closeTimeout = duration(options?.closeTimeout, defaultCloseTimeout)
