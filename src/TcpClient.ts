@@ -40,7 +40,7 @@ import {
   type SocketSettings
 } from "./internal/options.ts"
 import { make as makeConnectionPool, type Stats as ConnectionPoolStats } from "./internal/connectionPool.ts"
-import { claim, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
+import { claim, claimNow, type Pool, type SlotMemory, unclaim } from "./internal/pool.ts"
 import * as TcpError from "./TcpError.ts"
 import * as TcpSocket from "./TcpSocket.ts"
 import { TcpStorage } from "./TcpStorage.ts"
@@ -755,20 +755,59 @@ const make = (
         return yield* TcpError.invalid("connect", "happyEyeballs must be a boolean or a duration", text)
       }
 
+      /** A connection in `slot` with the call's settings, not yet connected; where to connect it. */
+      const unconnected = (target: NetAddress.InetAddress, slot: SlotMemory) => {
+        const known = literal !== undefined && target === literal.targets[0] ? literal : undefined
+        const conn = nodeConnection(slot, known?.text ?? NetAddress.formatInet(target), () => {}, {})
+        applySettings(conn.transport.socket, settings)
+        const host = known?.host ?? nodeHost(target)
+        const to = local === undefined ? { host, port: target.port } : { host, port: target.port, ...local.bind }
+        return { conn, to }
+      }
+
+      if (tls === undefined && targets.length === 1) {
+        // One address, no TLS: the slot, the connection and the socket in
+        // one uninterruptible step around the only wait, the handshake. A
+        // failure aborts the connection, then gives the slot back.
+        const target = targets[0]
+        return yield* Effect.uninterruptibleMask((restore) => {
+          const start = (slot: SlotMemory): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope> => {
+            let made: ReturnType<typeof unconnected>
+            try {
+              made = unconnected(target, slot)
+            } catch (defect) {
+              unclaim(slot)
+              return Effect.die(defect)
+            }
+            const { conn, to } = made
+            return Effect.flatMap(
+              Effect.onExit(
+                restore(connectSocket(conn, to, deadline)),
+                (exit) => Exit.isFailure(exit) ? Effect.andThen(conn.abort, Effect.sync(() => unclaim(slot))) : Effect.void
+              ),
+              () => {
+                conn.releaseSlot = () => unclaim(slot)
+                return attach(conn, settings.closeTimeout, pool)
+              }
+            )
+          }
+          const slot = claimNow(pool, options?.storage)
+          return slot !== undefined
+            ? start(slot)
+            : Effect.flatMap(restore(claim(pool, options?.storage, deadline, "connect", text)), start)
+        })
+      }
+
       // An attempt in a race (`opened` given) shares the slot with the
       // others, so it stays paused (reads nothing into it) until it has won.
       const attempt = (target: NetAddress.InetAddress, slot: SlotMemory, opened?: Array<Connection>) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.suspend(() => {
-            const known = literal !== undefined && target === literal.targets[0] ? literal : undefined
-            const conn = nodeConnection(slot, known?.text ?? NetAddress.formatInet(target), () => {}, {})
-            applySettings(conn.transport.socket, settings)
+            const { conn, to } = unconnected(target, slot)
             if (opened !== undefined) {
               conn.transport.socket.pause()
               opened.push(conn)
             }
-            const host = known?.host ?? nodeHost(target)
-            const to = local === undefined ? { host, port: target.port } : { host, port: target.port, ...local.bind }
             return restore(connectSocket(conn, to, deadline)).pipe(
               Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void),
               Effect.as(conn)

@@ -127,6 +127,12 @@ export class Pool extends Inspectable.Class {
     })
   }
 
+  /** A slot for one holder if one is free (or can be made) now, else `undefined`: `take` then waits or fails. */
+  takeNow(): SlotMemory | undefined {
+    const slot = this.tryTake("")
+    return slot instanceof SlotMemory ? slot : undefined
+  }
+
   /** A holder lets go; the last one returns the slot to the pool. */
   drop(slot: SlotMemory): void {
     slot.holders -= 1
@@ -213,6 +219,17 @@ export const claim = (
     })
   }
   return claimOwn(storage, deadline, syscall, address)
+}
+
+/**
+ * `claim` when it needs neither to wait nor to fail: a pool slot that is
+ * free (or can be made) now, else `undefined`, and `claim` decides.
+ */
+export const claimNow = (pool: Pool, storage: unknown): SlotMemory | undefined => {
+  if (storage !== undefined) return undefined
+  const memory = pool.takeNow()
+  if (memory !== undefined) memory.attached = true
+  return memory
 }
 
 /**
