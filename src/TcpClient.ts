@@ -728,9 +728,16 @@ const make = (
 
   const connect = Effect.fn("TcpClient.connect")(
     function*(address: TcpAddress, options?: ConnectOptions) {
-      const { endpoint, hostName, literal, text } = yield* Effect.fromResult(destination(address, "connect"))
-      const settings = yield* Effect.fromResult(resolveSettings(options, "connect", text))
-      const local = yield* Effect.fromResult(localBinding(options, text))
+      // The checks' results are looked at here, not yielded: a yield is a step of the fiber.
+      const checked = destination(address, "connect")
+      if (Result.isFailure(checked)) return yield* Effect.fail(checked.failure)
+      const { endpoint, hostName, literal, text } = checked.success
+      const resolvedSettings = resolveSettings(options, "connect", text)
+      if (Result.isFailure(resolvedSettings)) return yield* Effect.fail(resolvedSettings.failure)
+      const settings = resolvedSettings.success
+      const binding = localBinding(options, text)
+      if (Result.isFailure(binding)) return yield* Effect.fail(binding.failure)
+      const local = binding.success
       const family = local?.family ?? orDefault(options?.family, "any")
       if (!isFamily(family)) return yield* TcpError.invalid("connect", `family must be "ipv4", "ipv6" or "any"`, text)
       if (local?.family !== undefined && options?.family !== undefined && options.family !== "any" && options.family !== family) {
