@@ -308,17 +308,21 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
    * Immediate close: the transport goes now (RST if unread data is
    * pending) and the slot returns once it let go.
    */
-  readonly abort: Effect.Effect<void> = Effect.uninterruptible(
-    Effect.callback<void>((resume) => {
-      this.closeNow()
-      if (this.transportClosed) {
-        this.releaseIfDone()
-        resume(Effect.void)
-      } else {
-        this.closeWaiters.push(() => resume(Effect.void))
-      }
-    })
-  )
+  get abort(): Effect.Effect<void> {
+    // Made on first use: most connections close gracefully and never need it.
+    return this.aborting ??= Effect.uninterruptible(
+      Effect.callback<void>((resume) => {
+        this.closeNow()
+        if (this.transportClosed) {
+          this.releaseIfDone()
+          resume(Effect.void)
+        } else {
+          this.closeWaiters.push(() => resume(Effect.void))
+        }
+      })
+    )
+  }
+  private aborting: Effect.Effect<void> | undefined
 
   /**
    * Starts a graceful close: FIN after queued bytes, then discard inbound
