@@ -349,8 +349,9 @@ export const connect = (
         const error = TcpError.fromUnknown(cause, "connect", conn.address)
         resume(Effect.fail(TcpError.narrow(error, TcpError.connectTags)))
       }
-      socket.once("connect", onConnect)
-      socket.once("error", onError)
+      // `on`, not `once`: each handler removes both itself (no once-wrapper per listener).
+      socket.on("connect", onConnect)
+      socket.on("error", onError)
       socket.connect(target)
       return cleanup
     }
