@@ -384,7 +384,7 @@ export function connect(
   address: TcpAddress,
   options?: ConnectOptions
 ): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError | TcpError.TlsError, TcpClient | Scope.Scope> {
-  return TcpClient.use((client) => client.connect(address, options ?? {}))
+  return TcpClient.use((client) => client.connect(address, options))
 }
 
 /**
