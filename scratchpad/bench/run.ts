@@ -22,7 +22,8 @@
  *   invocation. The methods behind each figure are in the footnote below
  *   the table (and in `common.ts` for heap allocation).
  * - Default sizes (256 MiB bulk, 20,000 round trips, 2,000 connects, 1,000
- *   idle connections, 5 runs) take about 2¼ minutes on a 2-core VM.
+ *   idle connections, 100,000 lines, 10,000 pooled requests, 5 runs) take
+ *   about 3¼ minutes on a 2-core VM.
  *
  * Options (`npm run bench -- --runs 3 --only pingpong,bulk-recv`):
  *   --runs N          runs per cell (default 5; fewer than 5 only for trying things out)
