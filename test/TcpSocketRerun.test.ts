@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { TcpTest } from "../src/index.ts"
+import { TcpMessage } from "../src/index.ts"
 import { bothLayers, loopbackPair, onLayer, str, text } from "./helpers.ts"
 
 describe("one effect value run twice", () => {
@@ -28,7 +28,15 @@ describe("one effect value run twice", () => {
         assert.deepStrictEqual([str(first), str(second)], ["xxxx", "a"])
         yield* sendAbcd
         assert.strictEqual(str(yield* server.recv(4, { timeout: "5 seconds" })), "abcd")
-        void TcpTest
+        // Messages too: a crlf and a prefixed receive, each value run twice.
+        const lines = yield* TcpMessage.crlf(server)
+        yield* client.send(text("one\r\ntwo\r\n"))
+        const nextLine = lines.recv()
+        assert.deepStrictEqual([str(yield* nextLine), str(yield* nextLine)], ["one", "two"])
+        const framed = yield* TcpMessage.prefix(server, { size: 1 })
+        yield* client.send(new Uint8Array([1, 65, 1, 66]))
+        const nextMessage = framed.recv()
+        assert.deepStrictEqual([str(yield* nextMessage), str(yield* nextMessage)], ["A", "B"])
       })))
   }
 })

@@ -36,13 +36,24 @@ export const totalOf = (parts: unknown): number | undefined => {
 
 const utf8 = new TextEncoder()
 
+// A loop reading lines asks for the same delimiter each call: encode it once. Frames only read it.
+let lastText: string | undefined
+let lastBytes = new Uint8Array(0)
+const encoded = (text: string): Uint8Array => {
+  if (text !== lastText) {
+    lastBytes = utf8.encode(text)
+    lastText = text
+  }
+  return lastBytes
+}
+
 /**
  * A delimiter as bytes (a string as UTF-8, bytes copied so the caller may
  * reuse them), or why it cannot be one: it must not be empty, and the
  * search runs in the storage slot, so it must fit in `slotSize`.
  */
 export const delimiterOf = (delimiter: unknown, slotSize: number): Uint8Array | string => {
-  const bytes = typeof delimiter === "string" ? utf8.encode(delimiter) : isBytes(delimiter) ? delimiter.slice() : undefined
+  const bytes = typeof delimiter === "string" ? encoded(delimiter) : isBytes(delimiter) ? delimiter.slice() : undefined
   if (bytes === undefined || bytes.length === 0) return "delimiter must be a non-empty Uint8Array or string"
   if (bytes.length > slotSize) return `delimiter longer than the storage slot (${slotSize} bytes)`
   return bytes

@@ -180,21 +180,25 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
 
   recv(options?: Deadline.Options): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
     const framing = this.framing
-    if (framing._tag === "Delimited") {
-      return this.socket.recvUntil(
-        framing.delimiter,
-        options === undefined ? this.recvOptions : { ...options, ...this.recvOptions }
-      )
-    }
     const conn = connectionOf(this.socket)
-    if (conn === undefined) return this.receiving.withPermits(1)(this.recvPrefixed(framing.size, framing.endian, options))
-    // The library's own socket: the header is read in place, in the receive's turn.
-    const { size, endian } = framing
-    const limit = Math.min(this.max ?? Number.MAX_SAFE_INTEGER, kMaxLength)
-    const receive = (deadline: Deadline.Deadline) =>
-      conn.recvPrefixed(size, (bytes) => lengthOf(bytes, size, endian), limit, deadline)
+    if (conn === undefined) {
+      return framing._tag === "Delimited"
+        ? this.socket.recvUntil(framing.delimiter, options === undefined ? this.recvOptions : { ...options, ...this.recvOptions })
+        : this.receiving.withPermits(1)(this.recvPrefixed(framing.size, framing.endian, options))
+    }
+    // The library's own socket: the frame is found, or the header read, in place, in the receive's turn.
+    const receive = framing._tag === "Delimited"
+      ? (deadline: Deadline.Deadline) => conn.recvUntil(framing.delimiter, this.max ?? conn.slotSize, deadline)
+      : (deadline: Deadline.Deadline) =>
+        conn.recvPrefixed(
+          framing.size,
+          (bytes) => lengthOf(bytes, framing.size, framing.endian),
+          Math.min(this.max ?? Number.MAX_SAFE_INTEGER, kMaxLength),
+          deadline
+        )
+    // Built when it runs: one effect value may run more than once, each run its own receive.
     return options === undefined
-      ? receive(Deadline.never)
+      ? Effect.suspend(() => receive(Deadline.never))
       : Effect.flatMap(Deadline.resolve(options, "recv", conn.address), receive)
   }
 

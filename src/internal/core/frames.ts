@@ -90,16 +90,26 @@ class Frame extends Receive<Uint8Array, TcpError.RecvUntilError> {
  * The bytes before the next `delimiter`, which is consumed too, waiting
  * until `deadline`. A frame longer than `max` fails `MessageTooLarge`; one
  * that fits in the slot consumes nothing when it fails, times out or is
- * interrupted. Always through the lane: a frame longer than the slot moves
- * bytes out of the ring as it goes, which must never happen outside its
- * turn. Call it while the effect runs.
+ * interrupted. With nobody in the lane, a frame whose outcome is known
+ * already (its delimiter buffered, say) ends synchronously, with no wait to
+ * set up: nothing can come between, so that is its turn. Otherwise it
+ * takes its turn in the lane: a frame longer than the slot moves bytes out
+ * of the ring as it goes, which must never happen outside its turn. Call
+ * it while the effect runs.
  */
 export const recvUntil = (
   inbound: Inbound,
   delimiter: Uint8Array,
   max: number,
   deadline: Deadline
-): Effect.Effect<Uint8Array, TcpError.RecvUntilError> => inbound.run(new Frame(inbound, delimiter, max), deadline)
+): Effect.Effect<Uint8Array, TcpError.RecvUntilError> => {
+  const frame = new Frame(inbound, delimiter, max)
+  if (inbound.idle && inbound.host.open) {
+    const outcome = frame.step()
+    if (outcome !== undefined) return outcome
+  }
+  return inbound.run(frame, deadline)
+}
 
 /**
  * A length-prefixed message (`TcpMessage.prefix`): the header is read in
