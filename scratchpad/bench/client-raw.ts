@@ -259,7 +259,8 @@ const run = async (job: Job): Promise<Result> => {
       return connectsResult(p.connects, measured)
     }
     case "lines":
-    case "lines-crlf": {
+    case "lines-crlf":
+    case "lines-stream": {
       const socket = await connect(host, job.ports.lines)
       await recvLines(socket, p.linesWarmup)
       const measured = await measure(job, () => recvLines(socket, p.linesCount))

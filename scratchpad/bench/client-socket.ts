@@ -162,6 +162,7 @@ const program = (job: Job): Effect.Effect<Result, Socket.SocketError | Error> =>
         }))
       })
     case "lines-crlf":
+    case "lines-stream":
     case "request-connect":
     case "request-pool":
     case "bulk-recv-into":

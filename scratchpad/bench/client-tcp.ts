@@ -6,7 +6,7 @@
  * requests through `TcpClient.pool`. Run by `run.ts` as
  * `node client-tcp.ts '<job JSON>'`.
  */
-import { Effect } from "effect"
+import { Effect, Stream } from "effect"
 import type { Scope } from "effect"
 import { TcpClient, type TcpError, TcpMessage, TcpNode, type TcpSocket } from "../../src/index.ts"
 import {
@@ -87,6 +87,30 @@ const recvLines = <E>(socket: TcpSocket.TcpSocket, count: number, receive: () =>
     }
   })
 
+/** As `recvLines`, through the message stream: every line buffered behind the awaited one comes in the same pull. */
+const recvLinesStream = (socket: TcpSocket.TcpSocket, lines: TcpMessage.MessageSocket, count: number) =>
+  Effect.gen(function*() {
+    yield* socket.send(encodeLength(count))
+    let i = 0
+    let mismatch: string | undefined
+    yield* lines.stream.pipe(
+      Stream.take(count),
+      Stream.runForEachArray((batch) =>
+        Effect.sync(() => {
+          for (const line of batch) {
+            mismatch ??= line.length !== LINE_BYTES
+              ? `line ${i}: ${line.length} bytes`
+              : isCheckedLine(i, count)
+              ? lineMismatch(line, i)
+              : undefined
+            i++
+          }
+        })
+      )
+    )
+    if (mismatch !== undefined || i !== count) return yield* Effect.die(new Error(mismatch ?? `${i} lines of ${count}`))
+  })
+
 /** `count` 16-byte requests and their echoes, each on a socket from `connection` (a connect, or a pool's `get`). */
 const requests = <E, R>(count: number, connection: Effect.Effect<TcpSocket.TcpSocket, E, R | Scope.Scope>) => {
   const message = new Uint8Array(16).fill(0x61)
@@ -145,6 +169,15 @@ const program = (job: Job): Effect.Effect<Result, TcpError.TcpError, Client> => 
       const { inFlight, abort } = connectsShape(job)
       return connectRate(job, (count) => connects(at(job.ports.accept), count, inFlight, abort))
     }
+    case "lines-stream":
+      return Effect.scoped(Effect.gen(function*() {
+        const socket = yield* TcpClient.connect(at(job.ports.lines))
+        const lines = yield* TcpMessage.crlf(socket)
+        yield* recvLinesStream(socket, lines, p.linesWarmup)
+        const measured = yield* timed(job, recvLinesStream(socket, lines, p.linesCount))
+        yield* socket.abort
+        return linesResult(p.linesCount, measured)
+      }))
     case "lines":
     case "lines-crlf":
       return Effect.scoped(Effect.gen(function*() {

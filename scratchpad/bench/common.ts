@@ -36,6 +36,7 @@ export type Workload =
   | "idle" // RSS with `idleConns` idle open connections
   | "lines" // `linesCount` CRLF lines from the peer; effect-tcp recvUntil("\r\n"), raw split by hand, effect/socket splitLines
   | "lines-crlf" // same, effect-tcp TcpMessage.crlf(socket).recv()
+  | "lines-stream" // same, effect-tcp TcpMessage.crlf(socket).stream (every buffered line per pull)
   | "request-connect" // 16-byte request/response, a connect per request, sequential
   | "request-pool" // same through TcpClient.pool(address, { size: 1 })
 

@@ -29,7 +29,7 @@
  *   --runs N          runs per cell (default 5; fewer than 5 only for trying things out)
  *   --only a,b        only these workloads: pingpong, pingpong-into, pingpong-1core,
  *                     bulk-send, bulk-recv, bulk-recv-into, connect-seq, connect-par,
- *                     connect-seq-abort, connect-par-abort, idle, lines, lines-crlf,
+ *                     connect-seq-abort, connect-par-abort, idle, lines, lines-crlf, lines-stream,
  *                     request-connect, request-pool
  *   --impls a,b       only these implementations (raw,tcp,socket)
  *   --scale F         multiply every workload size by F (e.g. 0.1 for a quick look)
@@ -217,6 +217,7 @@ const workloads: ReadonlyArray<WorkloadSpec> = [
   ]),
   spec("lines", `${n(params.linesCount)} CRLF lines of 64 B received, recvUntil`, all, linesFigures),
   spec("lines-crlf", "same, TcpMessage.crlf recv", ["tcp"], linesFigures, { baseline: "lines" }),
+  spec("lines-stream", "same, TcpMessage.crlf stream", ["tcp"], linesFigures, { baseline: "lines" }),
   spec("request-connect", `request/response 16 B ×${n(params.requestConnects)}, a connect each`, ["raw", "tcp"], requestFigures, {
     notRun: ["socket"]
   }),
@@ -463,6 +464,16 @@ const targets: ReadonlyArray<Target> = [
   {
     text: "lines/s, TcpMessage.crlf ≥ 1.5× effect/socket",
     workload: "lines-crlf",
+    figure: "value",
+    on: "ratio",
+    against: { impl: "socket", workload: "lines" },
+    op: ">=",
+    limit: 1.5
+  },
+  { text: "lines/s, TcpMessage.crlf stream ≥ 1.0× raw", workload: "lines-stream", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
+  {
+    text: "lines/s, TcpMessage.crlf stream ≥ 1.5× effect/socket",
+    workload: "lines-stream",
     figure: "value",
     on: "ratio",
     against: { impl: "socket", workload: "lines" },

@@ -4,7 +4,8 @@
  * concurrent senders never interleave) and receives (`recvUntil` for the
  * delimited protocols, header then body for the prefixed one).
  */
-import { Effect, Inspectable, Semaphore, Sink, Stream } from "effect"
+import { Cause, Effect, Inspectable, Semaphore, Sink, Stream } from "effect"
+import type { Array as Arr } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { kMaxLength } from "node:buffer"
 import * as Deadline from "../Deadline.ts"
@@ -39,6 +40,9 @@ const checkMax = (options: unknown): number | undefined | string => {
   const max: unknown = Reflect.get(options, "max")
   return max === undefined ? undefined : maxOf(max, 0, kMaxLength)
 }
+
+/** The most messages a stream's pull hands on at once. */
+const STREAM_BATCH = 1024
 
 /** Builds a delimited MessageSocket, or fails `InvalidArgument`. */
 export const delimited = (
@@ -220,6 +224,26 @@ export class MessageSocketImpl extends Inspectable.Class implements Pipeable {
   }
 
   get stream(): Stream.Stream<Uint8Array, TcpError.RecvUntilError> {
+    const conn = connectionOf(this.socket)
+    const framing = this.framing
+    if (conn !== undefined && framing._tag === "Delimited") {
+      // One wait per pull, then every frame already buffered behind it, in the same chunk.
+      const max = this.max ?? conn.slotSize
+      const pull = Effect.suspend(() => conn.recvUntil(framing.delimiter, max, Deadline.never)).pipe(
+        Effect.map((first): Arr.NonEmptyReadonlyArray<Uint8Array> => {
+          const batch: [Uint8Array, ...Array<Uint8Array>] = [first]
+          conn.recvBuffered(framing.delimiter, max, STREAM_BATCH - 1, batch)
+          return batch
+        }),
+        // A FIN between two messages ends the stream; one inside a message is an error.
+        Effect.catchTag(
+          "PeerClosed",
+          (error): Effect.Effect<never, TcpError.PeerClosed | Cause.Done> =>
+            error.bytes.length === 0 ? Cause.done() : Effect.fail(error)
+        )
+      )
+      return Stream.fromPull(Effect.succeed(pull))
+    }
     return Stream.unfold(undefined, () =>
       this.recv().pipe(
         Effect.map((message) => [message, undefined] as const),

@@ -5,7 +5,7 @@ import * as TcpError from "../../TcpError.ts"
 import type { Pool, SlotMemory } from "../pool.ts"
 import { awaitEvent, type Resume, startTimer } from "../wait.ts"
 import { type Failure, type Host, reported } from "./failure.ts"
-import { recvPrefixed, recvUntil } from "./frames.ts"
+import { recvBuffered, recvPrefixed, recvUntil } from "./frames.ts"
 import { Inbound } from "./inbound.ts"
 import { Outbound } from "./outbound.ts"
 import type { Transport, TransportEvents } from "./transport.ts"
@@ -203,6 +203,15 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   recvUntil(delimiter: Uint8Array, max: number, deadline: Deadline): Effect.Effect<Uint8Array, TcpError.RecvUntilError> {
     const injected = this.inject?.recvUntil()
     return injected !== undefined ? Effect.fail(injected) : recvUntil(this.inbound, delimiter, max, deadline)
+  }
+
+  /**
+   * The frames buffered whole, up to `limit`, if no receive is under way
+   * (see `frames.recvBuffered`); never with a test's injected errors
+   * pending, which only a receive that may fail can take.
+   */
+  recvBuffered(delimiter: Uint8Array, max: number, limit: number, into: Array<Uint8Array>): void {
+    if (this.inject === undefined) recvBuffered(this.inbound, delimiter, max, limit, into)
   }
 
   /**

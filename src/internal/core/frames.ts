@@ -112,6 +112,41 @@ export const recvUntil = (
 }
 
 /**
+ * The frames buffered whole, up to `limit` of them, if nobody is in the
+ * lane (then this is their turn): each frame's bytes before its delimiter
+ * are pushed onto `into`, and they and their delimiters are consumed. They
+ * are copied out in one block (views into it), as a chunk of a byte stream
+ * holds many lines. Stops before a frame longer than `max`, which its own
+ * receive then reports; consumes nothing when no frame is whole.
+ */
+export const recvBuffered = (
+  inbound: Inbound,
+  delimiter: Uint8Array,
+  max: number,
+  limit: number,
+  into: Array<Uint8Array>
+): void => {
+  if (!inbound.idle || !inbound.host.open) return
+  const ring = inbound.ring
+  const ends: Array<number> = []
+  let from = 0
+  while (ends.length < limit) {
+    const found = ring.indexOf(delimiter, from)
+    if (found === -1 || found - from > max) break
+    ends.push(found)
+    from = found + delimiter.length
+  }
+  if (ends.length === 0) return
+  const block = new Uint8Array(from)
+  inbound.take(from, [block], 0)
+  let start = 0
+  for (const end of ends) {
+    into.push(block.subarray(start, end))
+    start = end + delimiter.length
+  }
+}
+
+/**
  * A length-prefixed message (`TcpMessage.prefix`): the header is read in
  * place, so a length past `max` fails with nothing consumed; header and
  * body are then one exact read (`read`), retry-safe when both fit in the
