@@ -24,7 +24,7 @@ import {
 } from "./internal/address.ts"
 import type { Connection as CoreConnection } from "./internal/core/connection.ts"
 import { connect as connectSocket, nodeConnection, type NodeTransport } from "./internal/node/transport.ts"
-import { observed } from "./internal/observe.ts"
+import { annotateSpan, observed } from "./internal/observe.ts"
 import { prepareOnce, upgradeConnection } from "./internal/tls.ts"
 import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
@@ -727,139 +727,157 @@ const make = (
     )
 
   const connect = Effect.fn("TcpClient.connect")(
-    function*(address: TcpAddress, options?: ConnectOptions) {
-      // The checks' results are looked at here, not yielded: a yield is a step of the fiber.
+    (
+      address: TcpAddress,
+      options?: ConnectOptions
+    ): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError | TcpError.TlsError, Scope.Scope> => {
+      // Checked without an effect or a step of the fiber each: only a
+      // timeout (the clock) and a name (the resolver) need one.
       const checked = destination(address, "connect")
-      if (Result.isFailure(checked)) return yield* Effect.fail(checked.failure)
+      if (Result.isFailure(checked)) return Effect.fail(checked.failure)
       const { endpoint, hostName, literal, text } = checked.success
       const resolvedSettings = resolveSettings(options, "connect", text)
-      if (Result.isFailure(resolvedSettings)) return yield* Effect.fail(resolvedSettings.failure)
+      if (Result.isFailure(resolvedSettings)) return Effect.fail(resolvedSettings.failure)
       const settings = resolvedSettings.success
       const binding = localBinding(options, text)
-      if (Result.isFailure(binding)) return yield* Effect.fail(binding.failure)
+      if (Result.isFailure(binding)) return Effect.fail(binding.failure)
       const local = binding.success
       const family = local?.family ?? orDefault(options?.family, "any")
-      if (!isFamily(family)) return yield* TcpError.invalid("connect", `family must be "ipv4", "ipv6" or "any"`, text)
+      if (!isFamily(family)) return Effect.fail(TcpError.invalid("connect", `family must be "ipv4", "ipv6" or "any"`, text))
       if (local?.family !== undefined && options?.family !== undefined && options.family !== "any" && options.family !== family) {
-        return yield* TcpError.invalid("connect", `localAddress is not an ${options.family} address`, text)
+        return Effect.fail(TcpError.invalid("connect", `localAddress is not an ${options.family} address`, text))
       }
-      const tls = options?.tls === undefined
+      const prepared = options?.tls === undefined
         ? undefined
-        : yield* Effect.fromResult(prepareOnce(withTlsDefaults(options.tls), "client", "connect", text))
+        : prepareOnce(withTlsDefaults(options.tls), "client", "connect", text)
+      if (prepared !== undefined && Result.isFailure(prepared)) return Effect.fail(prepared.failure)
+      const tls = prepared?.success
       const bound = withDefaultTimeout(options, connectTimeout)
-      // No deadline and no timeout: nothing to check and no clock to read.
-      const deadline = bound?.deadline === undefined && bound?.timeout === undefined
-        ? Deadline.never
-        : yield* Deadline.resolve(bound, "connect", text)
-      // An IP literal any family may have is its own (only) target: no resolver.
-      const targets = literal !== undefined && family === "any"
-        ? literal.targets
-        : yield* resolve(endpoint, resolver, family, deadline, "connect")
-      yield* Effect.annotateCurrentSpan("tcp.address", text)
 
-      const happy = happyDelay(options?.happyEyeballs)
-      if (happy !== undefined && Option.isNone(happy)) {
-        return yield* TcpError.invalid("connect", "happyEyeballs must be a boolean or a duration", text)
-      }
+      /** Connects to `targets` (checked, resolved) within `deadline`. */
+      const connectTo = (
+        deadline: Deadline.Deadline,
+        targets: Arr.NonEmptyReadonlyArray<NetAddress.InetAddress>,
+        happy: Option.Some<Duration.Duration> | undefined
+      ): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError | TcpError.TlsError, Scope.Scope> => {
+        /** A connection in `slot` with the call's settings, not yet connected; where to connect it. */
+        const unconnected = (target: NetAddress.InetAddress, slot: SlotMemory) => {
+          const known = literal !== undefined && target === literal.targets[0] ? literal : undefined
+          const conn = nodeConnection(slot, known?.text ?? NetAddress.formatInet(target), () => {}, {})
+          applySettings(conn.transport.socket, settings)
+          const host = known?.host ?? nodeHost(target)
+          const to = local === undefined ? { host, port: target.port } : { host, port: target.port, ...local.bind }
+          return { conn, to }
+        }
 
-      /** A connection in `slot` with the call's settings, not yet connected; where to connect it. */
-      const unconnected = (target: NetAddress.InetAddress, slot: SlotMemory) => {
-        const known = literal !== undefined && target === literal.targets[0] ? literal : undefined
-        const conn = nodeConnection(slot, known?.text ?? NetAddress.formatInet(target), () => {}, {})
-        applySettings(conn.transport.socket, settings)
-        const host = known?.host ?? nodeHost(target)
-        const to = local === undefined ? { host, port: target.port } : { host, port: target.port, ...local.bind }
-        return { conn, to }
-      }
-
-      if (tls === undefined && targets.length === 1) {
-        // One address, no TLS: the slot, the connection and the socket in
-        // one uninterruptible step around the only wait, the handshake. A
-        // failure aborts the connection, then gives the slot back.
-        const target = targets[0]
-        return yield* Effect.uninterruptibleMask((restore) => {
-          const start = (slot: SlotMemory): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope> => {
-            let made: ReturnType<typeof unconnected>
-            try {
-              made = unconnected(target, slot)
-            } catch (defect) {
-              unclaim(slot)
-              return Effect.die(defect)
-            }
-            const { conn, to } = made
-            return Effect.flatMap(
-              Effect.onExit(
-                restore(connectSocket(conn, to, deadline)),
-                (exit) => Exit.isFailure(exit) ? Effect.andThen(conn.abort, Effect.sync(() => unclaim(slot))) : Effect.void
-              ),
-              () => {
-                conn.releaseSlot = () => unclaim(slot)
-                return attach(conn, settings.closeTimeout, pool)
+        if (tls === undefined && targets.length === 1) {
+          // One address, no TLS: the slot, the connection and the socket in
+          // one uninterruptible step around the only wait, the handshake. A
+          // failure aborts the connection, then gives the slot back.
+          const target = targets[0]
+          return Effect.uninterruptibleMask((restore) => {
+            const start = (slot: SlotMemory): Effect.Effect<TcpSocket.TcpSocket, TcpError.ConnectError, Scope.Scope> => {
+              let made: ReturnType<typeof unconnected>
+              try {
+                made = unconnected(target, slot)
+              } catch (defect) {
+                unclaim(slot)
+                return Effect.die(defect)
               }
-            )
-          }
-          const slot = claimNow(pool, options?.storage)
-          return slot !== undefined
-            ? start(slot)
-            : Effect.flatMap(restore(claim(pool, options?.storage, deadline, "connect", text)), start)
-        })
-      }
-
-      // An attempt in a race (`opened` given) shares the slot with the
-      // others, so it stays paused (reads nothing into it) until it has won.
-      const attempt = (target: NetAddress.InetAddress, slot: SlotMemory, opened?: Array<Connection>) =>
-        Effect.uninterruptibleMask((restore) =>
-          Effect.suspend(() => {
-            const { conn, to } = unconnected(target, slot)
-            if (opened !== undefined) {
-              conn.transport.socket.pause()
-              opened.push(conn)
+              const { conn, to } = made
+              return Effect.flatMap(
+                Effect.onExit(
+                  restore(connectSocket(conn, to, deadline)),
+                  (exit) => Exit.isFailure(exit) ? Effect.andThen(conn.abort, Effect.sync(() => unclaim(slot))) : Effect.void
+                ),
+                () => {
+                  conn.releaseSlot = () => unclaim(slot)
+                  return attach(conn, settings.closeTimeout, pool)
+                }
+              )
             }
-            return restore(connectSocket(conn, to, deadline)).pipe(
-              Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void),
-              Effect.as(conn)
+            const slot = claimNow(pool, options?.storage)
+            return slot !== undefined
+              ? start(slot)
+              : Effect.flatMap(restore(claim(pool, options?.storage, deadline, "connect", text)), start)
+          })
+        }
+
+        // An attempt in a race (`opened` given) shares the slot with the
+        // others, so it stays paused (reads nothing into it) until it has won.
+        const attempt = (target: NetAddress.InetAddress, slot: SlotMemory, opened?: Array<Connection>) =>
+          Effect.uninterruptibleMask((restore) =>
+            Effect.suspend(() => {
+              const { conn, to } = unconnected(target, slot)
+              if (opened !== undefined) {
+                conn.transport.socket.pause()
+                opened.push(conn)
+              }
+              return restore(connectSocket(conn, to, deadline)).pipe(
+                Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void),
+                Effect.as(conn)
+              )
+            })
+          )
+        // When the race is over every attempt has ended. Each connection but
+        // the winner's is closed then: also one that connected just after the
+        // winner, whose success the race drops.
+        const race = (slot: SlotMemory, delay: Duration.Duration): Effect.Effect<Connection, TcpError.ConnectError> =>
+          Effect.suspend(() => {
+            const opened: Array<Connection> = []
+            return staggered(interleaved(targets), (t) => attempt(t, slot, opened), delay).pipe(
+              Effect.onExit((exit) =>
+                Effect.forEach(opened, (conn) => Exit.isSuccess(exit) && exit.value === conn ? Effect.void : conn.abort, {
+                  discard: true
+                })
+              ),
+              // Starts the winner's reads, as Node does for a socket that connects unpaused.
+              Effect.tap((winner) => Effect.sync(() => winner.transport.socket.read(0)))
             )
           })
-        )
-      // When the race is over every attempt has ended. Each connection but
-      // the winner's is closed then: also one that connected just after the
-      // winner, whose success the race drops.
-      const race = (slot: SlotMemory, delay: Duration.Duration): Effect.Effect<Connection, TcpError.ConnectError> =>
-        Effect.suspend(() => {
-          const opened: Array<Connection> = []
-          return staggered(interleaved(targets), (t) => attempt(t, slot, opened), delay).pipe(
-            Effect.onExit((exit) =>
-              Effect.forEach(opened, (conn) => Exit.isSuccess(exit) && exit.value === conn ? Effect.void : conn.abort, {
-                discard: true
-              })
-            ),
-            // Starts the winner's reads, as Node does for a socket that connects unpaused.
-            Effect.tap((winner) => Effect.sync(() => winner.transport.socket.read(0)))
-          )
-        })
-      const connected = (slot: SlotMemory): Effect.Effect<Connection, TcpError.ConnectError> =>
-        happy === undefined || targets.length === 1
-          ? firstSuccess(targets, (t) => attempt(t, slot))
-          : race(slot, happy.value)
-      // TLS within the same deadline, over the connection that won.
-      const open = (slot: SlotMemory): Effect.Effect<CoreConnection, TcpError.ConnectError | TcpError.TlsError> =>
-        tls === undefined ? connected(slot) : Effect.flatMap(connected(slot), (conn) =>
-          upgradeConnection(conn, "client", tls, hostName, deadline, "connect").pipe(
-            Effect.mapError((error) =>
-              error._tag === "TlsHandshakeFailed" || error._tag === "CertificateRejected"
-                ? error
-                : TcpError.narrow(error, TcpError.connectTags)
-            ),
-            // The TLS connection closes itself when its handshake fails; this only matters if the handover did.
-            Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void)
-          ))
+        const connected = (slot: SlotMemory): Effect.Effect<Connection, TcpError.ConnectError> =>
+          happy === undefined || targets.length === 1
+            ? firstSuccess(targets, (t) => attempt(t, slot))
+            : race(slot, happy.value)
+        // TLS within the same deadline, over the connection that won.
+        const open = (slot: SlotMemory): Effect.Effect<CoreConnection, TcpError.ConnectError | TcpError.TlsError> =>
+          tls === undefined ? connected(slot) : Effect.flatMap(connected(slot), (conn) =>
+            upgradeConnection(conn, "client", tls, hostName, deadline, "connect").pipe(
+              Effect.mapError((error) =>
+                error._tag === "TlsHandshakeFailed" || error._tag === "CertificateRejected"
+                  ? error
+                  : TcpError.narrow(error, TcpError.connectTags)
+              ),
+              // The TLS connection closes itself when its handshake fails; this only matters if the handover did.
+              Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void)
+            ))
 
-      return yield* Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(
-          restore(claim(pool, options?.storage, deadline, "connect", text)),
-          (slot) => adopt(slot, settings.closeTimeout, restore(open(slot)))
+        return Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(
+            restore(claim(pool, options?.storage, deadline, "connect", text)),
+            (slot) => adopt(slot, settings.closeTimeout, restore(open(slot)))
+          )
         )
-      )
+      }
+      const resolved = (deadline: Deadline.Deadline, targets: Arr.NonEmptyReadonlyArray<NetAddress.InetAddress>) =>
+        Effect.withFiber((fiber) => {
+          annotateSpan(fiber, "tcp.address", text)
+          const happy = happyDelay(options?.happyEyeballs)
+          if (happy !== undefined && Option.isNone(happy)) {
+            return Effect.fail(TcpError.invalid("connect", "happyEyeballs must be a boolean or a duration", text))
+          }
+          return connectTo(deadline, targets, happy)
+        })
+      const within = (deadline: Deadline.Deadline) =>
+        // An IP literal any family may have is its own (only) target: no resolver.
+        literal !== undefined && family === "any"
+          ? resolved(deadline, literal.targets)
+          : Effect.flatMap(resolve(endpoint, resolver, family, deadline, "connect"), (targets) => resolved(deadline, targets))
+
+      // No deadline and no timeout: nothing to check and no clock to read.
+      return bound?.deadline === undefined && bound?.timeout === undefined
+        ? within(Deadline.never)
+        : Effect.flatMap(Deadline.resolve(bound, "connect", text), within)
     },
     (effect) => observed("connect", effect, pool)
   )

@@ -1,9 +1,18 @@
 import { Effect, Metric } from "effect"
-import type { Context, Exit } from "effect"
+import type { Context, Exit, Fiber } from "effect"
 import type * as TcpError from "../TcpError.ts"
 import * as TcpMetrics from "../TcpMetrics.ts"
 import type { Pool } from "./pool.ts"
 import { connectionOf } from "./tcpSocket.ts"
+
+/**
+ * Sets an attribute on `fiber`'s current span, as `Effect.annotateCurrentSpan`
+ * does, from inside a step the fiber is already taking.
+ */
+export const annotateSpan = (fiber: Fiber.Fiber<unknown, unknown>, key: string, value: unknown): void => {
+  const span = fiber.cache.span
+  if (span !== undefined && span._tag === "Span" && span.status._tag !== "Ended") span.attribute(key, value)
+}
 
 /**
  * A connect or accept as observability sees it: the outcome on the call's
