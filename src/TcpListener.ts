@@ -510,6 +510,29 @@ export const Listening: Context.Reference<Network | undefined> = Context.Referen
 )
 
 /**
+ * `listen`'s signature: without `tls` in its options the listener's
+ * accepts cannot fail with a TLS error, and its type says so.
+ *
+ * @example
+ * ```ts
+ * import type { TcpListener } from "effect-tcp"
+ * declare const listen: TcpListener.Listen
+ * const plain = listen("127.0.0.1:0") // a TcpListener whose accepts have no TLS error
+ * ```
+ * @since 0.1.0
+ */
+export interface Listen {
+  (
+    address: TcpAddress,
+    options?: ListenOptions & { readonly tls?: undefined }
+  ): Effect.Effect<TcpListener, TcpError.ListenError, Scope.Scope | TcpStorage>
+  (
+    address: TcpAddress,
+    options?: ListenOptions
+  ): Effect.Effect<TcpListener<TcpError.TlsError>, TcpError.ListenError, Scope.Scope | TcpStorage>
+}
+
+/**
  * libdill's `tcp_listen`: listens on `address` (port `0` picks a free port,
  * `listener.port` tells which). Names resolve through the operating system.
  *
@@ -524,16 +547,7 @@ export const Listening: Context.Reference<Network | undefined> = Context.Referen
  * ```
  * @since 0.1.0
  */
-export const listen: {
-  (
-    address: TcpAddress,
-    options?: ListenOptions & { readonly tls?: undefined }
-  ): Effect.Effect<TcpListener, TcpError.ListenError, Scope.Scope | TcpStorage>
-  (
-    address: TcpAddress,
-    options?: ListenOptions
-  ): Effect.Effect<TcpListener<TcpError.TlsError>, TcpError.ListenError, Scope.Scope | TcpStorage>
-} = Effect.fn("TcpListener.listen")(
+export const listen: Listen = Effect.fn("TcpListener.listen")(
   function*(address: TcpAddress, options?: ListenOptions): Effect.fn.Return<
     TcpListener<TcpError.TlsError>,
     TcpError.ListenError,
@@ -553,16 +567,7 @@ export const listen: {
     }
     return new TlsListener(yield* listenPlain(network, address, options), tls, timeout.value)
   }
-) as {
-  (
-    address: TcpAddress,
-    options?: ListenOptions & { readonly tls?: undefined }
-  ): Effect.Effect<TcpListener, TcpError.ListenError, Scope.Scope | TcpStorage>
-  (
-    address: TcpAddress,
-    options?: ListenOptions
-  ): Effect.Effect<TcpListener<TcpError.TlsError>, TcpError.ListenError, Scope.Scope | TcpStorage>
-}
+) as Listen
 
 const listenPlain = (
   network: Network | undefined,
