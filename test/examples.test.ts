@@ -8,12 +8,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
-import { accessSync, constants, readFileSync } from "node:fs"
-import { delimiter, join } from "node:path"
+import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { TcpClient } from "../src/index.ts"
 import { findRedisServer } from "./interop/redis-server.ts"
-import { runProcess, TestTcp } from "./helpers.ts"
+import { onPath, runProcess, TestTcp } from "./helpers.ts"
 
 const node = fileURLToPath(new URL("../node_modules/.bin/node", import.meta.url))
 const scriptPath = (name: string) => fileURLToPath(new URL(`../scratchpad/${name}`, import.meta.url))
@@ -54,17 +53,6 @@ const capture = (stdout: string, pattern: RegExp): string => {
   assert.isDefined(found, `${pattern} in:\n${stdout}`)
   return found ?? ""
 }
-
-/** Whether an executable `binary` is on PATH. */
-const onPath = (binary: string): boolean =>
-  (process.env.PATH ?? "").split(delimiter).some((dir) => {
-    try {
-      accessSync(join(dir, binary), constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
 
 describe("scratchpad examples", () => {
   it.live("npm run chat: lines relayed, an overlong line answered and its client dropped, exit 0", () =>
@@ -161,7 +149,7 @@ describe("scratchpad examples", () => {
     return createHash("sha256").update(bytes).digest("hex")
   })()
 
-  it.live.skipIf(!onPath("python3"))("npm run http: GET from python3's http.server, checked by hash, exit 0", () =>
+  it.live.skipIf(onPath("python3") === undefined)("npm run http: GET from python3's http.server, checked by hash, exit 0", () =>
     Effect.gen(function*() {
       const run = yield* demo("http-client.ts")
       assert.strictEqual(run.code, 0, run.stdout + run.stderr)

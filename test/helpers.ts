@@ -6,8 +6,9 @@ import { Cause, Effect, Exit, Layer, Result } from "effect"
 import type { Fiber, Scope } from "effect"
 import { AddressResolver, Dns } from "effect/net"
 import { spawn } from "node:child_process"
-import { readdirSync } from "node:fs"
+import { accessSync, constants, readdirSync } from "node:fs"
 import * as Net from "node:net"
+import { delimiter, join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { TcpClient, TcpListener, TcpNode, TcpSocket, TcpStorage, TcpTest } from "../src/index.ts"
 import type { TcpError } from "../src/index.ts"
@@ -419,6 +420,43 @@ export const failsWith = <A, E extends { readonly _tag: string }, R>(
     assert.include(wanted, failure.error._tag, `${label}: ${String(failure.error)}`)
     return failure.error
   })
+
+/**
+ * Where the executable `program` is on PATH, or undefined: how tests decide
+ * to skip what needs a program nobody here wrote.
+ *
+ * @example
+ * ```ts
+ * it.live.skipIf(onPath("python3") === undefined)("…", () => …)
+ * ```
+ */
+export const onPath = (program: string): string | undefined =>
+  (process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, program))
+    .find((candidate) => {
+      try {
+        accessSync(candidate, constants.X_OK)
+        return true
+      } catch {
+        return false
+      }
+    })
+
+/**
+ * `program` on PATH, or undefined; when missing, prints why the tests of
+ * `suite` (e.g. "interop/memcached") are skipped, with `hint` saying how to
+ * get it.
+ *
+ * @example
+ * ```ts
+ * const memcached = findOnPath("memcached", "interop/memcached", "install it, e.g. apt-get install memcached")
+ * it.live.skipIf(memcached === undefined)("…", () => …)
+ * ```
+ */
+export const findOnPath = (program: string, suite: string, hint: string): string | undefined => {
+  const found = onPath(program)
+  if (found === undefined) console.log(`[${suite}] skipping: ${program} is not on PATH (${hint})`)
+  return found
+}
 
 export interface ProcessResult {
   readonly code: number | null

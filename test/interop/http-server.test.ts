@@ -14,8 +14,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { TcpClient } from "../../src/index.ts"
 import type { TcpError, TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, closedPort, withTcp } from "../helpers.ts"
-import { findOnPath, spawnServer } from "./server-process.ts"
+import { checkFdLeaks, closedPort, findOnPath, withTcp } from "../helpers.ts"
+import { spawnServer } from "./server-process.ts"
 
 const python3 = findOnPath("python3", "interop/http-server", "install it, e.g. apt-get install python3")
 

@@ -4,8 +4,8 @@
  */
 import { Effect } from "effect"
 import type { Scope } from "effect"
-import { closedPort } from "../helpers.ts"
-import { findOnPath, spawnServer } from "./server-process.ts"
+import { closedPort, findOnPath } from "../helpers.ts"
+import { spawnServer } from "./server-process.ts"
 
 /**
  * `memcached` on PATH, or undefined; when missing, prints why the tests of

@@ -5,29 +5,15 @@
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { spawn } from "node:child_process"
-import { accessSync, constants } from "node:fs"
 import * as Net from "node:net"
-import { delimiter, join } from "node:path"
-import { closedPort } from "../helpers.ts"
+import { closedPort, findOnPath } from "../helpers.ts"
 
 /**
  * `redis-server` on PATH, or undefined; when missing, prints why the tests of
  * `suite` (e.g. "interop/redis") are skipped.
  */
-export const findRedisServer = (suite: string): string | undefined => {
-  const found = (process.env.PATH ?? "").split(delimiter).map((dir) => join(dir, "redis-server")).find((candidate) => {
-    try {
-      accessSync(candidate, constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
-  if (found === undefined) {
-    console.log(`[${suite}] skipping: redis-server is not on PATH (install it, e.g. apt-get install redis-server)`)
-  }
-  return found
-}
+export const findRedisServer = (suite: string): string | undefined =>
+  findOnPath("redis-server", suite, "install it, e.g. apt-get install redis-server")
 
 /**
  * A redis-server on a free loopback port, without persistence, killed (and

@@ -1,41 +1,14 @@
 /**
  * Servers nobody here wrote, run as child processes by the interop tests:
- * found on PATH (or not, and then the tests skip with the reason printed),
- * started on a loopback port, ready once they accept a connection, killed
- * (and waited for) with the scope.
+ * found on PATH by `findOnPath` (../helpers.ts; when missing, the tests
+ * skip with the reason printed), started on a loopback port, ready once they
+ * accept a connection, killed (and waited for) with the scope.
  */
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { accessSync, constants } from "node:fs"
 import * as Net from "node:net"
-import { delimiter, join } from "node:path"
 import { pollUntil } from "../helpers.ts"
-
-/**
- * `program` on PATH, or undefined; when missing, prints why the tests of
- * `suite` (e.g. "interop/memcached") are skipped, with `hint` saying how to
- * get it.
- *
- * @example
- * ```ts
- * const memcached = findOnPath("memcached", "interop/memcached", "apt-get install memcached")
- * it.live.skipIf(memcached === undefined)("…", () => …)
- * ```
- */
-export const findOnPath = (program: string, suite: string, hint: string): string | undefined => {
-  const found = (process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) => join(dir, program))
-    .find((candidate) => {
-      try {
-        accessSync(candidate, constants.X_OK)
-        return true
-      } catch {
-        return false
-      }
-    })
-  if (found === undefined) console.log(`[${suite}] skipping: ${program} is not on PATH (${hint})`)
-  return found
-}
 
 /** Whether something accepts connections on 127.0.0.1:`port` right now. */
 const accepts = (port: number): Effect.Effect<boolean> =>

@@ -10,10 +10,10 @@
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { execFileSync } from "node:child_process"
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { delimiter, join } from "node:path"
-import { runProcess } from "../helpers.ts"
+import { join } from "node:path"
+import { findOnPath, runProcess } from "../helpers.ts"
 
 /** One certificate and its private key, as PEM files and as PEM text. */
 export interface CertificateFiles {
@@ -68,18 +68,8 @@ const LOCALHOST_NAMES = "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"
  * ```
  */
 export const findOpenssl = (suite: string): string | undefined => {
-  const found = (process.env.PATH ?? "").split(delimiter).map((dir) => join(dir, "openssl")).find((candidate) => {
-    try {
-      accessSync(candidate, constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
-  if (found === undefined) {
-    console.log(`[${suite}] skipping: openssl is not on PATH (install it, e.g. apt-get install openssl)`)
-    return undefined
-  }
+  const found = findOnPath("openssl", suite, "install it, e.g. apt-get install openssl")
+  if (found === undefined) return undefined
   let version = ""
   try {
     version = execFileSync(found, ["version"], { encoding: "utf8", timeout: 10_000 }).trim()
