@@ -66,6 +66,12 @@ const remaining = (chunks: ReadonlyArray<Uint8Array>, offset: number): ReadonlyA
   return rest
 }
 
+/** Whether this Node's libuv reports a reset behind unread bytes as EOF (before 1.52): only then is the probe needed. */
+const hidesResets: boolean = (() => {
+  const [major = 0, minor = 0] = process.versions.uv.split(".").map(Number)
+  return major < 1 || (major === 1 && minor < 52)
+})()
+
 /** One byte to read into where the stream has ended: nothing ever lands in it. */
 const endProbe = new Uint8Array(1)
 
@@ -77,6 +83,7 @@ const endProbe = new Uint8Array(1)
  * the reset itself.
  */
 const pendingReset = (socket: Net.Socket): Error | undefined => {
+  if (!hidesResets) return undefined
   const fd = descriptorOf(socket)
   if (fd === undefined) return undefined
   try {
