@@ -4,9 +4,8 @@
  */
 import { Effect } from "effect"
 import type { Scope } from "effect"
-import { spawn } from "node:child_process"
-import * as Net from "node:net"
 import { closedPort, findOnPath } from "../helpers.ts"
+import { spawnServer } from "./server-process.ts"
 
 /**
  * `redis-server` on PATH, or undefined; when missing, prints why the tests of
@@ -16,65 +15,59 @@ export const findRedisServer = (suite: string): string | undefined =>
   findOnPath("redis-server", suite, "install it, e.g. apt-get install redis-server")
 
 /**
+ * Starts `binary` as a redis-server on 127.0.0.1 with `args` (its ports and
+ * the like) and no persistence, its working directory `dir`; ready once it
+ * accepts on `port`, or once `ready` says so. Killed (and waited for) with
+ * the scope.
+ *
+ * @example
+ * ```ts
+ * const port = yield* closedPort
+ * yield* spawnRedis({ binary, port, args: ["--port", String(port)], dir: "/tmp" })
+ * ```
+ */
+export const spawnRedis = (options: {
+  readonly binary: string
+  readonly port: number
+  readonly args: ReadonlyArray<string>
+  readonly dir: string
+  readonly ready?: Effect.Effect<boolean> | undefined
+}): Effect.Effect<void, Error, Scope.Scope> =>
+  spawnServer({
+    name: "redis-server",
+    binary: options.binary,
+    args: [
+      ...options.args,
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--protected-mode",
+      "no",
+      "--dir",
+      options.dir
+    ],
+    port: options.port,
+    ready: options.ready
+  })
+
+/**
  * A redis-server on a free loopback port, without persistence, killed (and
  * waited for) with the scope. Ready once it accepts a connection.
+ *
+ * @example
+ * ```ts
+ * const redis = yield* startRedis(binary)
+ * const socket = yield* TcpClient.connect(redis.address)
+ * ```
  */
 export const startRedis = (
   binary: string
 ): Effect.Effect<{ readonly port: number; readonly address: string }, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const port = yield* closedPort
-    const logs: Array<string> = []
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const child = spawn(binary, [
-          "--port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          "--save",
-          "",
-          "--appendonly",
-          "no",
-          "--protected-mode",
-          "no",
-          "--dir",
-          "/tmp"
-        ], { stdio: ["ignore", "pipe", "pipe"] })
-        child.stdout.on("data", (d: Buffer) => logs.push(d.toString()))
-        child.stderr.on("data", (d: Buffer) => logs.push(d.toString()))
-        child.on("error", (e) => logs.push(`spawn error: ${e.message}`))
-        return child
-      }),
-      (child) =>
-        Effect.callback<void>((resume) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-          const force = setTimeout(() => child.kill("SIGKILL"), 3000)
-          child.once("close", () => {
-            clearTimeout(force)
-            resume(Effect.void)
-          })
-          child.kill("SIGTERM")
-        })
-    )
-    // Ready when it accepts: polled, at most 200 tries 50 ms apart (bounded in count: a loaded
-    // machine starting redis slowly only takes longer).
-    for (let attempt = 0;; attempt++) {
-      if (child.exitCode !== null) return yield* Effect.fail(new Error(`redis-server exited: ${logs.join("")}`))
-      const accepted = yield* Effect.callback<boolean>((resume) => {
-        const probe = Net.connect({ port, host: "127.0.0.1" })
-        probe.once("connect", () => {
-          probe.destroy()
-          resume(Effect.succeed(true))
-        })
-        probe.once("error", () => {
-          probe.destroy()
-          resume(Effect.succeed(false))
-        })
-      })
-      if (accepted) break
-      if (attempt >= 200) return yield* Effect.fail(new Error(`redis-server not accepting on ${port}: ${logs.join("")}`))
-      yield* Effect.sleep("50 millis")
-    }
+    yield* spawnRedis({ binary, port, args: ["--port", String(port)], dir: "/tmp" })
     return { port, address: `127.0.0.1:${port}` }
   })

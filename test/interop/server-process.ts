@@ -29,9 +29,10 @@ const ended = (child: ChildProcess, spawnFailed: boolean): boolean =>
 
 /**
  * Runs `binary` with `args` as a server that should listen on
- * 127.0.0.1:`port`; succeeds once it accepts a connection (polled: at most
- * `polls` probes, about 10 ms apart), fails with its output if it exits
- * first or never accepts. With the scope it gets `stopSignal` (SIGTERM
+ * 127.0.0.1:`port`; succeeds once it accepts a connection, or once `ready`
+ * says so when given (e.g. it answers over TLS) (polled: at most `polls`
+ * probes, about 10 ms apart), fails with its output if it exits first or
+ * never becomes ready. With the scope it gets `stopSignal` (SIGTERM
  * unless told; SIGKILL 3 s later if still running) and is waited for, so
  * its pipes are closed when the scope has ended.
  *
@@ -46,6 +47,7 @@ export const spawnServer = (options: {
   readonly binary: string
   readonly args: ReadonlyArray<string>
   readonly port: number
+  readonly ready?: Effect.Effect<boolean> | undefined
   readonly polls?: number | undefined
   readonly stopSignal?: NodeJS.Signals | undefined
 }): Effect.Effect<void, Error, Scope.Scope> =>
@@ -78,12 +80,12 @@ export const spawnServer = (options: {
       Effect.suspend(() =>
         ended(child, spawnFailed)
           ? Effect.fail(new Error(`${options.name} exited before accepting: ${output.join("")}`))
-          : accepts(options.port)
+          : options.ready ?? accepts(options.port)
       ),
       options.polls ?? 1000
     )
     if (!ready) {
-      return yield* Effect.fail(new Error(`${options.name} not accepting on port ${options.port}: ${output.join("")}`))
+      return yield* Effect.fail(new Error(`${options.name} not ready on port ${options.port}: ${output.join("")}`))
     }
     // It may have died right after a probe found the port taken by someone else.
     if (ended(child, spawnFailed)) return yield* Effect.fail(new Error(`${options.name} exited: ${output.join("")}`))

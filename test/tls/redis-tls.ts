@@ -6,10 +6,10 @@
  */
 import { Effect } from "effect"
 import type { Scope } from "effect"
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import * as Tls from "node:tls"
-import { closedPort, pollUntil } from "../helpers.ts"
-import { findRedisServer } from "../interop/redis-server.ts"
+import { closedPort } from "../helpers.ts"
+import { findRedisServer, spawnRedis } from "../interop/redis-server.ts"
 import type { TestCertificates } from "./certs.ts"
 
 /**
@@ -109,54 +109,26 @@ export const startRedisTls = (
 ): Effect.Effect<RedisTls, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const port = yield* closedPort
-    const logs: Array<string> = []
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const child = spawn(binary, [
-          "--port",
-          "0",
-          "--tls-port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          "--tls-cert-file",
-          certs.server.certFile,
-          "--tls-key-file",
-          certs.server.keyFile,
-          "--tls-ca-cert-file",
-          certs.ca.certFile,
-          "--tls-auth-clients",
-          options.authClients ?? "no",
-          "--save",
-          "",
-          "--appendonly",
-          "no",
-          "--protected-mode",
-          "no",
-          "--dir",
-          certs.dir
-        ], { stdio: ["ignore", "pipe", "pipe"] })
-        child.stdout.on("data", (d: Buffer) => logs.push(d.toString()))
-        child.stderr.on("data", (d: Buffer) => logs.push(d.toString()))
-        child.on("error", (e) => logs.push(`spawn error: ${e.message}`))
-        return child
-      }),
-      (child) =>
-        Effect.callback<void>((resume) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-          const force = setTimeout(() => child.kill("SIGKILL"), 3000)
-          child.once("close", () => {
-            clearTimeout(force)
-            resume(Effect.void)
-          })
-          child.kill("SIGTERM")
-        })
-    )
-    const exited = () => child.exitCode !== null || child.signalCode !== null
-    // Ready when a TLS PING gets +PONG: polled (at most 500 probes, 10 ms
-    // apart once past the first few), stopping early if redis exited.
-    const ready = yield* pollUntil(Effect.suspend(() => exited() ? Effect.succeed(true) : pingsBack(port, certs)))
-    if (exited()) return yield* Effect.fail(new Error(`redis-server exited: ${logs.join("")}`))
-    if (!ready) return yield* Effect.fail(new Error(`redis-server not answering TLS on ${port}: ${logs.join("")}`))
+    yield* spawnRedis({
+      binary,
+      port,
+      args: [
+        "--port",
+        "0",
+        "--tls-port",
+        String(port),
+        "--tls-cert-file",
+        certs.server.certFile,
+        "--tls-key-file",
+        certs.server.keyFile,
+        "--tls-ca-cert-file",
+        certs.ca.certFile,
+        "--tls-auth-clients",
+        options.authClients ?? "no"
+      ],
+      dir: certs.dir,
+      // Ready when a TLS PING (with the client certificate) gets +PONG, not merely when the port accepts.
+      ready: pingsBack(port, certs)
+    })
     return { port, address: `127.0.0.1:${port}` }
   })
