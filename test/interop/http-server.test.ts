@@ -6,7 +6,7 @@
  * Skipped (with the reason printed) when `python3` is not on PATH.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect } from "effect"
+import { Effect } from "effect"
 import type { Scope } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -14,8 +14,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { TcpClient } from "../../src/index.ts"
 import type { TcpError, TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, closedPort, findOnPath, withTcp } from "../helpers.ts"
-import { spawnServer } from "./server-process.ts"
+import { checkFdLeaks, closedPort, findOnPath } from "../helpers.ts"
+import { spawnServer, withServer } from "./server-process.ts"
 
 const python3 = findOnPath("python3", "interop/http-server", "install it, e.g. apt-get install python3")
 
@@ -88,21 +88,18 @@ const get = (
     return { status: Number(status[1]), headers, body }
   })
 
+/** Runs `body` against python3's http.server serving `files` (`withServer`). */
 const withHttpServer = <A, E>(
   files: Record<string, Uint8Array>,
   body: (address: string) => Effect.Effect<A, E, TcpClient.TcpClient | Scope.Scope>
 ) =>
-  withTcp(Effect.gen(function*() {
-    const binary = python3
-    if (binary === undefined) return assert.fail("python3 missing")
-    const dir = yield* directoryWith(files)
-    const address = yield* startHttpServer(binary, dir)
-    return yield* body(address)
-  })).pipe(
-    Effect.timeoutOrElse({
-      duration: Duration.seconds(40),
-      orElse: () => Effect.fail(new Error("http.server test did not finish within 40 s"))
-    })
+  withServer(
+    "http.server",
+    Effect.suspend(() => {
+      const binary = python3 ?? assert.fail("python3 missing")
+      return Effect.flatMap(directoryWith(files), (dir) => startHttpServer(binary, dir))
+    }),
+    body
   )
 
 describe("interop: python3 -m http.server", () => {

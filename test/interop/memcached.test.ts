@@ -7,13 +7,14 @@
  * never installs anything (.ci/run does).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect } from "effect"
+import { Effect } from "effect"
 import type { Scope } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { TcpClient } from "../../src/index.ts"
 import type { TcpError, TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, withTcp } from "../helpers.ts"
+import { checkFdLeaks } from "../helpers.ts"
 import { findMemcached, startMemcached } from "./memcached-server.ts"
+import { withServer } from "./server-process.ts"
 
 const memcached = findMemcached("interop/memcached")
 
@@ -45,16 +46,10 @@ const get = (socket: TcpSocket.TcpSocket, key: string) =>
   })
 
 const withMemcached = <A, E>(body: (address: string) => Effect.Effect<A, E, TcpClient.TcpClient | Scope.Scope>) =>
-  withTcp(Effect.gen(function*() {
-    const binary = memcached
-    if (binary === undefined) return assert.fail("memcached missing")
-    const server = yield* startMemcached(binary)
-    return yield* body(server.address)
-  })).pipe(
-    Effect.timeoutOrElse({
-      duration: Duration.seconds(40),
-      orElse: () => Effect.fail(new Error("memcached test did not finish within 40 s"))
-    })
+  withServer(
+    "memcached",
+    Effect.suspend(() => startMemcached(memcached ?? assert.fail("memcached missing"))),
+    (server) => body(server.address)
   )
 
 describe("interop: memcached", () => {

@@ -4,11 +4,12 @@
  * skip with the reason printed), started on a loopback port, ready once they
  * accept a connection, killed (and waited for) with the scope.
  */
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import type { Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Net from "node:net"
-import { pollUntil } from "../helpers.ts"
+import type { TcpClient, TcpStorage } from "../../src/index.ts"
+import { pollUntil, withTcp } from "../helpers.ts"
 
 /** Whether something accepts connections on 127.0.0.1:`port` right now. */
 const accepts = (port: number): Effect.Effect<boolean> =>
@@ -90,3 +91,31 @@ export const spawnServer = (options: {
     // It may have died right after a probe found the port taken by someone else.
     if (ended(child, spawnFailed)) return yield* Effect.fail(new Error(`${options.name} exited: ${output.join("")}`))
   })
+
+type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
+
+/**
+ * Runs `start` (the server a test talks to, and anything it needs) and then
+ * `body` with what it gave, in one scope on the test pool (`withTcp`: every
+ * slot must be back afterwards). The 40 s bound only turns a hang into a
+ * failure saying which `what` test it was.
+ *
+ * @example
+ * ```ts
+ * withServer("memcached", startMemcached(binary), (server) =>
+ *   Effect.gen(function*() {
+ *     const socket = yield* TcpClient.connect(server.address)
+ *   }))
+ * ```
+ */
+export const withServer = <S, A, E>(
+  what: string,
+  start: Effect.Effect<S, Error, Tcp | Scope.Scope>,
+  body: (server: S) => Effect.Effect<A, E, Tcp | Scope.Scope>
+): Effect.Effect<A, E | Error> =>
+  withTcp(Effect.flatMap(start, body)).pipe(
+    Effect.timeoutOrElse({
+      duration: Duration.seconds(40),
+      orElse: () => Effect.fail(new Error(`${what} test did not finish within 40 s`))
+    })
+  )
