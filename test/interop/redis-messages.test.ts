@@ -7,13 +7,12 @@
  * Skipped (with the reason printed) when `redis-server` is not on PATH.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect } from "effect"
-import type { Scope } from "effect"
+import { Effect } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { TcpClient, TcpMessage } from "../../src/index.ts"
 import type { TcpError } from "../../src/index.ts"
-import { checkFdLeaks, withTcp } from "../helpers.ts"
-import { findRedisServer, startRedis } from "./redis-server.ts"
+import { checkFdLeaks } from "../helpers.ts"
+import { command as commandChunks, findRedisServer, withRedis } from "./redis-server.ts"
 
 const redisServer = findRedisServer("interop/redis-messages")
 
@@ -25,14 +24,7 @@ const T = { timeout: "5 seconds" } as const
 const LONG = { timeout: "20 seconds" } as const
 
 /** One RESP command (an array of bulk strings) in a single buffer. */
-const command = (...args: ReadonlyArray<string | Uint8Array>): Uint8Array => {
-  const chunks: Array<Uint8Array> = [encoder.encode(`*${args.length}\r\n`)]
-  for (const arg of args) {
-    const body = typeof arg === "string" ? encoder.encode(arg) : arg
-    chunks.push(encoder.encode(`$${body.length}\r\n`), body, encoder.encode("\r\n"))
-  }
-  return Buffer.concat(chunks)
-}
+const command = (...args: ReadonlyArray<string | Uint8Array>): Uint8Array => Buffer.concat(commandChunks(...args))
 
 /** A bulk string reply: its `$n` line as a message, then its body and CRLF with one exact receive. */
 const readBulk = (
@@ -48,24 +40,11 @@ const readBulk = (
     return body.subarray(0, length)
   })
 
-const withRedis = <A, E>(body: (address: string) => Effect.Effect<A, E, TcpClient.TcpClient | Scope.Scope>) =>
-  withTcp(Effect.gen(function*() {
-    const binary = redisServer
-    if (binary === undefined) return assert.fail("redis-server missing")
-    const redis = yield* startRedis(binary)
-    return yield* body(redis.address)
-  })).pipe(
-    Effect.timeoutOrElse({
-      duration: Duration.seconds(40),
-      orElse: () => Effect.fail(new Error("redis test did not finish within 40 s"))
-    })
-  )
-
 describe("interop: redis-server through TcpMessage.crlf", () => {
   checkFdLeaks()
 
   it.live.skipIf(redisServer === undefined)("SET and GET of a 100 KiB value: reply lines as messages, the body exactly", () =>
-    withRedis((address) =>
+    withRedis(redisServer, (address) =>
       Effect.gen(function*() {
         const socket = yield* TcpClient.connect(address, T)
         const lines = yield* TcpMessage.crlf(socket, { max: 1024 })
@@ -103,7 +82,7 @@ describe("interop: redis-server through TcpMessage.crlf", () => {
     ))
 
   it.live.skipIf(redisServer === undefined)("10,000 INCRs in one sendv: 10,000 reply messages, :1 to :10000", () =>
-    withRedis((address) =>
+    withRedis(redisServer, (address) =>
       Effect.gen(function*() {
         const socket = yield* TcpClient.connect(address, T)
         const lines = yield* TcpMessage.crlf(socket, { max: 64 })

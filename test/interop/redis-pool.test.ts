@@ -6,51 +6,22 @@
  * Skipped (with the reason printed) when `redis-server` is not on PATH.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect } from "effect"
-import type { Scope } from "effect"
+import { Effect } from "effect"
 import { TcpClient } from "../../src/index.ts"
-import type { TcpSocket } from "../../src/index.ts"
 import { connectionOf } from "../../src/internal/tcpSocket.ts"
-import { checkFdLeaks, eventually, withTcp } from "../helpers.ts"
-import { findRedisServer, startRedis } from "./redis-server.ts"
+import { checkFdLeaks, eventually } from "../helpers.ts"
+import { call, command, findRedisServer, withRedis } from "./redis-server.ts"
 
 const redisServer = findRedisServer("interop/redis-pool")
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const T = { timeout: "5 seconds" } as const
-
-/** One RESP command as an array of bulk strings. */
-const command = (...args: ReadonlyArray<string>): Array<Uint8Array> => [
-  encoder.encode(`*${args.length}\r\n`),
-  ...args.map((arg) => encoder.encode(`$${encoder.encode(arg).length}\r\n${arg}\r\n`))
-]
-
-/** Sends one command and reads its one-line reply (`:1`, `+OK`, ...). */
-const call = (socket: TcpSocket.TcpSocket, ...args: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    yield* socket.sendv(command(...args), T)
-    return decoder.decode(yield* socket.recvUntil("\r\n", { max: 1024, ...T }))
-  })
-
-const withRedis = <A, E>(body: (address: string) => Effect.Effect<A, E, TcpClient.TcpClient | Scope.Scope>) =>
-  withTcp(Effect.gen(function*() {
-    const binary = redisServer
-    if (binary === undefined) return assert.fail("redis-server missing")
-    const redis = yield* startRedis(binary)
-    return yield* body(redis.address)
-  })).pipe(
-    Effect.timeoutOrElse({
-      duration: Duration.seconds(40),
-      orElse: () => Effect.fail(new Error("redis test did not finish within 40 s"))
-    })
-  )
 
 describe("interop: redis-server through TcpClient.pool", () => {
   checkFdLeaks()
 
   it.live.skipIf(redisServer === undefined)("20 sequential uses on size 2 reuse the server's connections", () =>
-    withRedis((address) =>
+    withRedis(redisServer, (address) =>
       Effect.gen(function*() {
         const pool = yield* TcpClient.pool(address, { size: 2 })
         const ids = new Set<string>()
@@ -69,7 +40,7 @@ describe("interop: redis-server through TcpClient.pool", () => {
     ))
 
   it.live.skipIf(redisServer === undefined)("a use that leaves a reply unread is discarded", () =>
-    withRedis((address) =>
+    withRedis(redisServer, (address) =>
       Effect.gen(function*() {
         const pool = yield* TcpClient.pool(address, { size: 1 })
         const first = yield* Effect.scoped(Effect.flatMap(pool.get(T), (socket) => call(socket, "CLIENT", "ID")))
@@ -88,7 +59,7 @@ describe("interop: redis-server through TcpClient.pool", () => {
     ))
 
   it.live.skipIf(redisServer === undefined)("after CLIENT KILL TYPE normal from another connection, the next get still works", () =>
-    withRedis((address) =>
+    withRedis(redisServer, (address) =>
       Effect.gen(function*() {
         const pool = yield* TcpClient.pool(address, { size: 2 })
         const [idle, first] = yield* Effect.scoped(

@@ -7,13 +7,12 @@
  * test never installs anything (.ci/run does).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Layer } from "effect"
-import type { Scope } from "effect"
+import { Effect } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { TcpClient, TcpNode } from "../../src/index.ts"
-import type { TcpError, TcpSocket, TcpStorage } from "../../src/index.ts"
-import { checkFdLeaks, expectPoolIdle, TestTcp } from "../helpers.ts"
-import { findRedisServer, startRedis } from "./redis-server.ts"
+import type { TcpError, TcpSocket } from "../../src/index.ts"
+import { checkFdLeaks, expectPoolIdle } from "../helpers.ts"
+import { command, findRedisServer, startRedis, withRedis } from "./redis-server.ts"
 
 /** `redis-server` on PATH, or undefined (then every test here is skipped). */
 const redisServer = findRedisServer("interop/redis")
@@ -24,16 +23,6 @@ const bytes = (s: string) => encoder.encode(s)
 const text = (b: Uint8Array) => decoder.decode(b)
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
 const T = { timeout: "5 seconds" } as const
-
-/** One RESP command as an array of bulk strings. */
-const command = (...args: ReadonlyArray<string | Uint8Array>): Array<Uint8Array> => {
-  const chunks: Array<Uint8Array> = [bytes(`*${args.length}\r\n`)]
-  for (const arg of args) {
-    const body = typeof arg === "string" ? bytes(arg) : arg
-    chunks.push(bytes(`$${body.length}\r\n`), body, bytes("\r\n"))
-  }
-  return chunks
-}
 
 /** Reads one CRLF-terminated line with exact 1-byte receives (at most 128 bytes). */
 const readLine = (socket: TcpSocket.TcpSocket): Effect.Effect<string, TcpError.RecvError> =>
@@ -48,32 +37,11 @@ const readLine = (socket: TcpSocket.TcpSocket): Effect.Effect<string, TcpError.R
     return assert.fail(`RESP line longer than 128 bytes: ${text(new Uint8Array(line))}`)
   })
 
-type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
-
-/** Runs `body` against a fresh redis-server; checks the pool is idle after, layer still alive. */
-const withRedis = <A, E>(
-  body: (address: string) => Effect.Effect<A, E, Tcp | Scope.Scope>,
-  layer: Layer.Layer<Tcp> = TestTcp
-) =>
-  Effect.gen(function*() {
-    const binary = redisServer
-    if (binary === undefined) return assert.fail("redis-server missing")
-    const redis = yield* startRedis(binary)
-    yield* Effect.scoped(body(redis.address))
-    yield* expectPoolIdle
-  }).pipe(
-    Effect.timeoutOrElse({
-      duration: Duration.seconds(40),
-      orElse: () => Effect.fail(new Error("redis test did not finish within 40 s"))
-    }),
-    Effect.provide(layer)
-  )
-
 describe("interop: redis-server", () => {
   checkFdLeaks()
 
   it.live.skipIf(redisServer === undefined)("PING → +PONG with an exact recv(7)", () =>
-    withRedis((address) =>
+    withRedis(redisServer, (address) =>
       Effect.gen(function*() {
         const socket = yield* TcpClient.connect(address, T)
         // inline command
@@ -97,7 +65,7 @@ describe("interop: redis-server", () => {
     ))
 
   it.live.skipIf(redisServer === undefined)("SET a 1 MiB value, GET it back exactly", () =>
-    withRedis((address) =>
+    withRedis(redisServer, (address) =>
       Effect.gen(function*() {
         const socket = yield* TcpClient.connect(address, T)
         const value = randomBytes(1024 * 1024)
@@ -124,7 +92,7 @@ describe("interop: redis-server", () => {
     ))
 
   it.live.skipIf(redisServer === undefined)("100 pipelined INCRs in one sendv, 100 replies read exactly", () =>
-    withRedis((address) =>
+    withRedis(redisServer, (address) =>
       Effect.gen(function*() {
         const socket = yield* TcpClient.connect(address, T)
         const batch: Array<Uint8Array> = []

@@ -8,12 +8,14 @@
  * `redis-server` built with TLS is not on PATH.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect } from "effect"
+import { Effect } from "effect"
 import type { Scope } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { TcpClient } from "../../src/index.ts"
-import type { TcpError, TcpSocket, TcpStorage } from "../../src/index.ts"
-import { checkFdLeaks, failsWith, str, text, withTcp } from "../helpers.ts"
+import type { TcpError, TcpStorage } from "../../src/index.ts"
+import { checkFdLeaks, failsWith, str, text } from "../helpers.ts"
+import { call, command } from "../interop/redis-server.ts"
+import { withServer } from "../interop/server-process.ts"
 import { findOpenssl, makeCertificates, OTHER_NAME } from "./certs.ts"
 import type { TestCertificates } from "./certs.ts"
 import { findRedisTls, startRedisTls } from "./redis-tls.ts"
@@ -25,43 +27,24 @@ const redisServer = openssl === undefined ? undefined : findRedisTls("tls/redis"
 const T = { timeout: "5 seconds" } as const
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
-/** One RESP command as an array of bulk strings. */
-const command = (...args: ReadonlyArray<string | Uint8Array>): Array<Uint8Array> => {
-  const chunks: Array<Uint8Array> = [text(`*${args.length}\r\n`)]
-  for (const arg of args) {
-    const body = typeof arg === "string" ? text(arg) : arg
-    chunks.push(text(`$${body.length}\r\n`), body, text("\r\n"))
-  }
-  return chunks
-}
-
-/** Sends one command and reads its one-line reply (`+PONG`, `:7`, `$5`, ...) without the CRLF. */
-const call = (socket: TcpSocket.TcpSocket, ...args: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    yield* socket.sendv(command(...args), T)
-    return str(yield* socket.recvUntil("\r\n", { max: 1024, ...T }))
-  })
-
 type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
 
 /**
  * Runs `body` against a fresh TLS redis-server with fresh certificates; the
- * pool's slots must all be back afterwards (`withTcp`). The 40 s bound only
- * turns a hang into a failure with a message.
+ * pool's slots must all be back afterwards, and a hang fails after 40 s
+ * (`withServer`).
  */
 const withRedisTls = <A, E>(
   body: (redis: RedisTls, certs: TestCertificates) => Effect.Effect<A, E, Tcp | Scope.Scope>
 ) =>
-  withTcp(Effect.gen(function*() {
-    const binary = redisServer ?? assert.fail("redis-server with TLS missing")
-    const certs = yield* makeCertificates(openssl ?? assert.fail("openssl missing"))
-    const redis = yield* startRedisTls(binary, certs)
-    return yield* body(redis, certs)
-  })).pipe(
-    Effect.timeoutOrElse({
-      duration: Duration.seconds(40),
-      orElse: () => Effect.fail(new Error("redis TLS test did not finish within 40 s"))
-    })
+  withServer(
+    "redis TLS",
+    Effect.gen(function*() {
+      const binary = redisServer ?? assert.fail("redis-server with TLS missing")
+      const certs = yield* makeCertificates(openssl ?? assert.fail("openssl missing"))
+      return { redis: yield* startRedisTls(binary, certs), certs }
+    }),
+    ({ certs, redis }) => body(redis, certs)
   )
 
 /** Asserts `error` is `CertificateRejected` (EPROTO) for `reason`. */
