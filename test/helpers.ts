@@ -400,6 +400,24 @@ export const fullBacklog: Effect.Effect<{ readonly port: number; readonly addres
   })
 
 /**
+ * How many TLS handshakes `listener` has counted as failed, as its
+ * `toJSON()` shows them; fails the test if it shows none (a listener
+ * without `tls`).
+ *
+ * @example
+ * ```ts
+ * yield* eventually(() => handshakesFailed(listener) >= 1, "the failed handshake was counted")
+ * ```
+ */
+export const handshakesFailed = (listener: TcpListener.TcpListener<unknown>): number => {
+  const shown: unknown = listener.toJSON()
+  const count = typeof shown === "object" && shown !== null && "handshakesFailed" in shown
+    ? shown.handshakesFailed
+    : undefined
+  return typeof count === "number" ? count : assert.fail(`toJSON() shows no handshakesFailed: ${JSON.stringify(shown)}`)
+}
+
+/**
  * Runs the effect `make` builds (a throw while building it counts too) and
  * asserts it failed with one of `tags` as a typed error: not a success, not
  * a defect, not an interruption. Returns the error.

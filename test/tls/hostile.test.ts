@@ -12,7 +12,7 @@ import type { Scope } from "effect"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
 import { TcpClient, TcpListener, TcpNode, TcpStorage } from "../../src/index.ts"
-import type { TcpSocket } from "../../src/index.ts"
+import type { TcpSocket, TcpTls } from "../../src/index.ts"
 import { connectionOf } from "../../src/internal/tcpSocket.ts"
 import {
   awaitDone,
@@ -21,6 +21,7 @@ import {
   expectPoolIdle,
   fdsBackTo,
   failsWith,
+  handshakesFailed,
   openFds,
   pollUntil,
   rawServer,
@@ -124,6 +125,25 @@ const tlsExchange = (port: number, ca: string, message: string): Effect.Effect<s
     return Effect.sync(() => socket.destroy())
   })
 
+/**
+ * Fresh certificates, a real ClientHello to misbehave with, and a listener
+ * on a free loopback port serving TLS with the localhost certificate (and
+ * `tls` added), listening with `options`.
+ */
+const tlsListenerAndHello = (
+  tls: Partial<TcpTls.ServerOptions> = {},
+  options: Omit<TcpListener.ListenOptions, "tls"> = {}
+) =>
+  Effect.gen(function*() {
+    const certs = yield* makeCertificates(openssl ?? "openssl")
+    const hello = yield* clientHello
+    const listener = yield* TcpListener.listen("127.0.0.1:0", {
+      ...options,
+      tls: { cert: certs.server.cert, key: certs.server.key, ...tls }
+    })
+    return { certs, hello, listener }
+  })
+
 /** The handler: echoes one 4-byte message. Only a client that finished its handshake may reach it. */
 const echoOnce = (socket: TcpSocket.TcpSocket) =>
   Effect.flatMap(socket.recv(4, T), (bytes) => socket.send(bytes, T))
@@ -134,12 +154,7 @@ describe.skipIf(openssl === undefined)("hostile TLS peers", () => {
   it.live("1,000 clients that stall, send half a ClientHello or reset mid-handshake: serve leaks nothing", () =>
     withTcp(
       Effect.gen(function*() {
-        const certs = yield* makeCertificates(openssl ?? "openssl")
-        const hello = yield* clientHello
-        const listener = yield* TcpListener.listen("127.0.0.1:0", {
-          backlog: 512,
-          tls: { cert: certs.server.cert, key: certs.server.key, handshakeTimeout: "300 millis" }
-        })
+        const { certs, hello, listener } = yield* tlsListenerAndHello({ handshakeTimeout: "300 millis" }, { backlog: 512 })
         let handled = 0
         yield* Effect.forkChild(listener.pipe(TcpListener.serve((socket) => {
           handled += 1
@@ -156,10 +171,10 @@ describe.skipIf(openssl === undefined)("hostile TLS peers", () => {
           )
         }
         yield* eventually(
-          () => (listener.toJSON() as { handshakesFailed: number }).handshakesFailed >= CLIENTS,
+          () => handshakesFailed(listener) >= CLIENTS,
           "every hostile handshake was counted as failed"
         )
-        assert.strictEqual((listener.toJSON() as { handshakesFailed: number }).handshakesFailed, CLIENTS)
+        assert.strictEqual(handshakesFailed(listener), CLIENTS)
         assert.strictEqual(handled, 0, "a hostile client reached the handler")
         const stats = yield* statsWhen((s) => s.inUse === 0)
         assert.strictEqual(stats.inUse, 0, `slots still held: ${JSON.stringify(stats)}`)
@@ -175,11 +190,7 @@ describe.skipIf(openssl === undefined)("hostile TLS peers", () => {
   it.live("accept on a TLS listener: a stalled handshake times out, deadline 0 times out at once", () =>
     withTcp(
       Effect.gen(function*() {
-        const certs = yield* makeCertificates(openssl ?? "openssl")
-        const hello = yield* clientHello
-        const listener = yield* TcpListener.listen("127.0.0.1:0", {
-          tls: { cert: certs.server.cert, key: certs.server.key }
-        })
+        const { certs, hello, listener } = yield* tlsListenerAndHello()
         const before = openFds()
         // Nothing queued and a deadline already past: TimedOut without waiting.
         const immediate = yield* failsWith(() => listener.accept({ deadline: 0 }), "TimedOut", "deadline 0")
@@ -190,7 +201,7 @@ describe.skipIf(openssl === undefined)("hostile TLS peers", () => {
         // The accept that gave up dropped the stalled client and its slot.
         yield* Fiber.join(stalled)
         yield* expectPoolIdle
-        assert.strictEqual((listener.toJSON() as { handshakesFailed: number }).handshakesFailed, 1)
+        assert.strictEqual(handshakesFailed(listener), 1)
         yield* fdsBackTo(before)
         // A real client is accepted afterwards, and talks.
         const real = Tls.connect({ port: listener.port, host: "127.0.0.1", servername: "localhost", ca: certs.ca.cert })
@@ -207,11 +218,7 @@ describe.skipIf(openssl === undefined)("hostile TLS peers", () => {
   it.live("interrupting an accept mid-handshake releases the descriptor and the slot", () =>
     withTcp(
       Effect.gen(function*() {
-        const certs = yield* makeCertificates(openssl ?? "openssl")
-        const hello = yield* clientHello
-        const listener = yield* TcpListener.listen("127.0.0.1:0", {
-          tls: { cert: certs.server.cert, key: certs.server.key }
-        })
+        const { hello, listener } = yield* tlsListenerAndHello()
         const before = openFds()
         const accepting = yield* Effect.forkChild(Effect.scoped(listener.accept()))
         const client = yield* Effect.forkChild(hostileClient(listener.port, "halfHello", hello))
