@@ -14,7 +14,7 @@ import { TcpListener } from "../../src/index.ts"
 import type { TcpClient, TcpError, TcpSocket, TcpStorage, TcpTls } from "../../src/index.ts"
 import { checkFdLeaks, eventually, handshakesFailed, rawClient, str, text, withTcp } from "../helpers.ts"
 import { findOpenssl, makeCertificates } from "./certs.ts"
-import type { TestCertificates } from "./certs.ts"
+import type { CertificateFiles, TestCertificates } from "./certs.ts"
 import { opensslClient } from "./openssl-client.ts"
 
 const openssl = findOpenssl("tls/s-client")
@@ -64,13 +64,33 @@ interface Serving {
   readonly handshakesFailed: () => number
 }
 
-/** Listens with `tls` on a free loopback port and serves `echoLines` there until the scope ends. */
-const serveEcho = (tls: TcpTls.ServerOptions): Effect.Effect<Serving, TcpError.ListenError, Tcp | Scope.Scope> =>
+/**
+ * Listens on a free loopback port with TLS, presenting the localhost
+ * certificate of `certs` (and `tls` added), and serves `echoLines` there
+ * until the scope ends.
+ */
+const serveEcho = (
+  certs: TestCertificates,
+  tls: Partial<TcpTls.ServerOptions> = {}
+): Effect.Effect<Serving, TcpError.ListenError, Tcp | Scope.Scope> =>
   Effect.gen(function*() {
-    const listener = yield* TcpListener.listen("127.0.0.1:0", { tls })
+    const listener = yield* TcpListener.listen("127.0.0.1:0", {
+      tls: { cert: certs.server.cert, key: certs.server.key, ...tls }
+    })
     const served: Array<Served> = []
     const serving = yield* Effect.forkScoped(TcpListener.serve(listener, echoLines(served)))
     return { listener, served, serving, handshakesFailed: () => handshakesFailed(listener) }
+  })
+
+/** What `serveEcho` adds to require a client certificate the CA of `certs` signed. */
+const clientCertificateRequired = (certs: TestCertificates) => ({ ca: certs.ca.cert, requestCert: true })
+
+/** `openssl s_client` to `port`, trusting the CA of `certs`, presenting `certificate` when given. */
+const sClient = (port: number, certs: TestCertificates, certificate?: CertificateFiles) =>
+  opensslClient(opensslBinary(), {
+    port,
+    caFile: certs.ca.certFile,
+    ...(certificate === undefined ? {} : { certFile: certificate.certFile, keyFile: certificate.keyFile })
   })
 
 /** Runs `body` with fresh certificates; every storage slot must be back afterwards. */
@@ -111,8 +131,8 @@ describe.skipIf(openssl === undefined)("tls interop: openssl s_client against th
   it.live("s_client verifies the listener, its lines are echoed, and its close_notify ends the handler with PeerClosed", () =>
     withCerts((certs) =>
       Effect.gen(function*() {
-        const { listener, served } = yield* serveEcho({ cert: certs.server.cert, key: certs.server.key })
-        const client = yield* opensslClient(opensslBinary(), { port: listener.port, caFile: certs.ca.certFile })
+        const { listener, served } = yield* serveEcho(certs)
+        const client = yield* sClient(listener.port, certs)
         yield* client.waitForHandshake()
         assert.include(client.stderr(), "Verification: OK")
         assert.match(client.stderr(), /Protocol version: TLSv1\.[23]/)
@@ -139,10 +159,7 @@ describe.skipIf(openssl === undefined)("tls interop: openssl s_client against th
   it.live("a plaintext client is cut off and counted; the listener goes on serving s_client", () =>
     withCerts((certs) =>
       Effect.gen(function*() {
-        const { handshakesFailed, listener, served, serving } = yield* serveEcho({
-          cert: certs.server.cert,
-          key: certs.server.key
-        })
+        const { handshakesFailed, listener, served, serving } = yield* serveEcho(certs)
         assert.strictEqual(handshakesFailed(), 0)
         const plain = yield* rawClient(listener.port)
         // The second write may meet the listener's reset: that is the cut-off, not a test error.
@@ -155,7 +172,7 @@ describe.skipIf(openssl === undefined)("tls interop: openssl s_client against th
         yield* eventually(() => handshakesFailed() >= 1, "the listener counted the failed handshake")
         assert.isUndefined(serving.pollUnsafe(), "serve is still running")
 
-        const client = yield* opensslClient(opensslBinary(), { port: listener.port, caFile: certs.ca.certFile })
+        const client = yield* sClient(listener.port, certs)
         yield* client.send("after plaintext\n")
         assert.strictEqual(yield* client.waitForOutput("after plaintext\n"), "after plaintext\n")
         yield* client.end
@@ -169,14 +186,9 @@ describe.skipIf(openssl === undefined)("tls interop: openssl s_client against th
   it.live("requestCert: s_client without a client certificate is refused and never reaches the handler", () =>
     withCerts((certs) =>
       Effect.gen(function*() {
-        const { handshakesFailed, listener, served, serving } = yield* serveEcho({
-          cert: certs.server.cert,
-          key: certs.server.key,
-          ca: certs.ca.cert,
-          requestCert: true
-        })
+        const { handshakesFailed, listener, served, serving } = yield* serveEcho(certs, clientCertificateRequired(certs))
         // TLS 1.3: s_client's side of the handshake completes, then the listener's alert ends it.
-        const anonymous = yield* opensslClient(opensslBinary(), { port: listener.port, caFile: certs.ca.certFile })
+        const anonymous = yield* sClient(listener.port, certs)
         const refused = yield* anonymous.exit()
         assert.notStrictEqual(refused.code, 0, refused.stderr)
         assert.strictEqual(refused.stdout, "")
@@ -191,18 +203,8 @@ describe.skipIf(openssl === undefined)("tls interop: openssl s_client against th
   it.live("requestCert: s_client with the client certificate is served, and the handler sees it authorized", () =>
     withCerts((certs) =>
       Effect.gen(function*() {
-        const { listener, served } = yield* serveEcho({
-          cert: certs.server.cert,
-          key: certs.server.key,
-          ca: certs.ca.cert,
-          requestCert: true
-        })
-        const withCert = yield* opensslClient(opensslBinary(), {
-          port: listener.port,
-          caFile: certs.ca.certFile,
-          certFile: certs.client.certFile,
-          keyFile: certs.client.keyFile
-        })
+        const { listener, served } = yield* serveEcho(certs, clientCertificateRequired(certs))
+        const withCert = yield* sClient(listener.port, certs, certs.client)
         yield* withCert.send("mutual\n")
         assert.strictEqual(yield* withCert.waitForOutput("mutual\n"), "mutual\n")
         const connection = served[0] ?? assert.fail("the handler saw no connection")
@@ -217,18 +219,8 @@ describe.skipIf(openssl === undefined)("tls interop: openssl s_client against th
   it.live("requestCert: s_client with a certificate the CA did not sign is refused and never reaches the handler", () =>
     withCerts((certs) =>
       Effect.gen(function*() {
-        const { handshakesFailed, listener, served } = yield* serveEcho({
-          cert: certs.server.cert,
-          key: certs.server.key,
-          ca: certs.ca.cert,
-          requestCert: true
-        })
-        const rogue = yield* opensslClient(opensslBinary(), {
-          port: listener.port,
-          caFile: certs.ca.certFile,
-          certFile: certs.selfSigned.certFile,
-          keyFile: certs.selfSigned.keyFile
-        })
+        const { handshakesFailed, listener, served } = yield* serveEcho(certs, clientCertificateRequired(certs))
+        const rogue = yield* sClient(listener.port, certs, certs.selfSigned)
         yield* rogue.send("secret\n")
         const refused = yield* rogue.exit()
         assert.notStrictEqual(refused.code, 0, refused.stderr)
