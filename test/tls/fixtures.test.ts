@@ -41,6 +41,14 @@ const opensslBinary = (): string => openssl ?? assert.fail("openssl missing")
 /** The localhost server of `certs`, for `tlsEchoServer`. */
 const serving = (pair: { readonly cert: string; readonly key: string }) => ({ cert: pair.cert, key: pair.key })
 
+/** A node:tls client's options for `localhost` (SNI and the name checked) at 127.0.0.1:`port`, with `options` added. */
+const localhost = (port: number, options: Tls.ConnectionOptions = {}): Tls.ConnectionOptions => ({
+  port,
+  host: "127.0.0.1",
+  servername: "localhost",
+  ...options
+})
+
 const expectFailed = (outcome: HandshakeOutcome, code: string) => {
   assert.strictEqual(outcome._tag, "Failed", `expected ${code}, got ${JSON.stringify(outcome)}`)
   if (outcome._tag === "Failed") assert.strictEqual(outcome.code, code, outcome.message)
@@ -136,12 +144,12 @@ describe("tls fixtures", () => {
     withCerts((certs) =>
       Effect.gen(function*() {
         const echo = yield* tlsEchoServer(serving(certs.server))
-        const byName = yield* tlsHandshake({ port: echo.port, host: "127.0.0.1", servername: "localhost", ca: certs.ca.cert })
+        const byName = yield* tlsHandshake(localhost(echo.port, { ca: certs.ca.cert }))
         assert.deepInclude(byName, { _tag: "Connected", authorized: true, authorizationError: undefined })
         // By IP literal (no SNI): the IP subjectAltName matches.
         const byIp = yield* tlsHandshake({ port: echo.port, host: "127.0.0.1", ca: certs.ca.cert })
         assert.deepInclude(byIp, { _tag: "Connected", authorized: true })
-        const socket = yield* connected({ port: echo.port, host: "127.0.0.1", servername: "localhost", ca: certs.ca.cert })
+        const socket = yield* connected(localhost(echo.port, { ca: certs.ca.cert }))
         assert.strictEqual(yield* exchange(socket, "hello\n", "hello\n"), "hello\n")
       })
     ))
@@ -151,12 +159,12 @@ describe("tls fixtures", () => {
       Effect.gen(function*() {
         const echo = yield* tlsEchoServer(serving(certs.selfSigned))
         expectFailed(
-          yield* tlsHandshake({ port: echo.port, host: "127.0.0.1", servername: "localhost", ca: certs.ca.cert }),
+          yield* tlsHandshake(localhost(echo.port, { ca: certs.ca.cert })),
           "DEPTH_ZERO_SELF_SIGNED_CERT"
         )
         // Trusting that very certificate makes it pass: the failure is about trust, not the certificate.
         assert.deepInclude(
-          yield* tlsHandshake({ port: echo.port, host: "127.0.0.1", servername: "localhost", ca: certs.selfSigned.cert }),
+          yield* tlsHandshake(localhost(echo.port, { ca: certs.selfSigned.cert })),
           { _tag: "Connected", authorized: true }
         )
       })
@@ -167,7 +175,7 @@ describe("tls fixtures", () => {
       Effect.gen(function*() {
         const echo = yield* tlsEchoServer(serving(certs.otherName))
         expectFailed(
-          yield* tlsHandshake({ port: echo.port, host: "127.0.0.1", servername: "localhost", ca: certs.ca.cert }),
+          yield* tlsHandshake(localhost(echo.port, { ca: certs.ca.cert })),
           "ERR_TLS_CERT_ALTNAME_INVALID"
         )
         assert.deepInclude(
@@ -176,13 +184,7 @@ describe("tls fixtures", () => {
           "the right name verifies"
         )
         assert.deepInclude(
-          yield* tlsHandshake({
-            port: echo.port,
-            host: "127.0.0.1",
-            servername: "localhost",
-            ca: certs.ca.cert,
-            rejectUnauthorized: false
-          }),
+          yield* tlsHandshake(localhost(echo.port, { ca: certs.ca.cert, rejectUnauthorized: false })),
           { _tag: "Connected", authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" },
           "rejectUnauthorized: false connects, unauthorized"
         )
@@ -194,7 +196,7 @@ describe("tls fixtures", () => {
       Effect.gen(function*() {
         const echo = yield* tlsEchoServer(serving(certs.expired))
         expectFailed(
-          yield* tlsHandshake({ port: echo.port, host: "127.0.0.1", servername: "localhost", ca: certs.ca.cert }),
+          yield* tlsHandshake(localhost(echo.port, { ca: certs.ca.cert })),
           "CERT_HAS_EXPIRED"
         )
       })
@@ -205,12 +207,12 @@ describe("tls fixtures", () => {
       Effect.gen(function*() {
         const echo = yield* tlsEchoServer(serving(certs.server))
         expectFailed(
-          yield* tlsHandshake({ port: echo.port, host: "127.0.0.1", servername: "localhost" }),
+          yield* tlsHandshake(localhost(echo.port)),
           "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
         )
         const chained = yield* tlsEchoServer({ cert: certs.server.cert + certs.ca.cert, key: certs.server.key })
         expectFailed(
-          yield* tlsHandshake({ port: chained.port, host: "127.0.0.1", servername: "localhost" }),
+          yield* tlsHandshake(localhost(chained.port)),
           "SELF_SIGNED_CERT_IN_CHAIN"
         )
       })
@@ -225,7 +227,7 @@ describe("tls fixtures", () => {
           requestCert: true,
           rejectUnauthorized: true
         })
-        const base = { port: echo.port, host: "127.0.0.1", servername: "localhost", ca: certs.ca.cert }
+        const base = localhost(echo.port, { ca: certs.ca.cert })
         const withCert = yield* connected({ ...base, cert: certs.client.cert, key: certs.client.key })
         assert.strictEqual(yield* exchange(withCert, "mutual\n", "mutual\n"), "mutual\n")
         yield* eventually(() => echo.peers.length === 1, "the server has its peer")
@@ -245,7 +247,7 @@ describe("tls fixtures", () => {
     withCerts((certs) =>
       Effect.gen(function*() {
         const redis = yield* startRedisTls(redisServer ?? assert.fail("redis-server missing"), certs)
-        const socket = yield* connected({ port: redis.port, host: "127.0.0.1", servername: "localhost", ca: certs.ca.cert })
+        const socket = yield* connected(localhost(redis.port, { ca: certs.ca.cert }))
         assert.strictEqual(yield* exchange(socket, "PING\r\n", "\r\n"), "+PONG\r\n")
         assert.strictEqual(
           yield* exchange(socket, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n", "\r\n"),
@@ -253,7 +255,7 @@ describe("tls fixtures", () => {
         )
         assert.strictEqual(yield* exchange(socket, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", "v1\r\n"), "$2\r\nv1\r\n")
         expectFailed(
-          yield* tlsHandshake({ port: redis.port, host: "127.0.0.1", servername: "localhost" }),
+          yield* tlsHandshake(localhost(redis.port)),
           "SELF_SIGNED_CERT_IN_CHAIN"
         )
       })
