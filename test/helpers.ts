@@ -6,6 +6,7 @@ import { Cause, Effect, Exit, Layer, Result } from "effect"
 import type { Fiber, Scope } from "effect"
 import { AddressResolver, Dns } from "effect/net"
 import { spawn } from "node:child_process"
+import { createHash } from "node:crypto"
 import { accessSync, constants, readdirSync } from "node:fs"
 import * as Net from "node:net"
 import { delimiter, join } from "node:path"
@@ -548,6 +549,9 @@ export const onLayer = <A, E>(layer: Layer.Layer<BothLayers>, body: Effect.Effec
     yield* expectPoolIdle
     return result
   }).pipe(Effect.provide(layer))
+
+/** The SHA-256 of `bytes`, in hex: compares large payloads with a short message when they differ. */
+export const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
 
 /** UTF-8 bytes of `s`, and back. */
 export const text = (s: string): Uint8Array => new TextEncoder().encode(s)

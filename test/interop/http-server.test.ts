@@ -8,20 +8,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { Scope } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { TcpClient } from "../../src/index.ts"
 import type { TcpError, TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, closedPort, findOnPath } from "../helpers.ts"
+import { checkFdLeaks, closedPort, findOnPath, sha256, str, text } from "../helpers.ts"
 import { spawnServer, withServer } from "./server-process.ts"
 
 const python3 = findOnPath("python3", "interop/http-server", "install it, e.g. apt-get install python3")
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
 const T = { timeout: "5 seconds" } as const
 const LONG = { timeout: "20 seconds" } as const
 
@@ -65,8 +62,8 @@ const get = (
   path: string
 ): Effect.Effect<Response, TcpError.SendError | TcpError.RecvUntilError> =>
   Effect.gen(function*() {
-    yield* socket.send(encoder.encode(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`), T)
-    const [statusLine = "", ...fields] = decoder.decode(yield* socket.recvUntil("\r\n\r\n", { max: 16 * 1024, ...T }))
+    yield* socket.send(text(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`), T)
+    const [statusLine = "", ...fields] = str(yield* socket.recvUntil("\r\n\r\n", { max: 16 * 1024, ...T }))
       .split("\r\n")
     const status = /^HTTP\/1\.[01] (\d{3}) /.exec(statusLine)
     if (status === null) return assert.fail(`not an HTTP status line: ${statusLine}`)
@@ -120,18 +117,18 @@ describe("interop: python3 -m http.server", () => {
   })
 
   it.live.skipIf(python3 === undefined)("a missing file: a 404 whose body is read by its Content-Length", () =>
-    withHttpServer({ "present.txt": encoder.encode("here\n") }, (address) =>
+    withHttpServer({ "present.txt": text("here\n") }, (address) =>
       Effect.gen(function*() {
         const missing = yield* TcpClient.connect(address, T)
         const notFound = yield* get(missing, address, "/absent.txt")
         assert.strictEqual(notFound.status, 404)
-        assert.match(decoder.decode(notFound.body), /404/)
+        assert.match(str(notFound.body), /404/)
         yield* missing.close(T)
 
         const present = yield* TcpClient.connect(address, T)
         const found = yield* get(present, address, "/present.txt")
         assert.strictEqual(found.status, 200)
-        assert.strictEqual(decoder.decode(found.body), "here\n")
+        assert.strictEqual(str(found.body), "here\n")
         yield* present.close(T)
       })))
 })

@@ -9,30 +9,26 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { Scope } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { TcpClient } from "../../src/index.ts"
 import type { TcpError, TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks } from "../helpers.ts"
+import { checkFdLeaks, sha256, str, text } from "../helpers.ts"
 import { findMemcached, startMemcached } from "./memcached-server.ts"
 import { withServer } from "./server-process.ts"
 
 const memcached = findMemcached("interop/memcached")
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const text = (b: Uint8Array) => decoder.decode(b)
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
 const T = { timeout: "5 seconds" } as const
 const LONG = { timeout: "20 seconds" } as const
 
 /** One reply line, without its CRLF. */
 const line = (socket: TcpSocket.TcpSocket): Effect.Effect<string, TcpError.RecvUntilError> =>
-  Effect.map(socket.recvUntil("\r\n", { max: 1024, ...T }), text)
+  Effect.map(socket.recvUntil("\r\n", { max: 1024, ...T }), str)
 
 /** `get key`: the value's bytes, or null when memcached has none. */
 const get = (socket: TcpSocket.TcpSocket, key: string) =>
   Effect.gen(function*() {
-    yield* socket.send(encoder.encode(`get ${key}\r\n`), T)
+    yield* socket.send(text(`get ${key}\r\n`), T)
     const first = yield* line(socket)
     if (first === "END") return null
     const match = /^VALUE (\S+) (\d+) (\d+)$/.exec(first)
@@ -40,7 +36,7 @@ const get = (socket: TcpSocket.TcpSocket, key: string) =>
     assert.strictEqual(match[1], key)
     const length = Number(match[3])
     const body = yield* socket.recv(length + 2, LONG)
-    assert.strictEqual(text(body.subarray(length)), "\r\n", "the data block ends in CRLF")
+    assert.strictEqual(str(body.subarray(length)), "\r\n", "the data block ends in CRLF")
     assert.strictEqual(yield* line(socket), "END")
     return body.subarray(0, length)
   })
@@ -62,7 +58,7 @@ describe("interop: memcached", () => {
         const key = "effect-tcp:blob"
         const value = randomBytes(1024 * 1024)
 
-        yield* socket.sendv([encoder.encode(`set ${key} 0 0 ${value.length}\r\n`), value, encoder.encode("\r\n")], LONG)
+        yield* socket.sendv([text(`set ${key} 0 0 ${value.length}\r\n`), value, text("\r\n")], LONG)
         assert.strictEqual(yield* line(socket), "STORED")
 
         const got = yield* get(socket, key)
@@ -70,10 +66,10 @@ describe("interop: memcached", () => {
         assert.strictEqual(got.length, value.length)
         assert.strictEqual(sha256(got), sha256(value), "get returned different bytes")
 
-        yield* socket.send(encoder.encode(`delete ${key}\r\n`), T)
+        yield* socket.send(text(`delete ${key}\r\n`), T)
         assert.strictEqual(yield* line(socket), "DELETED")
         assert.isNull(yield* get(socket, key), "the value is still there after DELETED")
-        yield* socket.send(encoder.encode(`delete ${key}\r\n`), T)
+        yield* socket.send(text(`delete ${key}\r\n`), T)
         assert.strictEqual(yield* line(socket), "NOT_FOUND")
 
         // Nothing is left over: a receive with deadline 0 finds no byte.

@@ -8,18 +8,14 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { TcpClient, TcpMessage } from "../../src/index.ts"
 import type { TcpError } from "../../src/index.ts"
-import { checkFdLeaks } from "../helpers.ts"
+import { checkFdLeaks, sha256, str, text } from "../helpers.ts"
 import { command as commandChunks, findRedisServer, withRedis } from "./redis-server.ts"
 
 const redisServer = findRedisServer("interop/redis-messages")
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const text = (b: Uint8Array) => decoder.decode(b)
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
 const T = { timeout: "5 seconds" } as const
 const LONG = { timeout: "20 seconds" } as const
 
@@ -31,12 +27,12 @@ const readBulk = (
   lines: TcpMessage.MessageSocket
 ): Effect.Effect<Uint8Array | null, TcpError.RecvUntilError> =>
   Effect.gen(function*() {
-    const header = text(yield* lines.recv(T))
+    const header = str(yield* lines.recv(T))
     assert.match(header, /^\$(-1|\d+)$/, `a bulk string header: ${header}`)
     const length = Number(header.slice(1))
     if (length < 0) return null
     const body = yield* lines.socket.recv(length + 2, LONG)
-    assert.strictEqual(text(body.subarray(length)), "\r\n", "the bulk body ends in CRLF")
+    assert.strictEqual(str(body.subarray(length)), "\r\n", "the bulk body ends in CRLF")
     return body.subarray(0, length)
   })
 
@@ -51,7 +47,7 @@ describe("interop: redis-server through TcpMessage.crlf", () => {
         const value = randomBytes(100 * 1024)
 
         yield* lines.socket.send(command("SET", "effect-tcp:blob", value), LONG)
-        assert.strictEqual(text(yield* lines.recv(T)), "+OK")
+        assert.strictEqual(str(yield* lines.recv(T)), "+OK")
 
         // GET, a missing key and a PING in one write: the body, the null bulk and
         // +PONG come back to back, so each read starts where the one before stopped.
@@ -65,12 +61,12 @@ describe("interop: redis-server through TcpMessage.crlf", () => {
         assert.strictEqual(got.length, value.length)
         assert.strictEqual(sha256(got), sha256(value), "GET returned different bytes")
         assert.isNull(yield* readBulk(lines))
-        assert.strictEqual(text(yield* lines.recv(T)), "+PONG")
+        assert.strictEqual(str(yield* lines.recv(T)), "+PONG")
 
         // A bulk string holding CRLFs is still read whole: exact reads do not look for delimiters.
-        const crlfs = encoder.encode("a\r\nb\r\n\r\n")
+        const crlfs = text("a\r\nb\r\n\r\n")
         yield* lines.socket.sendv([command("SET", "effect-tcp:crlf", crlfs), command("GET", "effect-tcp:crlf")], T)
-        assert.strictEqual(text(yield* lines.recv(T)), "+OK")
+        assert.strictEqual(str(yield* lines.recv(T)), "+OK")
         const back = yield* readBulk(lines)
         assert.deepStrictEqual(back, crlfs)
 
@@ -90,7 +86,7 @@ describe("interop: redis-server through TcpMessage.crlf", () => {
         const incr = command("INCR", "effect-tcp:counter")
         yield* lines.socket.sendv(Array.from({ length: count }, () => incr), LONG)
         for (let i = 1; i <= count; i++) {
-          const reply = text(yield* lines.recv(T))
+          const reply = str(yield* lines.recv(T))
           if (reply !== `:${i}`) return assert.fail(`reply #${i}: ${reply}`)
         }
         const none = yield* Effect.flip(lines.recv({ deadline: 0 }))
@@ -98,7 +94,7 @@ describe("interop: redis-server through TcpMessage.crlf", () => {
 
         yield* lines.socket.send(command("GET", "effect-tcp:counter"), T)
         const counter = yield* readBulk(lines)
-        assert.strictEqual(counter === null ? null : text(counter), String(count))
+        assert.strictEqual(counter === null ? null : str(counter), String(count))
         yield* socket.close(T)
       })
     ))

@@ -9,12 +9,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { TcpClient } from "../../src/index.ts"
 import { connectionOf } from "../../src/internal/tcpSocket.ts"
-import { checkFdLeaks, eventually } from "../helpers.ts"
+import { checkFdLeaks, eventually, str } from "../helpers.ts"
 import { call, command, findRedisServer, withRedis } from "./redis-server.ts"
 
 const redisServer = findRedisServer("interop/redis-pool")
 
-const decoder = new TextDecoder()
 const T = { timeout: "5 seconds" } as const
 
 describe("interop: redis-server through TcpClient.pool", () => {
@@ -47,7 +46,7 @@ describe("interop: redis-server through TcpClient.pool", () => {
         yield* Effect.scoped(Effect.gen(function*() {
           const socket = yield* pool.get(T)
           yield* socket.sendv([...command("PING"), ...command("PING")], T)
-          assert.strictEqual(decoder.decode(yield* socket.recvUntil("\r\n", T)), "+PONG")
+          assert.strictEqual(str(yield* socket.recvUntil("\r\n", T)), "+PONG")
           yield* eventually(() => (connectionOf(socket)?.unread ?? 0) > 0, "the second +PONG arrived")
         }))
         const second = yield* Effect.scoped(Effect.flatMap(pool.get(T), (socket) => call(socket, "CLIENT", "ID")))

@@ -8,20 +8,15 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { TcpClient, TcpNode } from "../../src/index.ts"
 import type { TcpError, TcpSocket } from "../../src/index.ts"
-import { checkFdLeaks, expectPoolIdle } from "../helpers.ts"
+import { checkFdLeaks, expectPoolIdle, sha256, str, text } from "../helpers.ts"
 import { command, findRedisServer, startRedis, withRedis } from "./redis-server.ts"
 
 /** `redis-server` on PATH, or undefined (then every test here is skipped). */
 const redisServer = findRedisServer("interop/redis")
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const bytes = (s: string) => encoder.encode(s)
-const text = (b: Uint8Array) => decoder.decode(b)
-const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
 const T = { timeout: "5 seconds" } as const
 
 /** Reads one CRLF-terminated line with exact 1-byte receives (at most 128 bytes). */
@@ -32,9 +27,9 @@ const readLine = (socket: TcpSocket.TcpSocket): Effect.Effect<string, TcpError.R
       const [b] = yield* socket.recv(1, T)
       if (b === undefined) continue
       line.push(b)
-      if (line.length >= 2 && line[line.length - 2] === 13 && b === 10) return text(new Uint8Array(line.slice(0, -2)))
+      if (line.length >= 2 && line[line.length - 2] === 13 && b === 10) return str(new Uint8Array(line.slice(0, -2)))
     }
-    return assert.fail(`RESP line longer than 128 bytes: ${text(new Uint8Array(line))}`)
+    return assert.fail(`RESP line longer than 128 bytes: ${str(new Uint8Array(line))}`)
   })
 
 describe("interop: redis-server", () => {
@@ -45,19 +40,19 @@ describe("interop: redis-server", () => {
       Effect.gen(function*() {
         const socket = yield* TcpClient.connect(address, T)
         // inline command
-        yield* socket.send(bytes("PING\r\n"), T)
-        assert.strictEqual(text(yield* socket.recv(7, T)), "+PONG\r\n")
+        yield* socket.send(text("PING\r\n"), T)
+        assert.strictEqual(str(yield* socket.recv(7, T)), "+PONG\r\n")
         // RESP array, twice in one write
         yield* socket.sendv([...command("PING"), ...command("ECHO", "hi")], T)
-        assert.strictEqual(text(yield* socket.recv(7, T)), "+PONG\r\n")
-        assert.strictEqual(text(yield* socket.recv(8, T)), "$2\r\nhi\r\n")
+        assert.strictEqual(str(yield* socket.recv(7, T)), "+PONG\r\n")
+        assert.strictEqual(str(yield* socket.recv(8, T)), "$2\r\nhi\r\n")
         // an error reply, read line by line
         yield* socket.sendv(command("NOSUCHCOMMAND"), T)
         const error = yield* readLine(socket)
         assert.match(error, /^-ERR unknown command/)
         // QUIT: +OK, then redis closes and recv sees the FIN as PeerClosed
         yield* socket.sendv(command("QUIT"), T)
-        assert.strictEqual(text(yield* socket.recv(5, T)), "+OK\r\n")
+        assert.strictEqual(str(yield* socket.recv(5, T)), "+OK\r\n")
         const eof = yield* Effect.flip(socket.recv(1, T))
         assert.strictEqual(eof._tag, "PeerClosed")
         yield* socket.close(T)
@@ -70,14 +65,14 @@ describe("interop: redis-server", () => {
         const socket = yield* TcpClient.connect(address, T)
         const value = randomBytes(1024 * 1024)
         yield* socket.sendv(command("SET", "effect-tcp:blob", value), { timeout: "20 seconds" })
-        assert.strictEqual(text(yield* socket.recv(5, T)), "+OK\r\n")
+        assert.strictEqual(str(yield* socket.recv(5, T)), "+OK\r\n")
 
         yield* socket.sendv(command("GET", "effect-tcp:blob"), T)
         const header = yield* readLine(socket)
         assert.strictEqual(header, `$${value.length}`)
         const length = Number(header.slice(1))
         const body = yield* socket.recv(length + 2, { timeout: "20 seconds" })
-        assert.strictEqual(text(body.subarray(length)), "\r\n")
+        assert.strictEqual(str(body.subarray(length)), "\r\n")
         const got = body.subarray(0, length)
         assert.strictEqual(got.length, value.length)
         assert.strictEqual(sha256(got), sha256(value))
@@ -86,7 +81,7 @@ describe("interop: redis-server", () => {
         // STRLEN agrees, and a missing key is the null bulk string
         yield* socket.sendv([...command("STRLEN", "effect-tcp:blob"), ...command("GET", "effect-tcp:none")], T)
         assert.strictEqual(yield* readLine(socket), `:${value.length}`)
-        assert.strictEqual(text(yield* socket.recv(5, T)), "$-1\r\n")
+        assert.strictEqual(str(yield* socket.recv(5, T)), "$-1\r\n")
         yield* socket.close(T)
       })
     ))
@@ -100,13 +95,13 @@ describe("interop: redis-server", () => {
         yield* socket.sendv(batch, T)
         for (let i = 1; i <= 100; i++) {
           const expected = `:${i}\r\n`
-          assert.strictEqual(text(yield* socket.recv(expected.length, T)), expected, `reply #${i}`)
+          assert.strictEqual(str(yield* socket.recv(expected.length, T)), expected, `reply #${i}`)
         }
         // nothing more was sent: a receive with deadline 0 finds no byte
         const none = yield* Effect.flip(socket.recv(1, { deadline: 0 }))
         assert.strictEqual(none._tag, "TimedOut")
         yield* socket.sendv(command("GET", "effect-tcp:counter"), T)
-        assert.strictEqual(text(yield* socket.recv(9, T)), "$3\r\n100\r\n")
+        assert.strictEqual(str(yield* socket.recv(9, T)), "$3\r\n100\r\n")
         yield* socket.close(T)
       })
     ))

@@ -10,10 +10,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { Scope } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import { TcpClient } from "../../src/index.ts"
 import type { TcpError, TcpStorage } from "../../src/index.ts"
-import { checkFdLeaks, failsWith, str, text } from "../helpers.ts"
+import { checkFdLeaks, failsWith, sha256, str, text } from "../helpers.ts"
 import { call, command } from "../interop/redis-server.ts"
 import { withServer } from "../interop/server-process.ts"
 import { findOpenssl, makeCertificates, OTHER_NAME } from "./certs.ts"
@@ -25,7 +25,6 @@ const openssl = findOpenssl("tls/redis")
 const redisServer = openssl === undefined ? undefined : findRedisTls("tls/redis")
 
 const T = { timeout: "5 seconds" } as const
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 type Tcp = TcpClient.TcpClient | TcpStorage.TcpStorage
 
