@@ -7,12 +7,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { TcpClient } from "../src/index.ts"
 import { findRedisServer } from "./interop/redis-server.ts"
-import { onPath, runProcess, TestTcp } from "./helpers.ts"
+import { onPath, runProcess, sha256, TestTcp } from "./helpers.ts"
 
 const node = fileURLToPath(new URL("../node_modules/.bin/node", import.meta.url))
 const scriptPath = (name: string) => fileURLToPath(new URL(`../scratchpad/${name}`, import.meta.url))
@@ -146,7 +145,7 @@ describe("scratchpad examples", () => {
   const expectedFileHash = (() => {
     const bytes = new Uint8Array(1024 * 1024)
     for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31 + (i >>> 10)) & 0xff
-    return createHash("sha256").update(bytes).digest("hex")
+    return sha256(bytes)
   })()
 
   it.live.skipIf(onPath("python3") === undefined)("npm run http: GET from python3's http.server, checked by hash, exit 0", () =>
