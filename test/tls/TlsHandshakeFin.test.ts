@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as Net from "node:net"
 import { TcpListener, TcpNode, TcpStorage, TcpTls } from "../../src/index.ts"
-import { pollUntil, withTcp } from "../helpers.ts"
+import { checkFdLeaks, pollUntil, withTcp } from "../helpers.ts"
 import { findOpenssl, makeCertificates } from "./certs.ts"
 
 const openssl = findOpenssl("tls/handshake-fin")
@@ -19,7 +19,9 @@ const finAfterHalfHello = (port: number) => {
   return c
 }
 
-describe("FIN during the server's handshake", () => {
+describe.skipIf(openssl === undefined)("FIN during the server's handshake", () => {
+  checkFdLeaks()
+
   it.live("accept fails with TlsHandshakeFailed, not TimedOut at its deadline", () =>
     withTcp(Effect.gen(function*() {
       const certs = yield* makeCertificates(openssl ?? "openssl")
