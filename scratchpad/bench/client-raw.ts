@@ -1,9 +1,12 @@
 /**
  * The baseline: each workload written the fastest idiomatic way with plain
- * `node:net` (`data` events, `write` with `drain` backpressure, `noDelay`).
- * Run by `run.ts` as `node client-raw.ts '<job JSON>'`.
+ * `node:net` (`data` events, `write` with `drain` backpressure, `noDelay`);
+ * the TLS rows the same through `node:tls`. Run by `run.ts` as
+ * `node client-raw.ts '<job JSON>'`.
  */
+import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Tls from "node:tls"
 import {
   ACK_BYTES,
   awaitHandlesClosed,
@@ -31,6 +34,19 @@ const connect = (host: string, port: number): Promise<Net.Socket> =>
     const socket = Net.connect({ host, port, noDelay: true })
     socket.once("connect", () => {
       socket.off("error", reject)
+      resolve(socket)
+    })
+    socket.once("error", reject)
+  })
+
+/** A `node:tls` connection that trusts the bench's CA, its handshake done. */
+const connectTls = (job: Job, port: number | undefined): Promise<Tls.TLSSocket> =>
+  new Promise((resolve, reject) => {
+    if (job.tls === undefined || port === undefined) return reject(new Error("the peer has no TLS listeners"))
+    const socket = Tls.connect({ host: job.host, port, ca: Fs.readFileSync(job.tls.caFile) })
+    socket.once("secureConnect", () => {
+      socket.off("error", reject)
+      socket.setNoDelay(true)
       resolve(socket)
     })
     socket.once("error", reject)
@@ -267,6 +283,24 @@ const run = async (job: Job): Promise<Result> => {
       socket.destroy()
       return linesResult(p.linesCount, measured)
     }
+    case "tls-pingpong": {
+      const socket = await connectTls(job, job.ports.tlsEcho)
+      await pingpong(socket, p.tlsPingpongWarmup)
+      const samples = new Float64Array(p.tlsPingpongCount)
+      const measured = await measure(job, () => pingpong(socket, p.tlsPingpongCount, samples))
+      socket.destroy()
+      return pingpongResult(p.tlsPingpongCount, samples, measured)
+    }
+    case "tls-bulk-recv-into": {
+      const socket = await connectTls(job, job.ports.tlsSource)
+      await recvBulk(socket, p.bulkWarmupBytes)
+      const measured = await measure(job, () => recvBulk(socket, p.bulkBytes))
+      socket.destroy()
+      return bulkResult(p.bulkBytes, measured)
+    }
+    case "workers-1":
+    case "workers-2":
+      throw new Error("the workers rows are driven by load-generator.ts")
     case "request-pool":
       throw new Error("raw node:net has no connection pool")
     case "request-connect": {

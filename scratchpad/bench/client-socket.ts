@@ -169,6 +169,12 @@ const program = (job: Job): Effect.Effect<Result, Socket.SocketError | Error> =>
     case "connect-seq-abort":
     case "connect-par-abort":
       return Effect.fail(new Error(`effect/socket has no ${job.workload} API`))
+    case "tls-pingpong":
+    case "tls-bulk-recv-into":
+    case "workers-1":
+    case "workers-2":
+      // NodeSocket has no TLS client; the workers rows measure servers.
+      return Effect.fail(new Error(`the bench does not run ${job.workload} through effect/socket`))
     case "connect-seq":
     case "connect-par": {
       const { inFlight } = connectsShape(job)

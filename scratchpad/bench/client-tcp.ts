@@ -2,11 +2,13 @@
  * The workloads through effect-tcp's normal API: `TcpClient.connect`,
  * `socket.send` in 64 KiB chunks, `socket.recv(n)` / `socket.recvInto(buffer)`,
  * every connect inside `Effect.scoped`, the default `TcpNode.layer` (64 KiB
- * slots); lines with `socket.recvUntil("\r\n")` or `TcpMessage.crlf`, and
- * requests through `TcpClient.pool`. Run by `run.ts` as
+ * slots); lines with `socket.recvUntil("\r\n")` or `TcpMessage.crlf`,
+ * requests through `TcpClient.pool`, and the TLS rows through
+ * `TcpClient.connect(address, { tls: { ca } })`. Run by `run.ts` as
  * `node client-tcp.ts '<job JSON>'`.
  */
 import { Effect, Stream } from "effect"
+import * as Fs from "node:fs"
 import type { Scope } from "effect"
 import { TcpClient, type TcpError, TcpMessage, TcpNode, type TcpSocket } from "../../src/index.ts"
 import {
@@ -127,10 +129,37 @@ const connects = (address: string, count: number, inFlight: number, abort: boole
     inFlight
   )
 
+/** A TLS connection to the peer's `port`, trusting the bench's CA (the handshake within the connect). */
+const connectTls = (job: Job, port: number | undefined) =>
+  job.tls === undefined || port === undefined
+    ? Effect.die(new Error("the peer has no TLS listeners"))
+    : TcpClient.connect(`${job.host}:${port}`, { tls: { ca: Fs.readFileSync(job.tls.caFile, "utf8") } })
+
 const program = (job: Job): Effect.Effect<Result, TcpError.TcpError, Client> => {
   const { host, params: p } = job
   const at = (port: number) => `${host}:${port}`
   switch (job.workload) {
+    case "tls-pingpong":
+      return Effect.scoped(Effect.gen(function*() {
+        const socket = yield* connectTls(job, job.ports.tlsEcho)
+        yield* pingpong(socket, p.tlsPingpongWarmup, false)
+        const samples = new Float64Array(p.tlsPingpongCount)
+        const measured = yield* timed(job, pingpong(socket, p.tlsPingpongCount, false, samples))
+        yield* socket.abort
+        return pingpongResult(p.tlsPingpongCount, samples, measured)
+      }))
+    case "tls-bulk-recv-into":
+      return Effect.scoped(Effect.gen(function*() {
+        const into = new Uint8Array(p.chunkSize)
+        const socket = yield* connectTls(job, job.ports.tlsSource)
+        yield* recvBulk(socket, p.bulkWarmupBytes, p.chunkSize, into)
+        const measured = yield* timed(job, recvBulk(socket, p.bulkBytes, p.chunkSize, into))
+        yield* socket.abort
+        return bulkResult(p.bulkBytes, measured)
+      }))
+    case "workers-1":
+    case "workers-2":
+      return Effect.die(new Error("the workers rows are driven by load-generator.ts"))
     case "pingpong":
     case "pingpong-into":
     case "pingpong-1core":

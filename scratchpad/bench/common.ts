@@ -39,6 +39,10 @@ export type Workload =
   | "lines-stream" // same, effect-tcp TcpMessage.crlf(socket).stream (every buffered line per pull)
   | "request-connect" // 16-byte request/response, a connect per request, sequential
   | "request-pool" // same through TcpClient.pool(address, { size: 1 })
+  | "tls-pingpong" // pingpong over TLS (node:tls peer); effect-tcp send + recv(16), raw node:tls `data`
+  | "tls-bulk-recv-into" // bulk receive over TLS; effect-tcp recvInto(one reused 64 KiB buffer), raw node:tls `data`
+  | "workers-1" // a load generator's 16-byte requests to an echo server of 1 worker (effect-tcp: TcpListener.serve)
+  | "workers-2" // same, 2 workers sharing the port with reusePort
 
 /** The peer's listeners, one per kind, fresh for every client run. */
 export interface Ports {
@@ -54,6 +58,21 @@ export interface Ports {
   readonly idle: number
   /** Reads an 8-byte count N, sends N CRLF-terminated lines (`lineAt`) in large writes. */
   readonly lines: number
+  /** As `echo`, over TLS (node:tls, the bench's certificate); absent when the peer has no certificate. */
+  readonly tlsEcho?: number
+  /** As `source`, over TLS. */
+  readonly tlsSource?: number
+}
+
+/**
+ * The PEM files of the bench's TLS rows, made once per invocation by
+ * `run.ts` with the `openssl` CLI: a CA, and a certificate it signed for
+ * `localhost` and 127.0.0.1 that the peer serves.
+ */
+export interface TlsFiles {
+  readonly caFile: string
+  readonly certFile: string
+  readonly keyFile: string
 }
 
 export interface Params {
@@ -72,6 +91,13 @@ export interface Params {
   readonly requestsWarmup: number
   /** Requests timed in the connect-per-request row (fewer than `requests`: each costs a connect and a close). */
   readonly requestConnects: number
+  readonly tlsPingpongCount: number
+  readonly tlsPingpongWarmup: number
+  /** Connections the load generator keeps busy in the workers rows, each with one request outstanding. */
+  readonly workerConnections: number
+  /** Requests the load generator times in the workers rows (over all connections), after `workerWarmup`. */
+  readonly workerRequests: number
+  readonly workerWarmup: number
 }
 
 export interface Job {
@@ -80,6 +106,12 @@ export interface Job {
   readonly host: string
   readonly ports: Ports
   readonly params: Params
+  /** The TLS rows' files (clients read the CA). */
+  readonly tls?: TlsFiles
+  /** The workers rows: the port of the echo server under test (`server-workers.ts`). */
+  readonly servePort?: number
+  /** The workers rows: that server's process id (the load generator reads its CPU time). */
+  readonly servePid?: number
 }
 
 /**

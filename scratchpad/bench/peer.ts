@@ -8,8 +8,14 @@
  * a TIME_WAIT tuple of an earlier run) and answers `{ type: "ports", ports }`;
  * `{ type: "close" }` closes them and destroys every connection they
  * accepted, then answers `{ type: "closed" }`.
+ *
+ * Started as `peer.ts [certFile keyFile]`: with a certificate and its key
+ * (PEM files), every set also has TLS listeners (`node:tls`) for the echo
+ * and source handlers.
  */
+import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Tls from "node:tls"
 import { decodeLength, encodeLength, HEADER_BYTES, LINE_BYTES, lineBlock, LINES_PER_BLOCK, type Ports } from "./common.ts"
 
 const HOST = "127.0.0.1"
@@ -143,12 +149,22 @@ const accept = (socket: Net.Socket): void => {
 /** Idle: hold the connection, send nothing. */
 const idle = (_socket: Net.Socket): void => {}
 
-const listen = (set: ListenerSet, handler: (socket: Net.Socket) => void): Promise<number> =>
+const [certFile, keyFile] = process.argv.slice(2)
+const tlsContext = certFile !== undefined && keyFile !== undefined
+  ? { cert: Fs.readFileSync(certFile), key: Fs.readFileSync(keyFile) }
+  : undefined
+
+const listen = (set: ListenerSet, handler: (socket: Net.Socket) => void, tls = false): Promise<number> =>
   new Promise((resolve, reject) => {
-    const server = Net.createServer({ noDelay: true }, (socket) => {
+    const onSocket = (socket: Net.Socket) => {
       track(set, socket)
       handler(socket)
-    })
+    }
+    const server = tls && tlsContext !== undefined
+      ? Tls.createServer({ ...tlsContext, noDelay: true }, onSocket)
+      : Net.createServer({ noDelay: true }, onSocket)
+    // A client that gives up mid-handshake must not stop the peer.
+    server.on("tlsClientError", noop)
     set.servers.push(server)
     server.once("error", reject)
     server.listen({ host: HOST, port: 0, backlog: 1024 }, () => {
@@ -167,7 +183,11 @@ const open = async (): Promise<Ports> => {
     source: await listen(set, source),
     accept: await listen(set, accept),
     idle: await listen(set, idle),
-    lines: await listen(set, lines)
+    lines: await listen(set, lines),
+    ...(tlsContext === undefined ? {} : {
+      tlsEcho: await listen(set, echo, true),
+      tlsSource: await listen(set, source, true)
+    })
   }
 }
 

@@ -10,7 +10,17 @@
  *   measured clients are pinned to CPU 1 (`--pin`), so on a 2-core machine
  *   they never share a core. It opens fresh listeners for every client run.
  *   One extra ping-pong row runs the client on the peer's core: see the
- *   footnote printed under the table for why.
+ *   footnote printed under the table for why. The TLS rows use the peer's
+ *   `node:tls` listeners, with a CA and a certificate made for this
+ *   invocation by the `openssl` CLI in a temporary directory.
+ * - The workers rows measure a server instead: an echo server of 1 or 2
+ *   worker threads sharing a port with `reusePort` (`server-workers.ts`),
+ *   driven by a load generator in its own process (`load-generator.c`,
+ *   compiled with `cc` into a temporary directory; `load-generator.ts`
+ *   when there is no C compiler). With `--pin split`, the 1-worker server
+ *   runs on the clients' core and the load generator on the peer's (idle
+ *   in these rows); with 2 workers neither is pinned, as the workers need
+ *   both cores.
  * - Every (implementation, workload, run) is a fresh child process
  *   (`client-raw.ts`, `client-tcp.ts`, `client-socket.ts`), so heap, RSS
  *   and JIT state never leak from one measurement into another. Each child
@@ -30,7 +40,8 @@
  *   --only a,b        only these workloads: pingpong, pingpong-into, pingpong-1core,
  *                     bulk-send, bulk-recv, bulk-recv-into, connect-seq, connect-par,
  *                     connect-seq-abort, connect-par-abort, idle, lines, lines-crlf, lines-stream,
- *                     request-connect, request-pool
+ *                     request-connect, request-pool, tls-pingpong, tls-bulk-recv-into,
+ *                     workers-1, workers-2
  *   --impls a,b       only these implementations (raw,tcp,socket)
  *   --scale F         multiply every workload size by F (e.g. 0.1 for a quick look)
  *   --cpu-prof DIR    CPU-profile each client's timed section into DIR (slows it down)
@@ -41,7 +52,7 @@
  *   --json FILE       where to write the results (default bench-results.json)
  *   --help, -h        print these options
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -55,6 +66,7 @@ import {
   type Params,
   type Ports,
   type Result,
+  type TlsFiles,
   type Workload
 } from "./common.ts"
 
@@ -114,7 +126,12 @@ const params: Params = {
   linesWarmup: sized(20_000, 1_000),
   requests: sized(10_000, 100),
   requestsWarmup: sized(1_000, 64),
-  requestConnects: sized(2_000, 64)
+  requestConnects: sized(2_000, 64),
+  tlsPingpongCount: sized(10_000, 100),
+  tlsPingpongWarmup: sized(2_000, 100),
+  workerConnections: 64,
+  workerRequests: sized(40_000, 1_000),
+  workerWarmup: sized(10_000, 500)
 }
 
 // ------------------------------------------------------------------ pinning
@@ -155,6 +172,15 @@ interface WorkloadSpec {
   readonly sameCore?: boolean
   /** Implementations whose API could run it but the bench leaves out (time): "not run", not "—". */
   readonly notRun?: ReadonlyArray<Impl>
+  /** Implementations run only when `--only` names this workload (time): "not run" otherwise. */
+  readonly onDemand?: ReadonlyArray<Impl>
+  /** Over TLS: needs the invocation's certificate (peer's TLS listeners). */
+  readonly tls?: boolean
+  /**
+   * A server row: the implementation is the echo server (`server-workers.ts`,
+   * this many worker threads), the client is the load generator.
+   */
+  readonly workers?: number
 }
 
 interface Figure {
@@ -170,7 +196,7 @@ const spec = (
   title: string,
   impls: ReadonlyArray<Impl>,
   figures: ReadonlyArray<Figure>,
-  extra: Partial<Pick<WorkloadSpec, "baseline" | "sameCore" | "notRun">> = {}
+  extra: Partial<Pick<WorkloadSpec, "baseline" | "sameCore" | "notRun" | "onDemand" | "tls" | "workers">> = {}
 ): WorkloadSpec => ({ id, title, impls, figures, baseline: extra.baseline ?? id, ...extra })
 
 const all: ReadonlyArray<Impl> = impls
@@ -192,6 +218,13 @@ const connectFigures: ReadonlyArray<Figure> = [
 const linesFigures: ReadonlyArray<Figure> = [
   { key: "value", unit: "lines/s" },
   { key: "heapPerLine", unit: "heap B/line" }
+]
+const serverFigures: ReadonlyArray<Figure> = [
+  { key: "value", unit: "requests/s" },
+  { key: "p50us", unit: "p50 µs" },
+  { key: "p99us", unit: "p99 µs" },
+  { key: "serverCpuPerOp", unit: "server CPU µs/request" },
+  { key: "cpuPerOp", unit: "load gen. CPU µs/request" }
 ]
 const requestFigures: ReadonlyArray<Figure> = [
   { key: "value", unit: "requests/s" },
@@ -223,6 +256,25 @@ const workloads: ReadonlyArray<WorkloadSpec> = [
   }),
   spec("request-pool", `request/response 16 B ×${n(params.requests)}, TcpClient.pool size 1`, ["tcp"], requestFigures, {
     baseline: "request-connect"
+  }),
+  spec("tls-pingpong", `TLS ping-pong 16 B ×${n(params.tlsPingpongCount)} (raw: node:tls)`, ["raw", "tcp"], pingFigures, {
+    tls: true,
+    notRun: ["socket"]
+  }),
+  spec("tls-bulk-recv-into", `TLS bulk recv ${params.bulkBytes / MiB} MiB, recvInto (raw: node:tls)`, ["raw", "tcp"], bulkFigures, {
+    tls: true,
+    notRun: ["socket"]
+  }),
+  // raw node:net's echo server is the machine's reference, left out of a full run (time).
+  spec("workers-1", `echo server, 1 worker, ${params.workerConnections} conns ×${n(params.workerRequests)}`, ["raw", "tcp"], serverFigures, {
+    workers: 1,
+    notRun: ["socket"],
+    onDemand: ["raw"]
+  }),
+  spec("workers-2", "same, 2 workers (reusePort)", ["raw", "tcp"], serverFigures, {
+    workers: 2,
+    notRun: ["socket"],
+    onDemand: ["raw"]
   })
 ]
 
@@ -237,6 +289,10 @@ const selected = workloads.filter((w) =>
   (onlyWorkloads === undefined || onlyWorkloads.has(w.id)) && (w.sameCore !== true || pinning.peer !== undefined)
 )
 const wanted = (impl: Impl) => onlyImpls === undefined || onlyImpls.has(impl)
+/** Whether `impl` runs `workload` in this invocation (see `onDemand`). */
+const takesPart = (workload: WorkloadSpec, impl: Impl) =>
+  wanted(impl) && workload.impls.includes(impl) &&
+  (workload.onDemand?.includes(impl) !== true || onlyWorkloads?.has(workload.id) === true)
 
 // ------------------------------------------------------------------ children
 
@@ -284,9 +340,50 @@ const command = (args: ReadonlyArray<string>, cpu: string | undefined): [string,
   return [argv[0] ?? process.execPath, argv.slice(1)]
 }
 
-/** The peer, controlled over IPC. */
-const startPeer = async () => {
-  const [file, args] = command([Path.join(here, "peer.ts")], pinning.peer)
+/**
+ * The TLS rows' certificates, made once for this invocation with the
+ * `openssl` CLI (3.0+ for `req -CA`) in a temporary directory removed at
+ * exit: a CA, and an EC P-256 certificate it signed for localhost and
+ * 127.0.0.1, which the peer serves. Undefined (the TLS rows then fail and
+ * say why) when openssl cannot make them.
+ */
+const makeTlsFiles = (): TlsFiles | undefined => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-tcp-bench-tls-"))
+  process.on("exit", () => Fs.rmSync(dir, { recursive: true, force: true }))
+  // Our own configuration, so the system's openssl.cnf adds no extension.
+  const config = Path.join(dir, "openssl.cnf")
+  Fs.writeFileSync(config, "[req]\ndistinguished_name = dn\n[dn]\n")
+  const file = (name: string) => Path.join(dir, name)
+  const certificate = (name: string, subject: string, extensions: ReadonlyArray<string>, signed: boolean) =>
+    execFileSync("openssl", [
+      "req",
+      "-config",
+      config,
+      "-x509",
+      ...(signed ? ["-CA", file("ca.pem"), "-CAkey", file("ca.key")] : []),
+      ...["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc", "-keyout", file(`${name}.key`)],
+      ...["-out", file(`${name}.pem`), "-subj", subject, "-days", "2"],
+      ...extensions.flatMap((extension) => ["-addext", extension])
+    ], { stdio: ["ignore", "ignore", "pipe"], timeout: 20_000 })
+  try {
+    certificate("ca", "/CN=effect-tcp-bench-ca", ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign"], false)
+    certificate("server", "/CN=localhost", [
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "basicConstraints=CA:FALSE",
+      "extendedKeyUsage=serverAuth"
+    ], true)
+  } catch (error) {
+    const stderr: unknown = Reflect.get(Object(error), "stderr")
+    process.stderr.write(`warning: openssl could not make the TLS rows' certificates: ${String(stderr ?? error)}\n`)
+    return undefined
+  }
+  return { caFile: file("ca.pem"), certFile: file("server.pem"), keyFile: file("server.key") }
+}
+
+/** The peer, controlled over IPC; with `tls`, it also opens TLS listeners. */
+const startPeer = async (tls: TlsFiles | undefined) => {
+  const peerArgs = tls === undefined ? [] : [tls.certFile, tls.keyFile]
+  const [file, args] = command([Path.join(here, "peer.ts"), ...peerArgs], pinning.peer)
   const peer = spawn(file, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] })
   children.add(peer)
   peer.on("exit", () => children.delete(peer))
@@ -329,6 +426,51 @@ const clientFile: Record<Impl, string> = {
 }
 
 /**
+ * Starts the echo server of a workers row (`server-workers.ts`: `workers`
+ * threads of `impl` sharing one port) on `cpu` (or unpinned) and resolves
+ * with its port, its process id and how to stop it.
+ */
+const startServer = (
+  impl: Impl,
+  workers: number,
+  cpu: string | undefined
+): Promise<{ port: number; pid: number; stop: () => Promise<void> }> =>
+  new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_COMPILE_CACHE: compileCache }
+    const [file, args] = command([Path.join(here, "server-workers.ts"), JSON.stringify({ impl, workers, host: HOST })], cpu)
+    const server = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], env })
+    children.add(server)
+    const exited = new Promise<void>((done) => server.once("exit", () => done()))
+    let stdout = ""
+    let stderr = ""
+    const timer = setTimeout(() => server.kill("SIGKILL"), 10_000)
+    server.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
+    server.stdout.setEncoding("utf8").on("data", (text: string) => {
+      stdout += text
+      const line = stdout.split("\n")[0] ?? ""
+      if (!stdout.includes("\n")) return
+      clearTimeout(timer)
+      const port: unknown = Reflect.get(Object(JSON.parse(line)), "port")
+      if (typeof port !== "number") return reject(new Error(`server-workers said ${line}`))
+      resolve({
+        port,
+        pid: server.pid ?? 0,
+        stop: async () => {
+          server.kill("SIGKILL")
+          await exited
+        }
+      })
+    })
+    server.on("error", reject)
+    server.on("exit", (code, signal) => {
+      clearTimeout(timer)
+      children.delete(server)
+      if (options.verbose && stderr !== "") process.stderr.write(`[${impl} server ×${workers}] ${stderr}`)
+      reject(new Error(`server-workers exited (${String(code ?? signal)}) before listening: ${stderr.trim().split("\n")[0] ?? ""}`))
+    })
+  })
+
+/**
  * Node's compile cache (V8 code cache) for the children, fresh for this
  * invocation: every Effect client child otherwise spends about half a
  * second compiling `effect` and the library before its warm-up, and an
@@ -344,7 +486,8 @@ const runClient = (job: Job, cpu: string | undefined, limitMs: number): Promise<
     const env: NodeJS.ProcessEnv = { ...process.env, NODE_COMPILE_CACHE: compileCache }
     if (options["cpu-prof"] !== undefined) env["BENCH_CPU_PROF"] = Path.resolve(options["cpu-prof"])
     if (options["heap-prof"] !== undefined) env["BENCH_HEAP_PROF"] = Path.resolve(options["heap-prof"])
-    const [file, args] = command(["--expose-gc", Path.join(here, clientFile[job.impl]), JSON.stringify(job)], cpu)
+    const client = job.servePort === undefined ? clientFile[job.impl] : "load-generator.ts"
+    const [file, args] = command(["--expose-gc", Path.join(here, client), JSON.stringify(job)], cpu)
     const child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], env })
     children.add(child)
     let stdout = ""
@@ -363,6 +506,60 @@ const runClient = (job: Job, cpu: string | undefined, limitMs: number): Promise<
       reject(new Error(`${why}: ${stderr.trim().split("\n").slice(0, 3).join(" | ")}`))
     })
   })
+
+/**
+ * The workers rows' load generator in C (`load-generator.c`), compiled once
+ * for this invocation with `cc -O2`; undefined (then `load-generator.ts`
+ * runs) when there is no compiler or it fails.
+ */
+const compileLoadGenerator = (): string | undefined => {
+  const binary = Path.join(compileCache, "load-generator")
+  const built = spawnSync("cc", ["-O2", "-o", binary, Path.join(here, "load-generator.c")], { encoding: "utf8" })
+  if (built.status === 0) return binary
+  process.stderr.write(`warning: cc could not build load-generator.c (${built.error?.message ?? built.stderr.trim()}); the workers rows use load-generator.ts\n`)
+  return undefined
+}
+
+/** Runs the C load generator for a workers row's job (against `job.servePort`) on `cpu`; at most `limitMs`. */
+const runLoadGenerator = (binary: string, job: Job, cpu: string | undefined, limitMs: number): Promise<Result> =>
+  new Promise((resolve, reject) => {
+    const p = job.params
+    const argv = [job.servePort, p.workerConnections, p.workerWarmup, p.workerRequests, job.servePid].map(String)
+    const pinned = cpu === undefined ? [] : ["taskset", "-c", cpu]
+    const [file, ...args] = [...pinned, ...limitPrefix, binary, ...argv]
+    const child = spawn(file ?? binary, args, { stdio: ["ignore", "pipe", "pipe"] })
+    children.add(child)
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text))
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
+    const timer = setTimeout(() => child.kill("SIGKILL"), limitMs)
+    child.on("error", reject)
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer)
+      children.delete(child)
+      const [elapsedMs, p50us, p99us, cpuPerOp, serverCpuPerOp] = stdout.trim().split(" ").map(Number)
+      if (code === 0 && elapsedMs !== undefined && elapsedMs > 0) {
+        const metrics: Record<string, number> = { p50us: p50us ?? Number.NaN, p99us: p99us ?? Number.NaN }
+        metrics["cpuPerOp"] = cpuPerOp ?? Number.NaN
+        if (serverCpuPerOp !== undefined && serverCpuPerOp >= 0) metrics["serverCpuPerOp"] = serverCpuPerOp
+        return resolve({ value: p.workerRequests / (elapsedMs / 1000), metrics, elapsedMs })
+      }
+      const why = signal === "SIGKILL" ? `killed after ${limitMs} ms` : `exit ${String(code ?? signal)}`
+      reject(new Error(`load generator ${why}: ${stderr.trim().split("\n")[0] ?? ""}`))
+    })
+  })
+
+/**
+ * Where a workers row's server and load generator run: with split
+ * pinning, one worker on the clients' core and the load generator on the
+ * peer's (which has nothing to do in these rows); two workers are not
+ * pinned (they need both cores), nor then is the load generator.
+ */
+const serverPinning = (workers: number): { server: string | undefined; loadGenerator: string | undefined } =>
+  workers === 1 && pinning.peer !== undefined && pinning.client !== undefined && pinning.peer !== pinning.client
+    ? { server: pinning.client, loadGenerator: pinning.peer }
+    : { server: undefined, loadGenerator: undefined }
 
 // --------------------------------------------------------------- statistics
 
@@ -488,6 +685,24 @@ const targets: ReadonlyArray<Target> = [
     against: { impl: "tcp", workload: "request-connect" },
     op: ">=",
     limit: 5
+  },
+  { text: "TLS ping-pong ≥ 0.9× raw node:tls", workload: "tls-pingpong", figure: "value", on: "ratio", op: ">=", limit: 0.9 },
+  {
+    text: "TLS bulk recvInto ≥ 0.9× raw node:tls",
+    workload: "tls-bulk-recv-into",
+    figure: "value",
+    on: "ratio",
+    op: ">=",
+    limit: 0.9
+  },
+  {
+    text: "serve echo, 2 workers ≥ 1.7× 1 worker",
+    workload: "workers-2",
+    figure: "value",
+    on: "ratio",
+    against: { impl: "tcp", workload: "workers-1" },
+    op: ">=",
+    limit: 1.7
   }
 ]
 
@@ -545,7 +760,9 @@ const main = async () => {
   console.log(`node ${machine.node}; ${machine.date}; ${runs} runs per cell, each a fresh child process; ${pinning.text}`)
   console.log("")
 
-  const peer = await startPeer()
+  const tlsFiles = selected.some((w) => w.tls === true) ? makeTlsFiles() : undefined
+  const loadGenerator = selected.some((w) => w.workers !== undefined) ? compileLoadGenerator() : undefined
+  const peer = await startPeer(tlsFiles)
   const records: Array<RunRecord> = []
   let skipped = 0
   try {
@@ -553,22 +770,39 @@ const main = async () => {
       const roundStart = performance.now()
       for (const workload of selected) {
         for (const impl of workload.impls) {
-          if (!wanted(impl)) continue
+          if (!takesPart(workload, impl)) continue
           if (performance.now() - started > budgetMs) {
             skipped += 1
             continue
           }
           const ports = await peer.open()
-          const job: Job = { impl, workload: workload.id, host: HOST, ports, params }
+          const base: Job = { impl, workload: workload.id, host: HOST, ports, params }
+          const placed = workload.workers === undefined ? undefined : serverPinning(workload.workers)
+          const server = workload.workers === undefined ? undefined : await startServer(impl, workload.workers, placed?.server).catch(
+            (error: unknown) => error instanceof Error ? error : new Error(String(error))
+          )
           try {
-            const cpu = workload.sameCore === true ? pinning.peer : pinning.client
-            const result = await runClient(job, cpu, 30_000)
+            if (server instanceof Error) throw server
+            const job: Job = {
+              ...base,
+              ...(workload.tls === true && tlsFiles !== undefined ? { tls: tlsFiles } : {}),
+              ...(server === undefined ? {} : { servePort: server.port, servePid: server.pid })
+            }
+            const cpu = placed !== undefined
+              ? placed.loadGenerator
+              : workload.sameCore === true
+              ? pinning.peer
+              : pinning.client
+            const result = server !== undefined && loadGenerator !== undefined
+              ? await runLoadGenerator(loadGenerator, job, cpu, 30_000)
+              : await runClient(job, cpu, 30_000)
             records.push({ impl, workload: workload.id, run, result })
           } catch (error) {
             const message = error instanceof Error ? error.message : String(error)
             records.push({ impl, workload: workload.id, run, error: message })
             process.stderr.write(`  ${implNames[impl]} ${workload.id} run ${run}: ${message}\n`)
           } finally {
+            if (server !== undefined && !(server instanceof Error)) await server.stop()
             await peer.close()
           }
         }
@@ -599,6 +833,7 @@ const main = async () => {
         if (impl !== "raw" && !workload.impls.includes(impl)) {
           return { impl, text: workload.notRun?.includes(impl) === true ? "not run" : "—" }
         }
+        if (workload.onDemand?.includes(impl) === true && !takesPart(workload, impl)) return { impl, text: "not run" }
         const s = summarize(figureValues(impl, source, figure.key))
         if (s === undefined) return { impl, text: "n/a" }
         const ratio = impl !== "raw" && raw !== undefined && raw.median !== 0 ? s.median / raw.median : undefined
@@ -683,8 +918,21 @@ rows against raw 'data' events). Higher is better for /s figures; lower for late
   TcpClient.pool(address, { size: 1 }), each request in Effect.scoped(pool.get() + send +
   recv(16)) so the socket goes back at the scope's end; checked to have made 1 connection.
   Its ratio is to raw's connect-per-request row; the target line divides by effect-tcp's.
+- TLS rows: as ping-pong (${n(params.tlsPingpongCount)} timed) and bulk recv, to the peer's node:tls listeners
+  (TLS 1.3, a P-256 certificate for 127.0.0.1 signed by a CA made for this invocation with the
+  openssl CLI). raw: tls.connect({ ca }) and 'data' events; effect-tcp: TcpClient.connect(address,
+  { tls: { ca } }), send + recv(16) / recvInto(one reused 64 KiB buffer).
+- echo server rows: a load generator (${loadGenerator === undefined ? "load-generator.ts, node:net" : "load-generator.c, epoll"}) keeps ${params.workerConnections} connections busy, each
+  with one 16-byte request outstanding, ${n(params.workerRequests)} requests timed after ${n(params.workerWarmup)}; the server is
+  1 or 2 worker threads sharing the port with reusePort (raw: node:net, a write per 'data';
+  effect-tcp: TcpListener.listen({ reusePort: true }) + serve of recv(16) + send). On a 2-core
+  machine the load generator takes CPU the two workers would use: its CPU µs/request times
+  requests/s is its share of a core. Server CPU: the server process's user + system time in the
+  timed section (/proc, 10 ms ticks) per request. ${serverPinning(1).server === undefined ? "Nothing pinned." : `1 worker pinned to CPU ${serverPinning(1).server ?? ""}, the load
+  generator to CPU ${serverPinning(1).loadGenerator ?? ""}; with 2 workers nothing is pinned.`} The 2-worker target divides by effect-tcp's 1-worker row.
 - —: the API has no such operation. not run: it has, but the bench leaves it out (time; its
-  connects are the connect + close rows). n/a: every run failed (see stderr / the JSON).
+  connects are the connect + close rows; TLS through NodeSocket.fromDuplex; NodeSocketServer).
+  n/a: every run failed (see stderr / the JSON).
 Peer: one raw node:net process (peer.ts) for every implementation, fresh listeners per run;
 ${pinning.text}. Each (implementation, workload, run) is a fresh child process.
 ${skipped === 0 ? "" : `Time budget (${options.budget} s) used up: ${skipped} run(s) skipped, some cells have fewer than ${runs} runs.\n`}${failures.length === 0 ? "All runs succeeded." : `${failures.length} run(s) failed: ${failures.map((f) => `${f.impl}/${f.workload}#${f.run}`).join(", ")}`}
