@@ -10,13 +10,16 @@
  * Run by `run.ts` as `node server-workers.ts '{"impl":"tcp","workers":2,"host":"127.0.0.1"}'`:
  * prints `{"port":P}` once every worker listens, and serves until killed.
  * The workers run `server-worker.ts`; this main thread loads no `effect`,
- * so it starts them at once.
+ * so it starts them at once. With `"port":P` in the job, every worker joins
+ * port P's group instead (a second process beside a first one: how the
+ * threads-or-processes comparison in the README was run).
  *
  * Worker threads rather than child processes: one process to start, watch
  * and stop, each worker an event loop and V8 heap of its own with no
  * process image or IPC channel more, and `reusePort` needs nothing shared
  * between them (each worker's listen makes its own socket in the port's
  * group; unlike `node:cluster`, no handle passes through the main thread).
+ * Two processes of one worker each serve at the same rate here.
  */
 import { Worker } from "node:worker_threads"
 import type { WorkerJob } from "./server-worker.ts"
@@ -25,6 +28,8 @@ interface ServerJob {
   readonly impl: WorkerJob["impl"]
   readonly workers: number
   readonly host: string
+  /** Join this port's reusePort group (another process's) instead of picking a free one. */
+  readonly port?: number
 }
 
 /** Starts one worker: `port` tells it the port to join (the first one finds its own), resolves with the port it listens on. */
@@ -46,10 +51,15 @@ const job = JSON.parse(arg) as ServerJob
 const main = async () => {
   // All start (and load their modules) at once; the first picks the port,
   // the others then join its reusePort group.
-  const port = startWorker({ impl: job.impl, host: job.host, first: true }, Promise.resolve(0))
+  const port = job.port === undefined
+    ? startWorker({ impl: job.impl, host: job.host, first: true }, Promise.resolve(0))
+    : Promise.resolve(job.port)
   await Promise.all([
     port,
-    ...Array.from({ length: job.workers - 1 }, () => startWorker({ impl: job.impl, host: job.host, first: false }, port))
+    ...Array.from(
+      { length: job.port === undefined ? job.workers - 1 : job.workers },
+      () => startWorker({ impl: job.impl, host: job.host, first: false }, port)
+    )
   ])
   process.stdout.write(`${JSON.stringify({ port: await port })}\n`)
 }
