@@ -20,7 +20,8 @@
  *   when there is no C compiler). With `--pin split`, the 1-worker server
  *   runs on the clients' core and the load generator on the peer's (idle
  *   in these rows); with 2 workers neither is pinned, as the workers need
- *   both cores.
+ *   both cores. The raw `node:net` echo server, the machine's reference,
+ *   runs only when `--only` names these rows (time).
  * - Every (implementation, workload, run) is a fresh child process
  *   (`client-raw.ts`, `client-tcp.ts`, `client-socket.ts`), so heap, RSS
  *   and JIT state never leak from one measurement into another. Each child
