@@ -34,8 +34,8 @@
  *   the table (and in `common.ts` for heap allocation).
  * - Default sizes (256 MiB bulk, 20,000 round trips, 2,000 connects, 1,000
  *   idle connections, 100,000 lines, 10,000 pooled requests, 5,000 TLS round
- *   trips, 30,000 echo-server requests, 5 runs) take about 4 minutes on a
- *   quiet 2-core VM (3¼ before the TLS and echo-server rows).
+ *   trips, 30,000 echo-server requests, 5 runs) take about 3⅓ minutes on a
+ *   quiet 2-core VM, 38 s of it the TLS and echo-server rows.
  *
  * Options (`npm run bench -- --runs 3 --only pingpong,bulk-recv`):
  *   --runs N          runs per cell (default 5; fewer than 5 only for trying things out)
