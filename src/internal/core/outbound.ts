@@ -146,7 +146,7 @@ export class Outbound {
     const reached = this.transport.write(outgoing.chunks, outgoing.offset, outgoing.total)
     if (reached instanceof Error) return this.failure(reached)
     outgoing.offset = reached
-    return reached === outgoing.total && this.transport.flushed ? undefined : "waiting"
+    return reached === outgoing.total && (this.transport.flushed || this.transport.taken) ? undefined : "waiting"
   }
 
   private failure(cause: unknown): TcpError.SendError {

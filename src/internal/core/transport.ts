@@ -18,6 +18,13 @@ export interface Transport {
   write(chunks: ReadonlyArray<Uint8Array>, offset: number, total: number): number | Error
   /** Whether nothing handed to `write` or `end` is still in flight. */
   readonly flushed: boolean
+  /**
+   * Whether what `write` took, still in flight, is the transport's own copy
+   * and it can take more now, so a send may end without waiting for it (a
+   * TLS socket, whose bytes pass through OpenSSL before any kernel sees
+   * them). `writable` still follows once all of it is through.
+   */
+  readonly taken: boolean
   /** Sends the FIN after what was written; `writable` follows once it is through (if not `flushed` at once). */
   end(): void
   /** Why no more bytes can be written, once the connection is gone: its error, or `null` for none. */

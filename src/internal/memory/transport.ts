@@ -157,6 +157,7 @@ export class Side implements Transport {
 
   /** This end is the kernel: what it took is sent. */
   readonly flushed = true
+  readonly taken = true
 
   end(): void {
     this.outgoing.fin = true

@@ -231,6 +231,17 @@ export class NodeTransport implements Transport {
     return this.socket.writableLength === 0
   }
 
+  /**
+   * On TLS, a send ends once Node holds its copy below the socket's
+   * high-water mark: Node reports a TLS write through only on a later tick,
+   * after OpenSSL and the kernel, and waiting for that cost a fiber
+   * suspension per send. On plain TCP a send ends when the kernel took its
+   * bytes (libdill's `bsend`).
+   */
+  get taken(): boolean {
+    return this.encrypted && this.socket.writableLength <= this.socket.writableHighWaterMark
+  }
+
   end(): void {
     this.socket.end(this.afterWrite)
   }
