@@ -95,6 +95,8 @@ const pendingReset = (socket: Net.Socket): Error | undefined => {
 }
 
 
+const ignoreError = (): void => {}
+
 /** What `socket.tls` shows of a TLS socket. */
 export const infoOf = (socket: Tls.TLSSocket): Info => {
   const certificate = socket.getPeerCertificate()
@@ -160,6 +162,8 @@ export class NodeTransport implements Transport {
     socket.off("error", this.onError)
     socket.off("close", this.onClose)
     socket.off("data", this.onData)
+    // The TLS socket over it reports the connection's errors; an 'error' here with no listener would throw.
+    socket.on("error", ignoreError)
     const pending = this.pending
     this.pending = undefined
     return pending
