@@ -7,7 +7,7 @@ import { Effect, Fiber } from "effect"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
 import { TcpClient, TcpListener, TcpTls } from "../../src/index.ts"
-import { checkFdLeaks, str, text, withTcp } from "../helpers.ts"
+import { checkFdLeaks, forkWaiting, str, text, withTcp } from "../helpers.ts"
 import { findOpenssl, makeCertificates } from "./certs.ts"
 
 const openssl = findOpenssl("tls/upgrade")
@@ -76,5 +76,23 @@ describe.skipIf(openssl === undefined)("TcpTls upgrades (STARTTLS)", () => {
       yield* secure.send(text("ping\r\n"), T)
       assert.strictEqual(str(yield* secure.recvUntil("\r\n", T)), "echo ping")
       yield* secure.close(T)
+    })))
+
+  it.live("an upgrade while a receive waits is refused with InvalidArgument, and the plaintext socket goes on", () =>
+    withTcp(Effect.gen(function*() {
+      const certs = yield* makeCertificates(openssl ?? "openssl")
+      const listener = yield* TcpListener.listen("127.0.0.1:0")
+      const client = yield* TcpClient.connect(`127.0.0.1:${listener.port}`, T)
+      const server = yield* listener.accept(T)
+      const waiting = yield* forkWaiting(server.recv(4, T), "a receive")
+      const refused = yield* Effect.flip(TcpTls.server(server, { cert: certs.server.cert, key: certs.server.key, ...T }))
+      assert.strictEqual(refused._tag, "InvalidArgument")
+      yield* client.send(text("ping"), T)
+      assert.strictEqual(str(yield* Fiber.join(waiting)), "ping")
+      // Interrupted mid-handshake (the client never answers): everything is released.
+      const handshake = yield* forkWaiting(TcpTls.server(server, { cert: certs.server.cert, key: certs.server.key }), "a handshake")
+      yield* Fiber.interrupt(handshake)
+      assert.strictEqual((yield* Effect.flip(server.recv(1, T)))._tag, "Closed")
+      assert.strictEqual((yield* Effect.flip(client.recv(1, T)))._tag, "PeerClosed")
     })))
 })
