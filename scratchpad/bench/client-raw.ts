@@ -12,6 +12,7 @@ import {
   awaitHandlesClosed,
   bulkResult,
   clientMain,
+  connectNet,
   connectsResult,
   connectsShape,
   encodeLength,
@@ -28,16 +29,6 @@ import {
   type Result,
   settledMemory
 } from "./common.ts"
-
-const connect = (host: string, port: number): Promise<Net.Socket> =>
-  new Promise((resolve, reject) => {
-    const socket = Net.connect({ host, port, noDelay: true })
-    socket.once("connect", () => {
-      socket.off("error", reject)
-      resolve(socket)
-    })
-    socket.once("error", reject)
-  })
 
 /** A `node:tls` connection that trusts the bench's CA, its handshake done. */
 const connectTls = (job: Job, port: number | undefined): Promise<Tls.TLSSocket> =>
@@ -237,7 +228,7 @@ const run = async (job: Job): Promise<Result> => {
     case "pingpong":
     case "pingpong-into":
     case "pingpong-1core": {
-      const socket = await connect(host, job.ports.echo)
+      const socket = await connectNet(host, job.ports.echo)
       await pingpong(socket, p.pingpongWarmup)
       const samples = new Float64Array(p.pingpongCount)
       const measured = await measure(job, () => pingpong(socket, p.pingpongCount, samples))
@@ -245,7 +236,7 @@ const run = async (job: Job): Promise<Result> => {
       return pingpongResult(p.pingpongCount, samples, measured)
     }
     case "bulk-send": {
-      const socket = await connect(host, job.ports.sink)
+      const socket = await connectNet(host, job.ports.sink)
       const chunk = Buffer.alloc(p.chunkSize, 0x62)
       await sendBulk(socket, p.bulkWarmupBytes, chunk)
       const measured = await measure(job, () => sendBulk(socket, p.bulkBytes, chunk))
@@ -254,7 +245,7 @@ const run = async (job: Job): Promise<Result> => {
     }
     case "bulk-recv":
     case "bulk-recv-into": {
-      const socket = await connect(host, job.ports.source)
+      const socket = await connectNet(host, job.ports.source)
       await recvBulk(socket, p.bulkWarmupBytes)
       const measured = await measure(job, () => recvBulk(socket, p.bulkBytes))
       socket.destroy()
@@ -277,7 +268,7 @@ const run = async (job: Job): Promise<Result> => {
     case "lines":
     case "lines-crlf":
     case "lines-stream": {
-      const socket = await connect(host, job.ports.lines)
+      const socket = await connectNet(host, job.ports.lines)
       await recvLines(socket, p.linesWarmup)
       const measured = await measure(job, () => recvLines(socket, p.linesCount))
       socket.destroy()
@@ -315,14 +306,14 @@ const run = async (job: Job): Promise<Result> => {
     }
     case "idle": {
       // Warm the code paths, then measure RSS around `idleConns` open connections.
-      const warm = await Promise.all(Array.from({ length: 8 }, () => connect(host, job.ports.idle)))
+      const warm = await Promise.all(Array.from({ length: 8 }, () => connectNet(host, job.ports.idle)))
       for (const socket of warm) socket.destroy()
       const before = await settledMemory(50)
       const t0 = performance.now()
       const sockets: Array<Net.Socket> = []
       for (let i = 0; i < p.idleConns; i += p.inFlight) {
         const batch = Math.min(p.inFlight, p.idleConns - i)
-        sockets.push(...await Promise.all(Array.from({ length: batch }, () => connect(host, job.ports.idle))))
+        sockets.push(...await Promise.all(Array.from({ length: batch }, () => connectNet(host, job.ports.idle))))
       }
       const elapsedMs = performance.now() - t0
       for (const socket of sockets) socket.on("error", () => {})

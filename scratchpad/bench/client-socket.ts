@@ -19,10 +19,8 @@ import {
   clientMain,
   connectsShape,
   encodeLength,
-  isCheckedLine,
   type Job,
-  LINE_BYTES,
-  lineMismatch,
+  lineProblem,
   linesResult,
   pingpongResult,
   type Result
@@ -105,13 +103,7 @@ const recvLines = (conn: LinesConn, count: number) =>
       Stream.take(count),
       Stream.runFold(() => ({ received: 0, mismatch: undefined as string | undefined }), (state, line: string) => {
         const i = state.received
-        if (state.mismatch === undefined) {
-          state.mismatch = line.length !== LINE_BYTES
-            ? `line ${i}: ${line.length} characters`
-            : isCheckedLine(i, count)
-            ? lineMismatch(line, i)
-            : undefined
-        }
+        if (state.mismatch === undefined) state.mismatch = lineProblem(line, i, count)
         state.received = i + 1
         return state
       })

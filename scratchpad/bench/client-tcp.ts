@@ -17,10 +17,8 @@ import {
   clientMain,
   connectsShape,
   encodeLength,
-  isCheckedLine,
   type Job,
-  LINE_BYTES,
-  lineMismatch,
+  lineProblem,
   linesResult,
   openTcpHandles,
   pingpongResult,
@@ -79,12 +77,7 @@ const recvLines = <E>(socket: TcpSocket.TcpSocket, count: number, receive: () =>
   Effect.gen(function*() {
     yield* socket.send(encodeLength(count))
     for (let i = 0; i < count; i++) {
-      const line = yield* receive()
-      const mismatch = line.length !== LINE_BYTES
-        ? `line ${i}: ${line.length} bytes`
-        : isCheckedLine(i, count)
-        ? lineMismatch(line, i)
-        : undefined
+      const mismatch = lineProblem(yield* receive(), i, count)
       if (mismatch !== undefined) return yield* Effect.die(new Error(mismatch))
     }
   })
@@ -100,11 +93,7 @@ const recvLinesStream = (socket: TcpSocket.TcpSocket, lines: TcpMessage.MessageS
       Stream.runForEachArray((batch) =>
         Effect.sync(() => {
           for (const line of batch) {
-            mismatch ??= line.length !== LINE_BYTES
-              ? `line ${i}: ${line.length} bytes`
-              : isCheckedLine(i, count)
-              ? lineMismatch(line, i)
-              : undefined
+            mismatch ??= lineProblem(line, i, count)
             i++
           }
         })
@@ -198,23 +187,18 @@ const program = (job: Job): Effect.Effect<Result, TcpError.TcpError, Client> => 
       const { inFlight, abort } = connectsShape(job)
       return connectRate(job, (count) => connects(at(job.ports.accept), count, inFlight, abort))
     }
+    case "lines":
+    case "lines-crlf":
     case "lines-stream":
       return Effect.scoped(Effect.gen(function*() {
         const socket = yield* TcpClient.connect(at(job.ports.lines))
         const lines = yield* TcpMessage.crlf(socket)
-        yield* recvLinesStream(socket, lines, p.linesWarmup)
-        const measured = yield* timed(job, recvLinesStream(socket, lines, p.linesCount))
-        yield* socket.abort
-        return linesResult(p.linesCount, measured)
-      }))
-    case "lines":
-    case "lines-crlf":
-      return Effect.scoped(Effect.gen(function*() {
-        const socket = yield* TcpClient.connect(at(job.ports.lines))
-        const lines = yield* TcpMessage.crlf(socket)
-        const receive = job.workload === "lines" ? () => socket.recvUntil("\r\n") : () => lines.recv()
-        yield* recvLines(socket, p.linesWarmup, receive)
-        const measured = yield* timed(job, recvLines(socket, p.linesCount, receive))
+        const receive = (count: number) =>
+          job.workload === "lines-stream"
+            ? recvLinesStream(socket, lines, count)
+            : recvLines(socket, count, job.workload === "lines" ? () => socket.recvUntil("\r\n") : () => lines.recv())
+        yield* receive(p.linesWarmup)
+        const measured = yield* timed(job, receive(p.linesCount))
         yield* socket.abort
         return linesResult(p.linesCount, measured)
       }))

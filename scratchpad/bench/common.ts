@@ -8,6 +8,7 @@
  */
 import * as Fs from "node:fs"
 import * as Inspector from "node:inspector/promises"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import * as V8 from "node:v8"
 
@@ -169,6 +170,18 @@ export const lineBlock = (): Buffer =>
 /** The lines a client checks byte for byte (besides every line's length, and the count). */
 export const isCheckedLine = (index: number, count: number): boolean =>
   index % 4099 === 0 || index === count - 1 || index === LINES_PER_BLOCK - 1 || index === LINES_PER_BLOCK
+
+/**
+ * Why `line` (without CRLF) is not line `index` of a reply of `count`:
+ * every line's length is checked, some lines' content (`isCheckedLine`);
+ * `undefined` when it is right.
+ */
+export const lineProblem = (line: Uint8Array | string, index: number, count: number): string | undefined =>
+  line.length !== LINE_BYTES
+    ? `line ${index}: ${line.length} ${typeof line === "string" ? "characters" : "bytes"}`
+    : isCheckedLine(index, count)
+    ? lineMismatch(line, index)
+    : undefined
 
 /** Why `line` (without CRLF) is not line `index` of the reply, or `undefined` when it is; bytes or text. */
 export const lineMismatch = (line: Uint8Array | string, index: number): string | undefined => {
@@ -418,3 +431,14 @@ export const clientMain = (run: (job: Job) => Promise<Result>): void => {
     }
   )
 }
+
+/** A raw `node:net` connection with Nagle off, once it is connected. */
+export const connectNet = (host: string, port: number): Promise<Net.Socket> =>
+  new Promise((resolve, reject) => {
+    const socket = Net.connect({ host, port, noDelay: true })
+    socket.once("connect", () => {
+      socket.off("error", reject)
+      resolve(socket)
+    })
+    socket.once("error", reject)
+  })

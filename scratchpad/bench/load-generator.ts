@@ -12,19 +12,9 @@
  */
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import { clientMain, type Job, latencyMetrics, type Result } from "./common.ts"
+import { clientMain, connectNet, type Job, latencyMetrics, type Result } from "./common.ts"
 
 const REQUEST_BYTES = 16
-
-const connect = (host: string, port: number): Promise<Net.Socket> =>
-  new Promise((resolve, reject) => {
-    const socket = Net.connect({ host, port, noDelay: true })
-    socket.once("connect", () => {
-      socket.off("error", reject)
-      resolve(socket)
-    })
-    socket.once("error", reject)
-  })
 
 /**
  * Sends `total` requests over `sockets`, each socket one at a time; resolves
@@ -97,7 +87,7 @@ const run = async (job: Job): Promise<Result> => {
   const port = job.servePort
   if (port === undefined) throw new Error("no server port in the job")
   const p = job.params
-  const sockets = await Promise.all(Array.from({ length: p.workerConnections }, () => connect(job.host, port)))
+  const sockets = await Promise.all(Array.from({ length: p.workerConnections }, () => connectNet(job.host, port)))
   await drive(sockets, p.workerWarmup)
   const samples = new Float64Array(p.workerRequests)
   const cpu0 = cpuUs()

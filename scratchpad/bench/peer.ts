@@ -16,7 +16,7 @@
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Tls from "node:tls"
-import { decodeLength, encodeLength, HEADER_BYTES, LINE_BYTES, lineBlock, LINES_PER_BLOCK, type Ports } from "./common.ts"
+import { decodeLength, encodeLength, HEADER_BYTES, LINE_BYTES, lineBlock, type Ports } from "./common.ts"
 
 const HOST = "127.0.0.1"
 const CHUNK = Buffer.alloc(64 * 1024, 0x5a)
@@ -85,18 +85,20 @@ const sink = (socket: Net.Socket): void => {
 }
 
 /**
- * Source: requests follow one another on a connection. Each is an 8-byte
- * length N; send N bytes in 64 KiB chunks (one reused buffer), honouring
- * backpressure with `drain`.
+ * Requests follow one another on a connection; each is an 8-byte count N of
+ * units of `unitBytes`. Answers with N units taken from the start of `block`
+ * and round it again, one block per write, honouring backpressure with
+ * `drain`.
  */
-const source = (socket: Net.Socket): void => {
+const streamUnits = (socket: Net.Socket, block: Uint8Array, unitBytes: number): void => {
+  const perBlock = Math.floor(block.length / unitBytes)
   let readHeader = headerReader()
   let left = 0
   const pump = (): void => {
     while (left > 0) {
-      const n = Math.min(left, CHUNK.length)
+      const n = Math.min(left, perBlock)
       left -= n
-      if (!socket.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
+      if (!socket.write(n === perBlock ? block : block.subarray(0, n * unitBytes))) {
         socket.once("drain", pump)
         return
       }
@@ -112,34 +114,11 @@ const source = (socket: Net.Socket): void => {
   })
 }
 
-/**
- * Lines: requests follow one another on a connection. Each is an 8-byte
- * count N; send N CRLF-terminated lines, from the start of the line block
- * and round it again, one block (66 KiB) per write, honouring backpressure
- * with `drain`.
- */
-const lines = (socket: Net.Socket): void => {
-  let readHeader = headerReader()
-  let left = 0
-  const pump = (): void => {
-    while (left > 0) {
-      const n = Math.min(left, LINES_PER_BLOCK)
-      left -= n
-      if (!socket.write(n === LINES_PER_BLOCK ? LINES : LINES.subarray(0, n * LINE_WIRE_BYTES))) {
-        socket.once("drain", pump)
-        return
-      }
-    }
-  }
-  socket.on("data", (data: Buffer) => {
-    if (left > 0) return
-    const header = readHeader(data)
-    if (header === undefined) return
-    readHeader = headerReader()
-    left = header.length
-    pump()
-  })
-}
+/** Source: each request is a length N; N bytes in 64 KiB chunks (one reused buffer). */
+const source = (socket: Net.Socket): void => streamUnits(socket, CHUNK, 1)
+
+/** Lines: each request is a count N; N CRLF-terminated lines, one block (66 KiB) per write. */
+const lines = (socket: Net.Socket): void => streamUnits(socket, LINES, LINE_WIRE_BYTES)
 
 /** Accept: read to EOF; Node ends our side when the client's FIN arrives (allowHalfOpen off). */
 const accept = (socket: Net.Socket): void => {

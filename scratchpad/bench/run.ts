@@ -620,94 +620,58 @@ interface Target {
   readonly show?: (median: number) => string
 }
 
-const vsSocket = (text: string, workload: Workload, figure: string, op: ">=" | "<=", limit: number): Target => ({
+/** effect-tcp's median of `figure` on `workload` divided by raw's (on the workload's baseline), against `limit`. */
+const vsRaw = (text: string, workload: Workload, op: ">=" | "<=", limit: number, figure = "value"): Target => ({
   text,
   workload,
   figure,
   on: "ratio",
-  against: { impl: "socket", workload },
   op,
   limit
 })
 
+/** As `vsRaw`, divided by `impl`'s median on `against` (by default the same workload). */
+const vsCell = (
+  text: string,
+  workload: Workload,
+  impl: Impl,
+  op: ">=" | "<=",
+  limit: number,
+  figure = "value",
+  against: Workload = workload
+): Target => ({ ...vsRaw(text, workload, op, limit, figure), against: { impl, workload: against } })
+
 // #14's targets: every workload ≥ 1.1× effect/socket with heap and idle RSS no
 // higher than its, and these against raw node:net.
 const targets: ReadonlyArray<Target> = [
-  vsSocket("ping-pong ≥ 1.1× effect/socket", "pingpong", "value", ">=", 1.1),
-  vsSocket("  same, client on the peer's core", "pingpong-1core", "value", ">=", 1.1),
-  vsSocket("bulk send ≥ 1.1× effect/socket", "bulk-send", "value", ">=", 1.1),
-  vsSocket("bulk recv(65536) ≥ 1.1× effect/socket", "bulk-recv", "value", ">=", 1.1),
-  vsSocket("connects sequential ≥ 1.1× effect/socket", "connect-seq", "value", ">=", 1.1),
-  vsSocket("connects 64 in flight ≥ 1.1× effect/socket", "connect-par", "value", ">=", 1.1),
-  vsSocket("heap per round trip ≤ effect/socket's", "pingpong-1core", "heapPerOp", "<=", 1),
-  vsSocket("heap per MiB received (recv) ≤ effect/socket's", "bulk-recv", "heapPerMiB", "<=", 1),
-  vsSocket("heap per MiB sent ≤ effect/socket's", "bulk-send", "heapPerMiB", "<=", 1),
-  vsSocket("heap per connect ≤ effect/socket's", "connect-seq", "heapPerOp", "<=", 1),
-  vsSocket("RSS per idle connection ≤ effect/socket's", "idle", "value", "<=", 1),
-  { text: "ping-pong ≥ 0.9× raw, client on the peer's core", workload: "pingpong-1core", figure: "value", on: "ratio", op: ">=", limit: 0.9 },
-  { text: "  same, across cores", workload: "pingpong", figure: "value", on: "ratio", op: ">=", limit: 0.9 },
-  { text: "bulk recv(65536) ≥ 1.0× raw", workload: "bulk-recv", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
-  { text: "bulk send ≥ 1.0× raw", workload: "bulk-send", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
-  { text: "connects ≥ 0.8× raw, sequential", workload: "connect-seq", figure: "value", on: "ratio", op: ">=", limit: 0.8 },
-  { text: "connects ≥ 0.8× raw, 64 in flight", workload: "connect-par", figure: "value", on: "ratio", op: ">=", limit: 0.8 },
-  { text: "bulk recvInto ≥ 1.3× raw 'data' events", workload: "bulk-recv-into", figure: "value", on: "ratio", op: ">=", limit: 1.3 },
-  { text: "lines/s, recvUntil ≥ 1.0× raw", workload: "lines", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
-  {
-    text: "lines/s, recvUntil ≥ 1.5× effect/socket",
-    workload: "lines",
-    figure: "value",
-    on: "ratio",
-    against: { impl: "socket", workload: "lines" },
-    op: ">=",
-    limit: 1.5
-  },
-  { text: "lines/s, TcpMessage.crlf ≥ 1.0× raw", workload: "lines-crlf", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
-  {
-    text: "lines/s, TcpMessage.crlf ≥ 1.5× effect/socket",
-    workload: "lines-crlf",
-    figure: "value",
-    on: "ratio",
-    against: { impl: "socket", workload: "lines" },
-    op: ">=",
-    limit: 1.5
-  },
-  { text: "lines/s, TcpMessage.crlf stream ≥ 1.0× raw", workload: "lines-stream", figure: "value", on: "ratio", op: ">=", limit: 1.0 },
-  {
-    text: "lines/s, TcpMessage.crlf stream ≥ 1.5× effect/socket",
-    workload: "lines-stream",
-    figure: "value",
-    on: "ratio",
-    against: { impl: "socket", workload: "lines" },
-    op: ">=",
-    limit: 1.5
-  },
-  {
-    text: "requests/s, pool ≥ 5× a connect per request",
-    workload: "request-pool",
-    figure: "value",
-    on: "ratio",
-    against: { impl: "tcp", workload: "request-connect" },
-    op: ">=",
-    limit: 5
-  },
-  { text: "TLS ping-pong ≥ 0.9× raw node:tls", workload: "tls-pingpong", figure: "value", on: "ratio", op: ">=", limit: 0.9 },
-  {
-    text: "TLS bulk recvInto ≥ 0.9× raw node:tls",
-    workload: "tls-bulk-recv-into",
-    figure: "value",
-    on: "ratio",
-    op: ">=",
-    limit: 0.9
-  },
-  {
-    text: "serve echo, 2 workers ≥ 1.7× 1 worker",
-    workload: "workers-2",
-    figure: "value",
-    on: "ratio",
-    against: { impl: "tcp", workload: "workers-1" },
-    op: ">=",
-    limit: 1.7
-  }
+  vsCell("ping-pong ≥ 1.1× effect/socket", "pingpong", "socket", ">=", 1.1),
+  vsCell("  same, client on the peer's core", "pingpong-1core", "socket", ">=", 1.1),
+  vsCell("bulk send ≥ 1.1× effect/socket", "bulk-send", "socket", ">=", 1.1),
+  vsCell("bulk recv(65536) ≥ 1.1× effect/socket", "bulk-recv", "socket", ">=", 1.1),
+  vsCell("connects sequential ≥ 1.1× effect/socket", "connect-seq", "socket", ">=", 1.1),
+  vsCell("connects 64 in flight ≥ 1.1× effect/socket", "connect-par", "socket", ">=", 1.1),
+  vsCell("heap per round trip ≤ effect/socket's", "pingpong-1core", "socket", "<=", 1, "heapPerOp"),
+  vsCell("heap per MiB received (recv) ≤ effect/socket's", "bulk-recv", "socket", "<=", 1, "heapPerMiB"),
+  vsCell("heap per MiB sent ≤ effect/socket's", "bulk-send", "socket", "<=", 1, "heapPerMiB"),
+  vsCell("heap per connect ≤ effect/socket's", "connect-seq", "socket", "<=", 1, "heapPerOp"),
+  vsCell("RSS per idle connection ≤ effect/socket's", "idle", "socket", "<=", 1),
+  vsRaw("ping-pong ≥ 0.9× raw, client on the peer's core", "pingpong-1core", ">=", 0.9),
+  vsRaw("  same, across cores", "pingpong", ">=", 0.9),
+  vsRaw("bulk recv(65536) ≥ 1.0× raw", "bulk-recv", ">=", 1.0),
+  vsRaw("bulk send ≥ 1.0× raw", "bulk-send", ">=", 1.0),
+  vsRaw("connects ≥ 0.8× raw, sequential", "connect-seq", ">=", 0.8),
+  vsRaw("connects ≥ 0.8× raw, 64 in flight", "connect-par", ">=", 0.8),
+  vsRaw("bulk recvInto ≥ 1.3× raw 'data' events", "bulk-recv-into", ">=", 1.3),
+  vsRaw("lines/s, recvUntil ≥ 1.0× raw", "lines", ">=", 1.0),
+  vsCell("lines/s, recvUntil ≥ 1.5× effect/socket", "lines", "socket", ">=", 1.5),
+  vsRaw("lines/s, TcpMessage.crlf ≥ 1.0× raw", "lines-crlf", ">=", 1.0),
+  vsCell("lines/s, TcpMessage.crlf ≥ 1.5× effect/socket", "lines-crlf", "socket", ">=", 1.5, "value", "lines"),
+  vsRaw("lines/s, TcpMessage.crlf stream ≥ 1.0× raw", "lines-stream", ">=", 1.0),
+  vsCell("lines/s, TcpMessage.crlf stream ≥ 1.5× effect/socket", "lines-stream", "socket", ">=", 1.5, "value", "lines"),
+  vsCell("requests/s, pool ≥ 5× a connect per request", "request-pool", "tcp", ">=", 5, "value", "request-connect"),
+  vsRaw("TLS ping-pong ≥ 0.9× raw node:tls", "tls-pingpong", ">=", 0.9),
+  vsRaw("TLS bulk recvInto ≥ 0.9× raw node:tls", "tls-bulk-recv-into", ">=", 0.9),
+  vsCell("serve echo, 2 workers ≥ 1.7× 1 worker", "workers-2", "tcp", ">=", 1.7, "value", "workers-1")
 ]
 
 /** The median of one figure for (implementation, workload) in this invocation, when it has runs. */
