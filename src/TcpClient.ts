@@ -25,7 +25,7 @@ import {
 import type { Connection as CoreConnection } from "./internal/core/connection.ts"
 import { connect as connectSocket, nodeConnection, type NodeTransport } from "./internal/node/transport.ts"
 import { annotateSpan, observed } from "./internal/observe.ts"
-import { prepareOnce, upgradeConnection } from "./internal/tls.ts"
+import { prepareOnce, reportedAs, upgradeConnection } from "./internal/tls.ts"
 import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
 import { socketReader, socketWriter } from "./internal/socket.ts"
@@ -843,11 +843,7 @@ const make = (
         const open = (slot: SlotMemory): Effect.Effect<CoreConnection, TcpError.ConnectError | TcpError.TlsError> =>
           tls === undefined ? connected(slot) : Effect.flatMap(connected(slot), (conn) =>
             upgradeConnection(conn, "client", tls, hostName, deadline, "connect").pipe(
-              Effect.mapError((error) =>
-                error._tag === "TlsHandshakeFailed" || error._tag === "CertificateRejected"
-                  ? error
-                  : TcpError.narrow(error, TcpError.connectTags)
-              ),
+              Effect.mapError(reportedAs(TcpError.connectTags)),
               // The TLS connection closes itself when its handshake fails; this only matters if the handover did.
               Effect.onExit((exit) => Exit.isFailure(exit) ? conn.abort : Effect.void)
             ))

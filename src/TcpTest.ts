@@ -47,7 +47,7 @@ import { isCount, listenSettings, resolveSettings } from "./internal/options.ts"
 import { claim, type Pool, unclaim } from "./internal/pool.ts"
 import { poolOf } from "./internal/storage.ts"
 import { attach } from "./internal/tcpSocket.ts"
-import { prepareOnce, upgradeConnection } from "./internal/tls.ts"
+import { prepareOnce, reportedAs, upgradeConnection } from "./internal/tls.ts"
 import { awaitEvent, Gate } from "./internal/wait.ts"
 import * as TcpClient from "./TcpClient.ts"
 import * as TcpError from "./TcpError.ts"
@@ -1130,11 +1130,7 @@ const makeClient = (world: World): TcpClient.TcpClient["Service"] => {
               link.wake()
               if (tls === undefined) return attach(conn, closeTimeout, pool)
               return upgradeConnection(conn, "client", tls, undefined, deadline, "connect").pipe(
-                Effect.mapError((error) =>
-                  error._tag === "TlsHandshakeFailed" || error._tag === "CertificateRejected"
-                    ? error
-                    : TcpError.narrow(error, TcpError.connectTags)
-                ),
+                Effect.mapError(reportedAs(TcpError.connectTags)),
                 Effect.flatMap((secure) => attach(secure, closeTimeout, pool))
               )
             })

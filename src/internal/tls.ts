@@ -19,6 +19,16 @@ import { attach, TcpSocketImpl } from "./tcpSocket.ts"
 
 export { prepareOnce, type Prepared }
 
+/**
+ * An upgrade's error as a call documenting `tags` reports it: a TLS error
+ * as it is, any other narrowed to the call's tags (a connect's, an accept's).
+ */
+export const reportedAs = <T extends TcpError.Tag>(tags: ReadonlySet<T>) =>
+(
+  error: UpgradeError
+): TcpError.TlsError | Extract<TcpError.TcpError, { readonly _tag: T }> | TcpError.SystemError =>
+  error._tag === "TlsHandshakeFailed" || error._tag === "CertificateRejected" ? error : TcpError.narrow(error, tags)
+
 /** `conn` upgraded as `role` within `deadline`, on its own transport. */
 export const upgradeConnection = (
   conn: Connection,

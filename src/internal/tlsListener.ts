@@ -15,7 +15,7 @@ import * as TcpError from "../TcpError.ts"
 import * as TcpMetrics from "../TcpMetrics.ts"
 import type { TcpSocket } from "../TcpSocket.ts"
 import type { ServerOptions } from "./tlsTypes.ts"
-import { upgradeSocket } from "./tls.ts"
+import { reportedAs, upgradeSocket } from "./tls.ts"
 
 /** `TcpListener.TypeId`, repeated here so this module does not import the one that imports it. */
 const ListenerTypeId = "~effect-tcp/TcpListener" as const
@@ -93,11 +93,7 @@ export class TlsListener<Options extends Deadline.Options> extends Inspectable.C
           })
         )
       ),
-      Effect.mapError((error) =>
-        error._tag === "TlsHandshakeFailed" || error._tag === "CertificateRejected"
-          ? error
-          : TcpError.narrow(error, TcpError.acceptTags)
-      )
+      Effect.mapError(reportedAs(TcpError.acceptTags))
     )
   }
 
