@@ -2,6 +2,7 @@ import { Duration, Effect, Exit, Inspectable, Result } from "effect"
 import type { Fiber } from "effect"
 import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
+import { gather } from "../bytes.ts"
 import type { Pool, SlotMemory } from "../pool.ts"
 import { awaitEvent, type Resume, startTimer } from "../wait.ts"
 import { type Failure, type Host, reported } from "./failure.ts"
@@ -19,20 +20,16 @@ export interface Injector {
   close(): TcpError.CloseError | undefined
 }
 
-const concat = (first: Uint8Array, second: Uint8Array): Uint8Array => {
-  const bytes = new Uint8Array(first.length + second.length)
-  bytes.set(first)
-  bytes.set(second, first.length)
-  return bytes
-}
+/** What a connection's release reports (to `TcpMetrics`, when on). */
+type Figures = { readonly bytesSent: number; readonly bytesReceived: number }
 
 /** What a connection hands to the one that takes its transport over (an upgrade to TLS). */
 export interface Handover<T extends Transport> {
   readonly transport: T
-  readonly slot: SlotMemory
-  readonly releaseSlot: () => void
   /** The bytes that had arrived and were not read: the new connection's first. */
   readonly leftover: Uint8Array
+  /** Builds the connection taking over, on `makeTransport`'s transport: see `Connection.handOver`. */
+  readonly takeOver: <U extends Transport>(makeTransport: (events: TransportEvents) => U) => Connection<U>
 }
 
 /**
@@ -64,7 +61,7 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
   /** Gives the slot back, once the transport let go of the connection and its memory. */
   releaseSlot: () => void
   /** Reports the byte counts when the connection is released (set when metrics are on). */
-  reportFigures: ((figures: { readonly bytesSent: number; readonly bytesReceived: number }) => void) | undefined
+  reportFigures: ((figures: Figures) => void) | undefined
   private readonly closeWaiters: Array<() => void> = []
   private finWaiter: Resume<void, TcpError.CloseError> | undefined
   /** Ends a graceful close in the background (`linger`) once the transport closed. */
@@ -271,12 +268,29 @@ export class Connection<T extends Transport = Transport> extends Inspectable.Cla
     }
     const inSlot = this.inbound.takeAll()
     const beyond = this.transport.release()
-    const leftover = beyond === undefined || beyond.length === 0 ? inSlot : concat(inSlot, beyond)
+    const leftover = beyond === undefined || beyond.length === 0
+      ? inSlot
+      : gather([inSlot, beyond], inSlot.length + beyond.length)
     this.phase = "closed"
     this.fate = "closed"
     this.transportClosed = true
     this.released = true
-    return Result.succeed({ transport: this.transport, slot: this.slot, releaseSlot: this.releaseSlot, leftover })
+    // The connection taking over is the same connection to whoever counts: its slot, its
+    // injected errors, and on release its figures with this one's added.
+    const { bytesReceived, bytesSent, inject, releaseSlot, reportFigures, slot } = this
+    const takeOver = <U extends Transport>(makeTransport: (events: TransportEvents) => U): Connection<U> => {
+      const next = new Connection(slot, this.address, releaseSlot, makeTransport)
+      next.inject = inject
+      if (reportFigures !== undefined) {
+        next.reportFigures = (figures) =>
+          reportFigures({
+            bytesSent: bytesSent + figures.bytesSent,
+            bytesReceived: bytesReceived + figures.bytesReceived
+          })
+      }
+      return next
+    }
+    return Result.succeed({ transport: this.transport, leftover, takeOver })
   }
 
   private wakeFin(outcome: Effect.Effect<void, TcpError.CloseError>): void {

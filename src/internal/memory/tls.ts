@@ -6,7 +6,7 @@
  */
 import { Effect, Result } from "effect"
 import type { UpgradeError } from "../tlsTypes.ts"
-import { Connection } from "../core/connection.ts"
+import type { Connection } from "../core/connection.ts"
 import type { Prepared } from "../node/tls.ts"
 import type { Side } from "./transport.ts"
 
@@ -18,12 +18,11 @@ export const upgrade = (
   syscall: string
 ): Effect.Effect<Connection, UpgradeError> =>
   Effect.suspend((): Effect.Effect<Connection, UpgradeError> => {
-    const address = conn.address
     const injected = conn.transport.handshakeFailure?.(role, syscall)
     const handover = conn.handOver(syscall)
     if (Result.isFailure(handover)) return Effect.fail(handover.failure)
-    const { leftover, releaseSlot, slot, transport } = handover.success
-    const upgraded = new Connection(slot, address, releaseSlot, (events) =>
+    const { leftover, takeOver, transport } = handover.success
+    const upgraded = takeOver((events) =>
       transport.adopt(events, leftover, {
         protocol: "TLSv1.3",
         cipher: "TLS_AES_128_GCM_SHA256",
@@ -32,7 +31,6 @@ export const upgrade = (
         authorizationError: undefined,
         peerCertificate: undefined
       }))
-    upgraded.inject = conn.inject
     transport.conn = upgraded
     transport.resumeReading()
     return injected === undefined ? Effect.succeed(upgraded) : Effect.andThen(upgraded.abort, Effect.fail(injected))

@@ -13,7 +13,7 @@ import * as Tls from "node:tls"
 import type { Deadline } from "../../Deadline.ts"
 import * as TcpError from "../../TcpError.ts"
 import type { ClientOptions, ServerOptions, UpgradeError } from "../tlsTypes.ts"
-import { Connection } from "../core/connection.ts"
+import type { Connection } from "../core/connection.ts"
 import { awaitEvent } from "../wait.ts"
 import { NodeTransport } from "./transport.ts"
 
@@ -203,7 +203,7 @@ export const upgrade = (
     const address = conn.address
     const handover = conn.handOver(syscall)
     if (Result.isFailure(handover)) return Effect.fail(handover.failure)
-    const { leftover, releaseSlot, slot, transport } = handover.success
+    const { leftover, takeOver, transport } = handover.success
     const raw = transport.socket
     // OpenSSL reads what the socket already buffered before the handle.
     if (leftover.length > 0) raw.unshift(Buffer.from(leftover))
@@ -224,7 +224,7 @@ export const upgrade = (
         rejectUnauthorized: options.requestCert && options.rejectUnauthorized,
         ALPNProtocols: options.alpn
       })
-    const upgraded = new Connection(slot, address, releaseSlot, (events) => new NodeTransport(events, secure, true, true))
+    const upgraded = takeOver((events) => new NodeTransport(events, secure, true, true))
     const handshake = awaitEvent<void, UpgradeError, TcpError.TimedOut>(
       deadline,
       () => TcpError.timedOut(syscall, address),
