@@ -54,13 +54,14 @@ class Holder {
 interface Meter {
   readonly lent: (outcome: "created" | "reused") => void
   readonly discarded: () => void
-  readonly changed: (stats: Stats) => void
+  /** The pool's connections or waiters changed: the gauges are set from a fresh snapshot (only when metered). */
+  readonly changed: () => void
 }
 
 const unmetered: Meter = { lent: () => {}, discarded: () => {}, changed: () => {} }
 
 /** The pool's metrics, recorded with the context it was made in (returns happen in a scope's finalizer). */
-const meterOf = (peer: string, context: Context.Context<never>): Meter => {
+const meterOf = (peer: string, context: Context.Context<never>, snapshot: () => Stats): Meter => {
   const lends = {
     created: Metric.withAttributes(TcpMetrics.connectionPoolLends, { peer, outcome: "created" }),
     reused: Metric.withAttributes(TcpMetrics.connectionPoolLends, { peer, outcome: "reused" })
@@ -72,7 +73,8 @@ const meterOf = (peer: string, context: Context.Context<never>): Meter => {
   return {
     lent: (outcome) => lends[outcome].updateUnsafe(1, context),
     discarded: () => discarded.updateUnsafe(1, context),
-    changed: (stats) => {
+    changed: () => {
+      const stats = snapshot()
       idle.updateUnsafe(stats.idle, context)
       inUse.updateUnsafe(stats.inUse, context)
       waiting.updateUnsafe(stats.waiting, context)
@@ -109,7 +111,7 @@ export const make = <Options extends Settings, E>(
     const holders = new Set<Holder>()
     const counts = { created: 0, reused: 0, discarded: 0, waiting: 0, borrowed: 0 }
     const meter = (yield* Effect.service(TcpMetrics.Enabled))
-      ? meterOf(label, (yield* Effect.context<never>()))
+      ? meterOf(label, yield* Effect.context<never>(), () => snapshot())
       : unmetered
 
     // Closing the connection's own scope after success closes it gracefully
@@ -146,7 +148,11 @@ export const make = <Options extends Settings, E>(
       counts.borrowed--
       const socket = holder.socket
       const kept = socket === undefined || (Exit.isSuccess(exit) && reusable(socket))
-      return Effect.andThen(kept ? Effect.void : discard(holder, exit), Effect.sync(() => meter.changed(snapshot())))
+      if (kept) {
+        meter.changed()
+        return Effect.void
+      }
+      return Effect.andThen(discard(holder, exit), Effect.sync(meter.changed))
     }
 
     // A free place is taken at once whatever the deadline; only a wait for one is bounded.
@@ -154,11 +160,11 @@ export const make = <Options extends Settings, E>(
       if (counts.borrowed < size) return Pool.get(pool)
       const waitForOne = Effect.suspend(() => {
         counts.waiting++
-        meter.changed(snapshot())
+        meter.changed()
         return Pool.get(pool)
       }).pipe(Effect.ensuring(Effect.sync(() => {
         counts.waiting--
-        meter.changed(snapshot())
+        meter.changed()
       })))
       return bounded(waitForOne, deadline, () => TcpError.timedOut("connect", label))
     }
@@ -183,7 +189,7 @@ export const make = <Options extends Settings, E>(
           if (reusable(idle)) {
             counts.reused++
             meter.lent("reused")
-            meter.changed(snapshot())
+            meter.changed()
             return idle
           }
           // The peer closed or reset it while it sat idle: never handed out.
@@ -198,7 +204,7 @@ export const make = <Options extends Settings, E>(
         holder.scope = scope
         counts.created++
         meter.lent("created")
-        meter.changed(snapshot())
+        meter.changed()
         return socket
       })
 
